@@ -1,0 +1,137 @@
+"""Command line: ``python -m mlcore train|eval|reproduce|list|data``."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def _positive(v: str) -> int:
+    i = int(v)
+    if i < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {v}")
+    return i
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m mlcore", description="Meta-Learning, Engineered: train, "
+                                "evaluate and reproduce the book's results.")
+    sub = p.add_subparsers(dest="cmd", required=True)
+
+    t = sub.add_parser("train", help="train a method and write its record")
+    t.add_argument("method")
+    t.add_argument("--ways", type=_positive, required=True)
+    t.add_argument("--shots", type=_positive, required=True)
+    t.add_argument("--budget", choices=["smoke", "full"], default=None)
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--out", default=None, help="folder for the record and checkpoint (full: results/, else runs/)")
+    t.add_argument("--device", default=None)
+    t.add_argument("--steps", type=_positive, default=None, help="override the recipe's number of meta-steps")
+    t.add_argument("--distributed", action="store_true", help="split each meta-batch across torchrun ranks")
+
+    e = sub.add_parser("eval", help="score a record's learner on fresh episodes; prints one JSON line")
+    e.add_argument("record")
+    e.add_argument("--ways", type=_positive, default=None)
+    e.add_argument("--shots", type=_positive, default=None)
+    e.add_argument("--episodes", type=_positive, default=None)
+    e.add_argument("--seed", type=int, default=123)
+    e.add_argument("--device", default=None)
+
+    r = sub.add_parser("reproduce", help="regenerate records under results/")
+    r.add_argument("--only", action="append", default=None, help="record name (repeatable)")
+    r.add_argument("--budget", choices=["smoke", "full"], default="full")
+    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--out", default=None)
+    r.add_argument("--device", default=None)
+
+    sub.add_parser("list", help="list methods and reproducible records")
+    d = sub.add_parser("data", help="download and cache Omniglot (official zips, sha256-checked)")
+    d.add_argument("--root", default=None)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from . import registry
+
+    if args.cmd == "list":
+        print(json.dumps({"methods": sorted(registry.learners()), "reproductions": sorted(registry.reproductions())},
+                         indent=1))
+        return 0
+    if args.cmd == "data":
+        from .data.omniglot import ensure_omniglot
+
+        print(ensure_omniglot(args.root))
+        return 0
+    if args.cmd == "train":
+        from .runs import train_and_record
+
+        overrides = {"steps": args.steps} if args.steps else None
+        if args.distributed:
+            from .distributed import train_distributed
+
+            path = train_distributed(args.method, args.ways, args.shots, budget=args.budget, seed=args.seed,
+                                     out_dir=args.out, recipe_overrides=overrides)
+        else:
+            path = train_and_record(args.method, args.ways, args.shots, budget=args.budget, seed=args.seed,
+                                    out_dir=args.out, device=args.device, recipe_overrides=overrides)
+        if path is not None:
+            print(json.dumps({"record": str(path)}))
+        return 0
+    if args.cmd == "eval":
+        from .results import load_record
+
+        rec = load_record(args.record)
+        fn = registry.reproductions().get(rec.name, {}).get("eval_fn") or _eval_fn_for(rec.method)
+        if fn:
+            out = registry.resolve(fn)(args.record, episodes=args.episodes, seed=args.seed, device=args.device)
+        else:
+            from .runs import reevaluate
+
+            out = reevaluate(args.record, args.ways, args.shots, args.episodes, args.seed, args.device)
+        print(json.dumps(out))
+        return 0
+    if args.cmd == "reproduce":
+        return reproduce(args.only, args.budget, args.seed, args.out, args.device)
+    return 2
+
+
+def _eval_fn_for(method: str) -> str | None:
+    """Methods whose records are not few-shot classifiers name their own re-scoring function."""
+    from . import registry
+
+    for spec in registry.reproductions().values():
+        if spec.get("method") == method and spec.get("eval_fn"):
+            return spec["eval_fn"]
+    return None
+
+
+def reproduce(only: list[str] | None, budget: str, seed: int, out: str | None, device: str | None) -> int:
+    from . import registry
+    from .runs import train_and_record
+
+    table = registry.reproductions()
+    names = only or sorted(table)
+    unknown = [n for n in names if n not in table]
+    if unknown:
+        print(f"unknown reproduction(s) {unknown}; available: {sorted(table)}", file=sys.stderr)
+        return 2
+    for name in names:
+        spec = dict(table[name])
+        spec.pop("eval_fn", None)
+        if "fn" in spec:
+            fn = registry.resolve(spec.pop("fn"))
+            paths = fn(budget=budget, seed=seed, out_dir=out, device=device, **spec)
+        else:
+            paths = [train_and_record(spec["method"], spec["ways"], spec["shots"], budget=budget, seed=seed,
+                                      out_dir=out, device=device,
+                                      name=name if budget == "full" else f"{name}_{budget}",
+                                      recipe_overrides=spec.get("recipe"))]
+        for p in paths:
+            print(json.dumps({"reproduced": name, "record": str(p)}), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

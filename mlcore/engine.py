@@ -1,0 +1,208 @@
+"""Training and evaluation loops shared by every method.
+
+``fit`` runs meta-training with a tqdm bar, periodic validation, checkpoints that resume
+*exactly* (model, optimizer, scheduler, sampler generator and global RNG states are all
+saved), and a NaN/inf guard that stops with a clear error and leaves the last good
+checkpoint in place. ``evaluate`` scores a learner on a fixed, seeded set of episodes and
+returns the mean accuracy with its 95 % confidence interval.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from .results import atomic_torch_save, mean_ci95
+
+EVAL_SEED = 2017  # every method in the book is scored on the episodes this seed draws
+CHECKPOINT_NAME = "last.pt"
+
+
+class NonFiniteLossError(FloatingPointError):
+    """Raised by :func:`fit` when the loss or a gradient stops being finite."""
+
+
+@dataclass
+class FitResult:
+    steps: int
+    wall_s: float
+    history: list[dict] = field(default_factory=list)
+    resumed_from: int = 0
+
+
+def _rng_state() -> dict:
+    state = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def default_optimizer(learner: torch.nn.Module, lr: float, lr_step: int | None, lr_gamma: float):
+    params = [p for p in learner.parameters() if p.requires_grad]
+    opt = torch.optim.Adam(params, lr=lr)
+    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=lr_step, gamma=lr_gamma) if lr_step else None
+    return opt, sched
+
+
+def fit(
+    learner,
+    sampler,
+    steps: int,
+    *,
+    lr: float = 1e-3,
+    lr_step: int | None = None,
+    lr_gamma: float = 0.5,
+    optimizer: torch.optim.Optimizer | None = None,
+    scheduler: Any = None,
+    grad_clip: float | None = None,
+    run_dir: str | Path | None = None,
+    checkpoint_every: int = 500,
+    resume: bool = True,
+    val_fn: Callable[[Any], dict] | None = None,
+    val_every: int = 0,
+    log_every: int = 50,
+    progress: bool = True,
+    stop_after: int | None = None,
+) -> FitResult:
+    """Meta-train ``learner`` for ``steps`` outer steps on batches from ``sampler``.
+
+    ``learner.meta_loss(sampler.sample())`` gives the loss; the default optimizer is Adam
+    with an optional StepLR. With ``run_dir`` a checkpoint is written every
+    ``checkpoint_every`` steps and at the end; with ``resume`` an existing checkpoint is
+    loaded first, so a killed run continues exactly where it stopped. ``stop_after`` ends
+    the call early (used by the tests to simulate a crash). ``val_fn(learner)`` returns a
+    dict of metrics logged every ``val_every`` steps.
+    """
+    if not isinstance(steps, int) or steps < 0:
+        raise ValueError(f"steps must be a non-negative int, got {steps!r}")
+    if not math.isfinite(lr) or lr <= 0:
+        raise ValueError(f"lr must be a positive finite number, got {lr!r}")
+    if optimizer is None:
+        optimizer, scheduler = default_optimizer(learner, lr, lr_step, lr_gamma)
+    run_dir = Path(run_dir) if run_dir is not None else None
+    ckpt = run_dir / CHECKPOINT_NAME if run_dir is not None else None
+    start, history, prior_wall = 0, [], 0.0
+    if ckpt is not None and resume and ckpt.exists():
+        state = torch.load(ckpt, map_location=learner.device if hasattr(learner, "device") else "cpu",
+                           weights_only=False)
+        learner.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        if scheduler is not None and state.get("scheduler") is not None:
+            scheduler.load_state_dict(state["scheduler"])
+        sampler.load_state_dict(state["sampler"])
+        _set_rng_state(state["rng"])
+        start, history, prior_wall = state["step"], state["history"], state.get("wall_s", 0.0)
+
+    def save(step: int, wall: float) -> None:
+        if ckpt is None:
+            return
+        atomic_torch_save({
+            "model": learner.state_dict(), "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict() if scheduler is not None else None,
+            "sampler": sampler.state_dict(), "rng": _rng_state(), "step": step, "history": history,
+            "wall_s": wall,
+        }, ckpt)
+
+    t0 = time.perf_counter()
+    end = steps if stop_after is None else min(steps, start + stop_after)
+    learner.train()
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=steps, initial=start, desc=type(learner).__name__, leave=False, mininterval=1.0)
+    running: dict[str, float] = {}
+    step = start
+    try:
+        for step in range(start + 1, end + 1):
+            batch = sampler.sample()
+            loss, stats = learner.meta_loss(batch)
+            if not torch.isfinite(loss):
+                raise NonFiniteLossError(
+                    f"loss became {loss.item()} at step {step}; training stopped. The last good checkpoint "
+                    f"{'is ' + str(ckpt) if ckpt and ckpt.exists() else 'was not written (no run_dir)'}. "
+                    "Lower the learning rate or enable grad_clip, then resume."
+                )
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if hasattr(learner, "after_backward"):
+                learner.after_backward()
+            if grad_clip is not None:
+                torch.nn.utils.clip_grad_norm_(learner.parameters(), grad_clip)
+            bad = [n for n, p in learner.named_parameters() if p.grad is not None and not torch.isfinite(p.grad).all()]
+            if bad:
+                raise NonFiniteLossError(f"non-finite gradient in {bad[:3]} at step {step}; training stopped, the "
+                                         f"last good checkpoint is kept ({ckpt}).")
+            optimizer.step()
+            if scheduler is not None:
+                scheduler.step()
+            if hasattr(learner, "after_step"):
+                learner.after_step()
+            running["loss"] = running.get("loss", 0.0) + float(loss.detach())
+            for k, v in stats.items():
+                running[k] = running.get(k, 0.0) + float(v)
+            running["_n"] = running.get("_n", 0) + 1
+            if step % log_every == 0 or step == end:
+                n = running.pop("_n")
+                entry = {"step": step, **{k: v / n for k, v in running.items()}}
+                running = {}
+                if val_fn is not None and val_every and (step % val_every == 0 or step == steps):
+                    learner.eval()
+                    entry.update({f"val_{k}": v for k, v in val_fn(learner).items()})
+                    learner.train()
+                history.append(entry)
+                if bar is not None:
+                    bar.set_postfix({k: f"{v:.3f}" for k, v in entry.items() if k != "step"}, refresh=False)
+            if bar is not None:
+                bar.update(1)
+            if ckpt is not None and (step % checkpoint_every == 0 or step == end):
+                save(step, prior_wall + time.perf_counter() - t0)
+    finally:
+        if bar is not None:
+            bar.close()
+    learner.eval()
+    return FitResult(steps=step, wall_s=prior_wall + time.perf_counter() - t0, history=history, resumed_from=start)
+
+
+def test_sampler(ways: int, shots: int, queries: int = 15, split: str = "vinyals/test", device=None,
+                 within_alphabet: bool = False, seed: int = EVAL_SEED):
+    """The sampler whose :meth:`fixed_set` gives the book's shared test episodes."""
+    from .data.episodes import EpisodeSampler
+    from .data.omniglot import load_split
+    from .runtime import get_device
+
+    return EpisodeSampler(load_split(split), ways, shots, queries, batch_size=1, device=get_device(device),
+                          seed=seed, within_alphabet=within_alphabet)
+
+
+def evaluate(learner, sampler, episodes: int = 1000, seed: int = EVAL_SEED, chunk: int = 50,
+             progress: bool = False) -> dict:
+    """Accuracy on ``episodes`` fixed episodes (seeded by ``seed``) with its 95 % CI.
+
+    Returns ``{"accuracy", "ci95", "episodes", "per_episode"}``; ``per_episode`` lets the
+    comparison chapter run paired tests on the very same tasks.
+    """
+    learner.eval()
+    accs: list[float] = []
+    it = sampler.fixed_set(episodes, seed=seed, chunk=chunk)
+    if progress:
+        from tqdm.auto import tqdm
+
+        it = tqdm(it, total=math.ceil(episodes / chunk), desc="evaluate", leave=False)
+    grad_ctx = torch.enable_grad if getattr(learner, "needs_grad_at_test", False) else torch.no_grad
+    for ep in it:
+        with grad_ctx():
+            logits = learner.predict_batch(ep)
+        accs += (logits.argmax(-1) == ep.query_y).float().mean(-1).tolist()
+    mean, ci = mean_ci95(accs)
+    return {"accuracy": mean, "ci95": ci, "episodes": len(accs), "per_episode": accs}

@@ -1,0 +1,120 @@
+"""The one learner protocol every few-shot method implements.
+
+* ``meta_loss(episodes) -> (loss, stats)``: the meta-training objective on a batch of tasks.
+* ``predict(support_x, support_y, query_x) -> logits``: adapt to one task, score its queries.
+
+The engine, the evaluator, the CLI and the comparison chapter only use these two
+methods (plus :meth:`FewShotLearner.recipe` for the training budget), so a new method
+plugs in without touching them.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from .data.episodes import Episode
+
+
+@dataclass
+class Recipe:
+    """How to train and test a method in one setting (built by ``Learner.recipe``)."""
+
+    ways: int
+    shots: int
+    queries: int = 5
+    meta_batch: int = 1
+    steps: int = 1000
+    lr: float = 1e-3
+    lr_step: int | None = None
+    lr_gamma: float = 0.5
+    grad_clip: float | None = None
+    train_split: str = "vinyals/trainval"
+    test_split: str = "vinyals/test"
+    val_split: str | None = None
+    val_every: int = 0
+    val_episodes: int = 200
+    test_ways: int | None = None
+    test_shots: int | None = None
+    test_queries: int = 15
+    within_alphabet: bool = False
+    model: dict = field(default_factory=dict)
+    extra: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Recipe":
+        return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
+
+
+def check_task(support_x: torch.Tensor, support_y: torch.Tensor, query_x: torch.Tensor) -> int:
+    """Validate one task's tensors and return its number of ways N.
+
+    Labels must be 0..N-1 with every class present; images (n, C, H, W) with matching C, H, W.
+    """
+    if support_x.ndim != 4 or query_x.ndim != 4:
+        raise ValueError(f"support_x and query_x must be (n, C, H, W) image batches; got {tuple(support_x.shape)} "
+                         f"and {tuple(query_x.shape)} (use mlcore.data.preprocess on raw images)")
+    if support_y.ndim != 1 or support_y.shape[0] != support_x.shape[0]:
+        raise ValueError(f"support_y must be (n,) with n = len(support_x) = {support_x.shape[0]}; "
+                         f"got shape {tuple(support_y.shape)}")
+    if support_x.shape[1:] != query_x.shape[1:]:
+        raise ValueError(f"support and query images differ in shape: {tuple(support_x.shape[1:])} vs "
+                         f"{tuple(query_x.shape[1:])}")
+    if support_y.dtype not in (torch.int64, torch.int32, torch.int16, torch.uint8):
+        raise ValueError(f"support_y must hold integer class labels, got dtype {support_y.dtype}")
+    n = int(support_y.max()) + 1
+    present = torch.bincount(support_y.long().cpu(), minlength=n)
+    if int(support_y.min()) < 0 or bool((present == 0).any()):
+        raise ValueError(f"support_y must use labels 0..N-1 with every class present; got counts {present.tolist()}")
+    if n < 2:
+        raise ValueError("a task needs at least 2 classes in its support set")
+    return n
+
+
+class FewShotLearner(nn.Module):
+    """Base class: stores its constructor config so :func:`mlcore.load` can rebuild it."""
+
+    method: ClassVar[str] = "base"
+    needs_grad_at_test: ClassVar[bool] = False
+
+    def __init__(self, **config: Any):
+        super().__init__()
+        self.config = dict(config)
+
+    @classmethod
+    def from_config(cls, config: dict) -> "FewShotLearner":
+        return cls(**config)
+
+    @classmethod
+    def recipe(cls, ways: int, shots: int, budget: str = "smoke") -> Recipe:
+        raise NotImplementedError(f"{cls.__name__} defines no training recipe")
+
+    def meta_loss(self, episodes: Episode) -> tuple[torch.Tensor, dict]:
+        raise NotImplementedError
+
+    def predict(self, support_x: torch.Tensor, support_y: torch.Tensor, query_x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def predict_batch(self, episodes: Episode) -> torch.Tensor:
+        """Logits (B, N*Q, N) for a batch of tasks; override for a vectorised version."""
+        return torch.stack([self.predict(episodes.support_x[i], episodes.support_y[i], episodes.query_x[i])
+                            for i in range(episodes.batch_size)])
+
+    def make_train_sampler(self, recipe: Recipe, device, seed: int):
+        """The training sampler; metric learners with pair losses override this."""
+        from .data.episodes import EpisodeSampler
+        from .data.omniglot import load_split
+
+        return EpisodeSampler(load_split(recipe.train_split), recipe.ways, recipe.shots, recipe.queries,
+                              batch_size=recipe.meta_batch, device=device, seed=seed,
+                              within_alphabet=recipe.within_alphabet)
+
+    @property
+    def device(self) -> torch.device:
+        p = next(self.parameters(), None)
+        return p.device if p is not None else torch.device("cpu")

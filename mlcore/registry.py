@@ -1,0 +1,52 @@
+"""Where methods and reproductions are found.
+
+Each family package (``mlcore.memory``, ``mlcore.metric``, ``mlcore.optimization``,
+``mlcore.rl``, ...) declares two plain dicts in its ``__init__``:
+
+* ``LEARNERS``: method name -> ``"module:Class"`` (a learner with ``from_config``);
+* ``REPRODUCTIONS``: record name -> spec. A spec is either
+  ``{"method": m, "ways": N, "shots": K}`` (trained and scored by :func:`mlcore.runs.train_and_record`)
+  or ``{"fn": "module:function", ...kwargs}`` called as ``fn(budget=..., seed=..., out_dir=..., **kwargs)``
+  and returning the paths of the records it wrote.
+
+Nothing heavy is imported until a method is asked for.
+"""
+from __future__ import annotations
+
+import importlib
+
+FAMILIES = ("mlcore.memory", "mlcore.metric", "mlcore.optimization", "mlcore.rl", "mlcore.baselines")
+
+
+def _family_dicts(attr: str) -> dict:
+    out: dict = {}
+    for fam in FAMILIES:
+        try:
+            mod = importlib.import_module(fam)
+        except ModuleNotFoundError as e:
+            if e.name == fam:
+                continue
+            raise
+        out.update(getattr(mod, attr, {}))
+    return out
+
+
+def learners() -> dict[str, str]:
+    return _family_dicts("LEARNERS")
+
+
+def reproductions() -> dict[str, dict]:
+    return _family_dicts("REPRODUCTIONS")
+
+
+def resolve(target: str):
+    """Import ``"module:attr"``."""
+    mod, _, attr = target.partition(":")
+    return getattr(importlib.import_module(mod), attr)
+
+
+def learner_class(method: str):
+    table = learners()
+    if method not in table:
+        raise ValueError(f"unknown method {method!r}; available: {sorted(table)}")
+    return resolve(table[method])

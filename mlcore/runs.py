@@ -1,0 +1,108 @@
+"""Train a method in one setting, score it on the shared test episodes, write its record.
+
+This is what ``python -m mlcore train`` and ``reproduce`` call, and what ``mlcore.load``
+reverses.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import torch
+
+from . import budget as budget_mod
+from .engine import EVAL_SEED, evaluate, fit, test_sampler
+from .learner import Recipe
+from .registry import learner_class
+from .results import RESULTS_DIR, Record, atomic_torch_save, checkpoint_path, load_record, save_record
+from .runtime import get_device, git_commit, hardware, seed_everything
+
+
+def record_name(method: str, ways: int, shots: int, dataset: str = "omniglot", suffix: str = "") -> str:
+    return f"{method}_{dataset}_{ways}w{shots}s{suffix}"
+
+
+def train_and_record(method: str, ways: int, shots: int, budget: str | None = None, seed: int = 0,
+                     out_dir: str | Path | None = None, device=None, name: str | None = None,
+                     test_episodes: int | None = None, progress: bool = True, run_dir: str | Path | None = None,
+                     recipe_overrides: dict | None = None) -> Path:
+    """Train ``method`` for N-way K-shot with its recipe at ``budget``; write record + checkpoint.
+
+    Returns the record's path. The checkpoint (a state dict) sits beside the record as
+    ``<name>.pt``. ``run_dir`` holds the resumable training checkpoint (default:
+    ``runs/<name>``): run the same command again after a crash and it resumes.
+    """
+    budget = budget_mod.current_budget(budget)
+    cls = learner_class(method)
+    recipe: Recipe = cls.recipe(ways, shots, budget)
+    for k, v in (recipe_overrides or {}).items():
+        if k not in Recipe.__dataclass_fields__:
+            raise ValueError(f"unknown recipe field {k!r}")
+        setattr(recipe, k, v)
+    device = get_device(device)
+    seed_everything(seed)
+    learner = cls.from_config(recipe.model).to(device)
+    sampler = learner.make_train_sampler(recipe, device, seed)
+    name = name or record_name(method, ways, shots, suffix="" if budget == "full" else f"_{budget}")
+    out_dir = Path(out_dir) if out_dir is not None else (RESULTS_DIR if budget == "full" else Path("runs"))
+    run_dir = Path(run_dir) if run_dir is not None else Path("runs") / name
+    val_fn = None
+    if recipe.val_split and recipe.val_every:
+        vs = test_sampler(recipe.test_ways or ways, recipe.test_shots or shots, recipe.test_queries,
+                          recipe.val_split, device)
+
+        def val_fn(lrn):
+            r = evaluate(lrn, vs, recipe.val_episodes, seed=EVAL_SEED + 1)
+            return {"accuracy": r["accuracy"]}
+
+    t0 = time.perf_counter()
+    fr = fit(learner, sampler, recipe.steps, lr=recipe.lr, lr_step=recipe.lr_step, lr_gamma=recipe.lr_gamma,
+             grad_clip=recipe.grad_clip, run_dir=run_dir, val_fn=val_fn, val_every=recipe.val_every,
+             progress=progress, optimizer=None)
+    train_wall = fr.wall_s
+    n_test = test_episodes or budget_mod.pick(budget, smoke=100, full=1000)
+    ts = test_sampler(recipe.test_ways or ways, recipe.test_shots or shots, recipe.test_queries, recipe.test_split,
+                      device, within_alphabet=recipe.within_alphabet)
+    res = evaluate(learner, ts, n_test, seed=EVAL_SEED, progress=progress)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    ckpt = out_dir / f"{name}.pt"
+    atomic_torch_save({k: v.detach().cpu() for k, v in learner.state_dict().items()}, ckpt)
+    rec = Record(
+        name=name, method=method, dataset="omniglot", split=recipe.test_split, ways=recipe.test_ways or ways,
+        shots=recipe.test_shots or shots, accuracy=res["accuracy"], ci95=res["ci95"], episodes=res["episodes"],
+        seed=seed, config={"recipe": recipe.to_dict(), "model": recipe.model, "eval_seed": EVAL_SEED},
+        metrics={"final_train": fr.history[-1] if fr.history else {}, "history": fr.history[-20:]},
+        hardware=hardware(), wall_s=time.perf_counter() - t0, train_wall_s=train_wall, git_commit=git_commit(),
+        checkpoint=ckpt.name, budget=budget,
+    )
+    return save_record(rec, out_dir)
+
+
+def load(record_path: str | Path, device=None):
+    """Rebuild the trained learner of a record (weights loaded with ``weights_only=True``)."""
+    rec = load_record(record_path)
+    cls = learner_class(rec.method)
+    model_cfg = rec.config.get("model", {})
+    learner = cls.from_config(model_cfg)
+    ck = checkpoint_path(rec)
+    if ck is None or not ck.exists():
+        raise FileNotFoundError(f"record {rec.name} points to checkpoint {rec.checkpoint!r}, which is missing "
+                                f"(looked at {ck}); re-run `python -m mlcore reproduce --only {rec.name}`")
+    state = torch.load(ck, map_location="cpu", weights_only=True)
+    learner.load_state_dict(state)
+    learner.record = rec
+    return learner.to(get_device(device)).eval()
+
+
+def reevaluate(record_path: str | Path, ways: int | None = None, shots: int | None = None,
+               episodes: int | None = None, seed: int = 123, device=None, queries: int | None = None) -> dict:
+    """Score a record's learner on fresh episodes of its test split (``seed`` picks them)."""
+    rec = load_record(record_path)
+    learner = load(record_path, device)
+    recipe = rec.config.get("recipe", {})
+    ts = test_sampler(ways or rec.ways, shots or rec.shots, queries or recipe.get("test_queries", 15),
+                      rec.split or "vinyals/test", learner.device, within_alphabet=recipe.get("within_alphabet", False))
+    res = evaluate(learner, ts, episodes or rec.episodes or 1000, seed=seed)
+    return {"record": rec.name, "accuracy": res["accuracy"], "ci95": res["ci95"], "episodes": res["episodes"],
+            "ways": ts.ways, "shots": ts.shots, "seed": seed, "reference_accuracy": rec.accuracy,
+            "reference_ci95": rec.ci95}

@@ -1,0 +1,103 @@
+"""Device choice, seeding, determinism and hardware description.
+
+Everything in :mod:`mlcore` asks this module which device to use, so a reader can
+switch the whole library with one environment variable (``MLCORE_DEVICE=cpu``).
+"""
+from __future__ import annotations
+
+import os
+import platform
+import random
+import subprocess
+from contextlib import nullcontext
+from pathlib import Path
+
+import numpy as np
+import torch
+
+_ALLOWED_DEVICES = ("cuda", "mps", "cpu")
+
+
+def get_device(device: str | torch.device | None = None) -> torch.device:
+    """Return the device to run on: the argument, else ``MLCORE_DEVICE``, else cuda > mps > cpu."""
+    if device is None:
+        device = os.environ.get("MLCORE_DEVICE") or None
+    if device is None:
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    dev = torch.device(device)
+    if dev.type not in _ALLOWED_DEVICES:
+        raise ValueError(f"device {device!r} is not supported; use one of {_ALLOWED_DEVICES}")
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' was asked for but torch.cuda.is_available() is False; use 'cpu'")
+    return dev
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    """Seed Python, NumPy and torch (all devices); return a fresh CPU generator seeded with ``seed``."""
+    if not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    g = torch.Generator()
+    g.manual_seed(seed)
+    return g
+
+
+def set_deterministic(enabled: bool = True) -> None:
+    """Ask torch for deterministic kernels (and cuBLAS workspace config on CUDA)."""
+    if enabled:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(enabled, warn_only=True)
+    torch.backends.cudnn.benchmark = not enabled
+    torch.backends.cudnn.deterministic = enabled
+
+
+def autocast(device: torch.device, dtype: str | None):
+    """Autocast context for ``dtype`` in {None, 'bf16', 'fp16'}; ``None`` is a no-op."""
+    if dtype is None:
+        return nullcontext()
+    table = {"bf16": torch.bfloat16, "fp16": torch.float16}
+    if dtype not in table:
+        raise ValueError(f"autocast dtype {dtype!r} not allowed; use None, 'bf16' or 'fp16'")
+    return torch.autocast(device_type=device.type, dtype=table[dtype])
+
+
+def hardware() -> dict:
+    """A short, JSON-friendly description of where a run happened."""
+    info = {
+        "platform": platform.platform(terse=True),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "cpu": platform.processor() or platform.machine(),
+        "cpu_threads": torch.get_num_threads(),
+    }
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+    return info
+
+
+def hardware_label(hw: dict) -> str:
+    """Human label for a hardware dict: the GPU name, else 'CPU (N threads)'."""
+    if hw.get("gpu"):
+        return hw["gpu"]
+    return f"CPU ({hw.get('cpu_threads', '?')} threads)"
+
+
+def git_commit(path: str | Path | None = None) -> str:
+    """The current git commit of the repository holding ``path`` (or 'unknown')."""
+    cwd = Path(path) if path else Path(__file__).resolve().parent
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=5)
+        sha = out.stdout.strip()
+        if out.returncode == 0 and sha:
+            dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd,
+                                   capture_output=True, text=True, timeout=5).stdout.strip()
+            return sha + ("-dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return os.environ.get("MLCORE_GIT_COMMIT", "unknown")
