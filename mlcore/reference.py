@@ -1,0 +1,170 @@
+"""The papers' published numbers, as data, so tables put them beside ours by code.
+
+Every number here is copied from ``shared/reference/targets.md`` (which cites each paper's
+arXiv id); none is ever used as one of *our* results. The book's tables
+(:mod:`mlcore.report`) look a record's (method, setting) up here to print the paper's
+number next to the measured one.
+
+Settings are short strings: ``"5w1s"`` means 5-way 1-shot on the Vinyals split (random
+characters, rotations as new classes); ``"20w1s-within"`` is Lake's harder protocol
+(20-way one-shot, all candidates from one ``images_evaluation`` alphabet, training on the
+``images_background`` alphabets only).
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+#: Settings in the order tables show them.
+SETTINGS: tuple[str, ...] = ("5w1s", "5w5s", "20w1s", "20w5s", "20w1s-within")
+
+
+@dataclass(frozen=True)
+class Published:
+    """One published number: accuracy in percent, its ± (95 % CI unless ``note`` says otherwise)."""
+
+    method: str
+    setting: str
+    accuracy: float
+    pm: float | None
+    paper: str  # BibTeX key in book/references.bib
+    cite: str  # short human citation, for README tables
+    note: str = ""
+
+    def text(self) -> str:
+        """``"98.7 ± 0.4"`` or ``"98.8"`` (percent, as the paper printed it)."""
+        s = f"{self.accuracy:g}"
+        return f"{s} ± {self.pm:g}" if self.pm is not None else s
+
+
+#: Canonical method name -> (display name, BibTeX key, short citation).
+METHODS: dict[str, tuple[str, str, str]] = {
+    "protonet": ("Prototypical Networks", "snell2017prototypical", "Snell et al. 2017"),
+    "maml": ("MAML", "finn2017maml", "Finn et al. 2017"),
+    "fomaml": ("first-order MAML", "nichol2018reptile", "Nichol et al. 2018"),
+    "reptile": ("Reptile", "nichol2018reptile", "Nichol et al. 2018"),
+    "matching": ("Matching Networks", "vinyals2016matching", "Vinyals et al. 2016"),
+    "relation": ("Relation Network", "sung2018relation", "Sung et al. 2018"),
+    "siamese": ("Siamese network", "koch2015siamese", "Koch et al. 2015"),
+    "metasgd": ("Meta-SGD", "li2017metasgd", "Li et al. 2017"),
+    "anil": ("ANIL", "raghu2019anil", "Raghu et al. 2019"),
+    "mann": ("MANN", "santoro2016mann", "Santoro et al. 2016"),
+}
+
+#: Other spellings a family may register its learner under -> canonical name.
+ALIASES: dict[str, str] = {
+    "prototypical": "protonet", "prototypicalnetworks": "protonet", "proto": "protonet",
+    "maml2": "maml", "mamlsecondorder": "maml",
+    "firstordermaml": "fomaml", "mamlfo": "fomaml", "mamlfirstorder": "fomaml",
+    "matchingnet": "matching", "matchingnets": "matching", "matchingnetworks": "matching",
+    "matchingnetfce": "matching", "matchingfce": "matching",
+    "relationnet": "relation", "relationnetwork": "relation", "relationnetworks": "relation",
+    "siamesenet": "siamese", "siamesenetwork": "siamese", "kochsiamese": "siamese",
+    "meta_sgd": "metasgd",
+}
+
+_T = [  # (method, setting, accuracy %, ± or None, note)
+    ("protonet", "5w1s", 98.8, None, ""), ("protonet", "5w5s", 99.7, None, ""),
+    ("protonet", "20w1s", 96.0, None, ""), ("protonet", "20w5s", 98.9, None, ""),
+    ("maml", "5w1s", 98.7, 0.4, ""), ("maml", "5w5s", 99.9, 0.1, ""),
+    ("maml", "20w1s", 95.8, 0.3, ""), ("maml", "20w5s", 98.9, 0.2, ""),
+    ("fomaml", "5w1s", 98.3, 0.5, "as reported in the Reptile paper"),
+    ("fomaml", "5w5s", 99.2, 0.2, "as reported in the Reptile paper"),
+    ("fomaml", "20w1s", 89.4, 0.5, "as reported in the Reptile paper"),
+    ("fomaml", "20w5s", 97.9, 0.1, "as reported in the Reptile paper"),
+    ("reptile", "5w1s", 97.68, None, "transductive"), ("reptile", "5w5s", 99.48, None, "transductive"),
+    ("reptile", "20w1s", 89.43, None, "transductive"), ("reptile", "20w5s", 97.12, None, "transductive"),
+    ("matching", "5w1s", 98.1, None, ""), ("matching", "5w5s", 98.9, None, ""),
+    ("matching", "20w1s", 93.8, None, ""), ("matching", "20w5s", 98.5, None, ""),
+    ("relation", "5w1s", 99.6, 0.2, ""), ("relation", "5w5s", 99.8, 0.1, ""),
+    ("relation", "20w1s", 97.6, 0.2, ""), ("relation", "20w5s", 99.1, 0.1, ""),
+    ("siamese", "5w1s", 96.7, None, "re-implemented by Vinyals et al."),
+    ("siamese", "5w5s", 98.4, None, "re-implemented by Vinyals et al."),
+    ("siamese", "20w1s", 88.0, None, "re-implemented by Vinyals et al."),
+    ("siamese", "20w5s", 96.5, None, "re-implemented by Vinyals et al."),
+    ("siamese", "20w1s-within", 92.0, None, "Koch et al., Lake's within-alphabet protocol"),
+    ("metasgd", "5w1s", 99.53, 0.26, ""), ("metasgd", "5w5s", 99.93, 0.09, ""),
+    ("metasgd", "20w1s", 95.93, None, ""), ("metasgd", "20w5s", 98.97, None, ""),
+    ("anil", "20w1s", 96.2, 0.5, "± is std over 3 seeds"), ("anil", "20w5s", 98.0, 0.3, "± is std over 3 seeds"),
+    ("mann", "5w1s", 82.8, None, "no convolutions"), ("mann", "5w5s", 94.9, None, "no convolutions"),
+]
+
+# Numbers that come from a paper other than the method's own.
+_SOURCE = {(m, s): ("vinyals2016matching", "Vinyals et al. 2016") for m, s, *_ in _T
+           if m == "siamese" and s != "20w1s-within"}
+
+#: All published Omniglot accuracies, keyed by (canonical method, setting).
+OMNIGLOT: dict[tuple[str, str], Published] = {
+    (m, s): Published(m, s, a, pm, *_SOURCE.get((m, s), METHODS[m][1:]), note) for m, s, a, pm, note in _T
+}
+
+#: Lake's 20-way within-alphabet one-shot protocol: reference points that are not our methods.
+LAKE_WITHIN_ALPHABET: dict[str, tuple[float, str]] = {
+    "human": (95.5, "lake2015human"),
+    "Hierarchical Bayesian Program Learning": (95.2, "lake2015human"),
+    "convolutional Siamese net (Koch et al.)": (92.0, "koch2015siamese"),
+    "1-nearest-neighbour on pixels": (21.7, "lake2015human"),
+}
+
+#: The official ProtoNet code re-run (targets.md): shows reproductions fall a little short.
+PROTONET_RERUN: dict[str, float] = {"5w1s": 98.4, "5w5s": 99.6, "20w1s": 94.9, "20w5s": 98.6}
+
+#: MAML sinusoid regression (Finn et al. 2017), 5-shot test MSE after 1 / 5 / 10 gradient steps.
+SINUSOID_5SHOT_MSE: dict[str, dict[int, float]] = {
+    "maml": {1: 0.67, 5: 0.38, 10: 0.35},
+    "pretrained": {1: 2.41, 5: 2.23, 10: 2.19},
+}
+
+_BANDIT_COLS = ("Random", "Gittins", "TS", "OTS", "UCB1", "eps-greedy", "Greedy", "RL2")
+_BANDIT_ROWS = {
+    (10, 5): (5.0, 6.6, 5.7, 6.5, 6.7, 6.6, 6.6, 6.7),
+    (10, 10): (5.0, 6.6, 5.5, 6.2, 6.7, 6.6, 6.6, 6.7),
+    (10, 50): (5.1, 6.5, 5.2, 5.5, 6.6, 6.5, 6.5, 6.8),
+    (100, 5): (49.9, 78.3, 74.7, 77.9, 78.0, 75.4, 74.8, 78.7),
+    (100, 10): (49.9, 82.8, 76.7, 81.4, 82.4, 77.4, 77.1, 83.5),
+    (100, 50): (49.8, 85.2, 64.5, 67.7, 84.3, 78.3, 78.0, 84.9),
+    (500, 5): (249.8, 405.8, 402.0, 406.7, 405.8, 388.2, 380.6, 401.6),
+    (500, 10): (249.0, 437.8, 429.5, 438.9, 437.1, 408.0, 395.0, 432.5),
+    (500, 50): (249.6, 463.7, 427.2, 437.6, 457.6, 413.6, 402.8, 438.9),
+}
+#: RL² Bernoulli bandits (Duan et al. 2016): (pulls n, arms k) -> {policy: total reward}.
+RL2_BANDITS: dict[tuple[int, int], dict[str, float]] = {
+    key: dict(zip(_BANDIT_COLS, row)) for key, row in _BANDIT_ROWS.items()
+}
+
+_MDP_COLS = ("Random", "PSRL", "OPSRL", "UCRL2", "BEB", "eps-greedy", "Greedy", "RL2")
+_MDP_ROWS = {
+    10: (100.1, 138.1, 144.1, 146.6, 150.2, 132.8, 134.8, 156.2),
+    25: (250.2, 408.8, 425.2, 424.1, 427.8, 377.3, 368.8, 445.7),
+    50: (499.7, 904.4, 930.7, 918.9, 917.8, 823.3, 769.3, 936.1),
+    75: (749.9, 1417.1, 1449.2, 1427.6, 1422.6, 1293.9, 1172.9, 1428.8),
+    100: (999.4, 1939.5, 1973.9, 1942.1, 1935.1, 1778.2, 1578.5, 1913.7),
+}
+#: RL² random tabular MDPs (Duan et al. 2016): episodes per trial n -> {policy: total reward}.
+RL2_MDPS: dict[int, dict[str, float]] = {n: dict(zip(_MDP_COLS, row)) for n, row in _MDP_ROWS.items()}
+
+
+def canonical_method(name: str) -> str:
+    """Map a registered learner name to the canonical name used here (unknown names pass through)."""
+    key = re.sub(r"[^a-z0-9]", "", name.lower())
+    if key in METHODS:
+        return key
+    if key in ALIASES:
+        return ALIASES[key]
+    return ALIASES.get(name.lower(), name)
+
+
+def setting_name(ways: int, shots: int, within_alphabet: bool = False) -> str:
+    """``setting_name(20, 1, within_alphabet=True) == "20w1s-within"``."""
+    return f"{ways}w{shots}s" + ("-within" if within_alphabet else "")
+
+
+def published(method: str, setting: str) -> Published | None:
+    """The paper's number for ``method`` in ``setting``, or ``None`` if the paper has none."""
+    return OMNIGLOT.get((canonical_method(method), setting))
+
+
+def display_name(method: str) -> str:
+    """Human name of a method (``"protonet"`` -> ``"Prototypical Networks"``)."""
+    m = canonical_method(method)
+    return METHODS[m][0] if m in METHODS else method

@@ -1,0 +1,218 @@
+"""Results tables built from ``results/*.json`` by code, never typed by hand.
+
+``python -m mlcore.report`` prints the tables as Markdown; ``python -m mlcore.report --readme``
+rewrites the part of ``README.md`` between ``<!-- results:start -->`` and
+``<!-- results:end -->``. The book's comparison chapter calls :func:`classification_rows`
+and :func:`markdown_table` directly.
+
+Every row comes from one record: our accuracy with its 95 % CI over the record's test
+episodes, the training wall time and hardware the record carries, and, beside it, the
+published number from :mod:`mlcore.reference` (or "–" where the paper has none).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+from pathlib import Path
+
+from . import reference
+from .results import RESULTS_DIR, Record, atomic_write_text
+from .runtime import hardware_label
+
+START, END = "<!-- results:start -->", "<!-- results:end -->"
+README = RESULTS_DIR.parent / "README.md"
+MISSING = "not yet produced"
+
+
+def load_records(directory: str | os.PathLike | None = None) -> tuple[list[dict], list[str]]:
+    """All records (as dicts) in ``directory`` and the names of JSON files that are not records."""
+    d = Path(directory) if directory is not None else RESULTS_DIR
+    records, skipped = [], []
+    for path in sorted(d.glob("*.json")):
+        try:
+            data = json.loads(path.read_text())
+            Record.from_dict(data)  # validates the required fields
+        except (ValueError, TypeError):
+            skipped.append(path.name)
+            continue
+        records.append(data)
+    return records, skipped
+
+
+def is_classification(rec: dict) -> bool:
+    """A few-shot classification record: Omniglot, with ways, shots and an accuracy."""
+    return (rec.get("dataset") == "omniglot" and rec.get("accuracy") is not None
+            and rec.get("ways") is not None and rec.get("shots") is not None)
+
+
+def within_alphabet(rec: dict) -> bool:
+    """True for Lake's protocol (episodes drawn inside one ``images_evaluation`` alphabet)."""
+    recipe = (rec.get("config") or {}).get("recipe") or {}
+    return bool(recipe.get("within_alphabet")) or rec.get("split") == "evaluation"
+
+
+def setting_of(rec: dict) -> str:
+    return reference.setting_name(int(rec["ways"]), int(rec["shots"]), within_alphabet(rec))
+
+
+def fmt_seconds(s: float | None) -> str:
+    if s is None or (isinstance(s, float) and math.isnan(s)):
+        return "–"
+    if s < 90:
+        return f"{s:.0f} s"
+    if s < 90 * 60:
+        return f"{s / 60:.1f} min"
+    return f"{s / 3600:.1f} h"
+
+
+def fmt_accuracy(acc: float, ci95: float | None) -> str:
+    """Fractions (as records store them) shown in percent: ``98.62 ± 0.21``."""
+    if ci95 is None or (isinstance(ci95, float) and math.isnan(ci95)):
+        return f"{100 * acc:.2f}"
+    return f"{100 * acc:.2f} ± {100 * ci95:.2f}"
+
+
+def _order(method: str, setting: str) -> tuple:
+    canon = reference.canonical_method(method)
+    m = list(reference.METHODS).index(canon) if canon in reference.METHODS else len(reference.METHODS)
+    s = reference.SETTINGS.index(setting.split(" ")[0]) if setting.split(" ")[0] in reference.SETTINGS else 99
+    return (m, method, s, setting)
+
+
+def classification_rows(records: list[dict], include_missing: bool = False) -> list[dict]:
+    """One row per few-shot classification record, sorted by method then setting.
+
+    With ``include_missing`` every published (method, setting) that has no record gets a
+    row whose ``ours`` says "not yet produced": gaps are shown, never filled from elsewhere.
+    """
+    rows, seen = [], set()
+    for rec in filter(is_classification, records):
+        setting = setting_of(rec)
+        pub = reference.published(rec["method"], setting)
+        budget = rec.get("budget")
+        if budget in (None, "full"):  # a smoke run does not stand in for the reference run
+            seen.add((reference.canonical_method(rec["method"]), setting))
+        rows.append({
+            "record": rec["name"],
+            "method_id": rec["method"],
+            "method": reference.display_name(rec["method"]),
+            "setting": setting + (f" ({budget} budget)" if budget not in (None, "full") else ""),
+            "ours": fmt_accuracy(rec["accuracy"], rec.get("ci95")),
+            "accuracy": rec["accuracy"],
+            "ci95": rec.get("ci95"),
+            "episodes": rec.get("episodes"),
+            "train_time": fmt_seconds(rec.get("train_wall_s", rec.get("wall_s"))),
+            "hardware": hardware_label(rec.get("hardware") or {}) if rec.get("hardware") else "–",
+            "paper": f"{pub.text()} ({pub.cite})" if pub else "–",
+            "paper_accuracy": pub.accuracy if pub else None,
+        })
+    if include_missing:
+        for (m, s), pub in reference.OMNIGLOT.items():
+            if (m, s) not in seen:
+                rows.append({"record": None, "method_id": m, "method": reference.display_name(m), "setting": s,
+                             "ours": MISSING,
+                             "accuracy": None, "ci95": None, "episodes": None, "train_time": "–",
+                             "hardware": "–", "paper": f"{pub.text()} ({pub.cite})",
+                             "paper_accuracy": pub.accuracy})
+    rows.sort(key=lambda r: _order(r["method_id"], r["setting"]))
+    return rows
+
+
+def missing_settings(records: list[dict]) -> dict[str, list[str]]:
+    """Published (method, setting) pairs that no record covers yet: display name -> settings."""
+    have = {(reference.canonical_method(r["method"]), setting_of(r)) for r in records
+            if is_classification(r) and r.get("budget") in (None, "full")}
+    out: dict[str, list[str]] = {}
+    for (m, s) in reference.OMNIGLOT:
+        if (m, s) not in have:
+            out.setdefault(reference.display_name(m), []).append(s)
+    return out
+
+
+def other_rows(records: list[dict]) -> list[dict]:
+    """Records that are not few-shot classifiers (sinusoid regression, bandits, MDPs, ...)."""
+    rows = []
+    for rec in records:
+        if is_classification(rec):
+            continue
+        metrics = rec.get("metrics") or {}
+        scalars = [f"{k} = {v:.4g}" for k, v in metrics.items()
+                   if isinstance(v, (int, float)) and not isinstance(v, bool)][:4]
+        rows.append({"record": rec["name"], "method": reference.display_name(rec["method"]),
+                     "dataset": rec.get("dataset", "–"), "metrics": "; ".join(scalars) or "–",
+                     "train_time": fmt_seconds(rec.get("train_wall_s", rec.get("wall_s"))),
+                     "hardware": hardware_label(rec.get("hardware") or {}) if rec.get("hardware") else "–"})
+    return sorted(rows, key=lambda r: r["record"])
+
+
+def markdown_table(rows: list[dict], columns: list[tuple[str, str]]) -> str:
+    """``columns`` is a list of (row key, header)."""
+    def cell(v) -> str:
+        return "–" if v is None else str(v).replace("|", "\\|")
+
+    lines = ["| " + " | ".join(h for _, h in columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(cell(r.get(k)) for k, _ in columns) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+CLASSIFICATION_COLUMNS = [("method", "method"), ("setting", "setting"), ("ours", "ours, % (95 % CI)"),
+                          ("episodes", "test episodes"), ("train_time", "train time"), ("hardware", "hardware"),
+                          ("paper", "paper, %"), ("record", "record")]
+OTHER_COLUMNS = [("record", "record"), ("method", "method"), ("dataset", "task"), ("metrics", "metrics"),
+                 ("train_time", "train time"), ("hardware", "hardware")]
+
+
+def results_markdown(directory: str | os.PathLike | None = None) -> str:
+    """The whole results section: classification table, gaps, other records."""
+    records, skipped = load_records(directory)
+    intro = ("Omniglot few-shot classification, Vinyals split (\"-within\": Lake's 20-way within-alphabet "
+             "protocol), accuracy on the shared fixed test episodes. Generated by `python -m mlcore.report "
+             "--readme` from `results/*.json`; the paper's number is quoted beside ours, never used as ours.")
+    parts = [intro, ""]
+    rows = classification_rows(records)
+    parts.append(markdown_table(rows, CLASSIFICATION_COLUMNS) if rows else "_No classification records yet._")
+    gaps = missing_settings(records)
+    if gaps:
+        parts += ["", "Published settings with no record yet: "
+                  + "; ".join(f"{m} ({', '.join(s)})" for m, s in gaps.items()) + "."]
+    others = other_rows(records)
+    if others:
+        parts += ["", "Other records:", "", markdown_table(others, OTHER_COLUMNS)]
+    if skipped:
+        parts += ["", "JSON files in `results/` that are not records: " + ", ".join(skipped) + "."]
+    return "\n".join(parts)
+
+
+def replace_section(text: str, body: str) -> str:
+    """Put ``body`` between the results markers of ``text`` (markers kept)."""
+    i, j = text.find(START), text.find(END)
+    if i < 0 or j < 0 or j < i:
+        raise ValueError(f"README needs the markers {START} and {END} (in that order) around the results section")
+    return text[: i + len(START)] + "\n" + body.strip() + "\n" + text[j:]
+
+
+def update_readme(readme: str | os.PathLike = README, directory: str | os.PathLike | None = None) -> Path:
+    readme = Path(readme)
+    atomic_write_text(readme, replace_section(readme.read_text(), results_markdown(directory)))
+    return readme
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m mlcore.report", description="results tables from results/*.json")
+    p.add_argument("--results", default=None, help="folder of records (default: the repository's results/)")
+    p.add_argument("--readme", nargs="?", const=str(README), default=None,
+                   help="rewrite the results section of README.md (or of the file given)")
+    args = p.parse_args(argv)
+    if args.readme:
+        path = update_readme(args.readme, args.results)
+        print(f"updated the results section of {path.name}")
+    else:
+        print(results_markdown(args.results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

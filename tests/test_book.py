@@ -1,0 +1,104 @@
+"""The book's generated parts: the results table (from records, never typed) and the book's config."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from mlcore import reference, report
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _record(name, method, ways, shots, acc, ci, *, within=False, budget="full", train_wall_s=754.0, gpu=True):
+    hw = {"platform": "Linux", "torch": "2.11", "cpu_threads": 16}
+    if gpu:
+        hw["gpu"] = "NVIDIA H200"
+    return {"name": name, "method": method, "dataset": "omniglot",
+            "split": "evaluation" if within else "vinyals/test", "ways": ways, "shots": shots,
+            "accuracy": acc, "ci95": ci, "episodes": 1000, "seed": 0,
+            "config": {"recipe": {"within_alphabet": within}}, "metrics": {}, "hardware": hw,
+            "wall_s": train_wall_s + 20, "train_wall_s": train_wall_s, "git_commit": "abc", "budget": budget}
+
+
+@pytest.fixture
+def results_dir(tmp_path):
+    recs = [
+        _record("protonet_omniglot_20w5s", "protonet", 20, 5, 0.9871, 0.0012),
+        _record("protonet_omniglot_5w1s", "protonet", 5, 1, 0.98612, 0.00234, train_wall_s=42.0, gpu=False),
+        _record("siamese_lake", "siamese", 20, 1, 0.874, 0.0081, within=True),
+        _record("maml_omniglot_5w1s_smoke", "maml", 5, 1, 0.61, 0.02, budget="smoke"),
+        {"name": "rl2_bandit_n10_k5", "method": "rl2", "dataset": "bernoulli_bandit",
+         "metrics": {"total_reward": 6.71, "history": [1, 2]}, "hardware": {}, "train_wall_s": 5000.0},
+    ]
+    for r in recs:
+        (tmp_path / f"{r['name']}.json").write_text(json.dumps(r))
+    (tmp_path / "bench_sampling.json").write_text(json.dumps({"ratio": 12.0}))  # not a record
+    return tmp_path
+
+
+def test_reference_numbers_match_targets():
+    assert reference.published("protonet", "5w1s").accuracy == 98.8
+    assert reference.published("maml", "20w1s").text() == "95.8 ± 0.3"
+    assert reference.published("siamese", "20w1s-within").accuracy == 92.0
+    assert reference.published("siamese", "5w1s").paper == "vinyals2016matching"
+    assert reference.published("anil", "5w1s") is None  # the paper has no number there
+    assert reference.canonical_method("Matching_Net") == "matching"
+    assert reference.RL2_BANDITS[(100, 10)]["RL2"] == 83.5
+    assert reference.RL2_MDPS[25]["PSRL"] == 408.8
+    assert reference.SINUSOID_5SHOT_MSE["maml"][10] == 0.35
+
+
+def test_classification_rows_come_from_records(results_dir):
+    records, skipped = report.load_records(results_dir)
+    assert skipped == ["bench_sampling.json"]
+    rows = report.classification_rows(records)
+    assert [r["record"] for r in rows] == ["protonet_omniglot_5w1s", "protonet_omniglot_20w5s",
+                                           "maml_omniglot_5w1s_smoke", "siamese_lake"]
+    proto = rows[0]
+    assert proto["ours"] == "98.61 ± 0.23"
+    assert proto["paper"] == "98.8 (Snell et al. 2017)"
+    assert proto["train_time"] == "42 s" and proto["hardware"] == "CPU (16 threads)"
+    assert rows[1]["train_time"] == "12.6 min" and rows[1]["hardware"] == "NVIDIA H200"
+    assert rows[2]["setting"] == "5w1s (smoke budget)"
+    assert rows[3]["setting"] == "20w1s-within" and rows[3]["paper"].startswith("92 (Koch")
+
+
+def test_missing_rows_are_marked_not_filled(results_dir):
+    records, _ = report.load_records(results_dir)
+    rows = report.classification_rows(records, include_missing=True)
+    maml = [r for r in rows if r["method"] == "MAML" and r["setting"] == "20w1s"]
+    assert len(maml) == 1 and maml[0]["ours"] == report.MISSING and maml[0]["accuracy"] is None
+    assert len(rows) == len(reference.OMNIGLOT) + 1  # + the smoke-budget MAML row, which matches no setting
+    gaps = report.missing_settings(records)
+    assert "5w1s" not in gaps["Prototypical Networks"] and "20w1s" in gaps["Prototypical Networks"]
+
+
+def test_readme_section_is_rewritten_between_markers(results_dir, tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# Title\n\nintro\n\n{report.START}\nold table\n{report.END}\n\n## After\n")
+    report.main(["--readme", str(readme), "--results", str(results_dir)])
+    text = readme.read_text()
+    assert "old table" not in text and text.startswith("# Title\n\nintro\n")
+    assert text.rstrip().endswith("## After")
+    body = text[text.index(report.START):text.index(report.END)]
+    assert "| Prototypical Networks | 5w1s | 98.61 ± 0.23 | 1000 | 42 s |" in body
+    assert "rl2_bandit_n10_k5" in body and "total_reward = 6.71" in body
+    assert "bench_sampling.json" in body
+    # idempotent: a second run gives the same file
+    report.main(["--readme", str(readme), "--results", str(results_dir)])
+    assert readme.read_text() == text
+
+
+def test_readme_without_markers_is_an_error(tmp_path, results_dir):
+    readme = tmp_path / "README.md"
+    readme.write_text("# no markers\n")
+    with pytest.raises(ValueError, match="results:start"):
+        report.update_readme(readme, results_dir)
+    assert readme.read_text() == "# no markers\n"
+
+
+def test_repository_readme_has_the_markers():
+    text = (ROOT / "README.md").read_text()
+    assert text.index(report.START) < text.index(report.END)
