@@ -37,7 +37,7 @@ class Published:
         return f"{s} ± {self.pm:g}" if self.pm is not None else s
 
 
-#: Canonical method name -> (display name, BibTeX key, short citation).
+#: Canonical method name mapped to (display name, BibTeX key, short citation).
 METHODS: dict[str, tuple[str, str, str]] = {
     "protonet": ("Prototypical Networks", "snell2017prototypical", "Snell et al. 2017"),
     "maml": ("MAML", "finn2017maml", "Finn et al. 2017"),
@@ -51,7 +51,7 @@ METHODS: dict[str, tuple[str, str, str]] = {
     "mann": ("MANN", "santoro2016mann", "Santoro et al. 2016"),
 }
 
-#: Other spellings a family may register its learner under -> canonical name.
+#: Other spellings a family may register its learner under, mapped to the canonical name.
 ALIASES: dict[str, str] = {
     "prototypical": "protonet", "prototypicalnetworks": "protonet", "proto": "protonet",
     "maml2": "maml", "mamlsecondorder": "maml",
@@ -98,7 +98,7 @@ OMNIGLOT: dict[tuple[str, str], Published] = {
     (m, s): Published(m, s, a, pm, *_SOURCE.get((m, s), METHODS[m][1:]), note) for m, s, a, pm, note in _T
 }
 
-#: Lake's 20-way within-alphabet one-shot protocol: reference points that are not our methods.
+#: Lake's 20-way within-alphabet one-shot protocol; reference points that are not our methods.
 LAKE_WITHIN_ALPHABET: dict[str, tuple[float, str]] = {
     "human": (95.5, "lake2015human"),
     "Hierarchical Bayesian Program Learning": (95.2, "lake2015human"),
@@ -106,10 +106,10 @@ LAKE_WITHIN_ALPHABET: dict[str, tuple[float, str]] = {
     "1-nearest-neighbour on pixels": (21.7, "lake2015human"),
 }
 
-#: The official ProtoNet code re-run (targets.md): shows reproductions fall a little short.
+#: The official ProtoNet code re-run, as quoted in targets.md; reproductions fall a little short.
 PROTONET_RERUN: dict[str, float] = {"5w1s": 98.4, "5w5s": 99.6, "20w1s": 94.9, "20w5s": 98.6}
 
-#: MAML sinusoid regression (Finn et al. 2017), 5-shot test MSE after 1 / 5 / 10 gradient steps.
+#: MAML sinusoid regression (Finn et al. 2017); 5-shot test MSE after 1, 5 and 10 gradient steps.
 SINUSOID_5SHOT_MSE: dict[str, dict[int, float]] = {
     "maml": {1: 0.67, 5: 0.38, 10: 0.35},
     "pretrained": {1: 2.41, 5: 2.23, 10: 2.19},
@@ -127,7 +127,7 @@ _BANDIT_ROWS = {
     (500, 10): (249.0, 437.8, 429.5, 438.9, 437.1, 408.0, 395.0, 432.5),
     (500, 50): (249.6, 463.7, 427.2, 437.6, 457.6, 413.6, 402.8, 438.9),
 }
-#: RL² Bernoulli bandits (Duan et al. 2016): (pulls n, arms k) -> {policy: total reward}.
+#: RL² Bernoulli bandits (Duan et al. 2016); maps (pulls n, arms k) to {policy name -> total reward}.
 RL2_BANDITS: dict[tuple[int, int], dict[str, float]] = {
     key: dict(zip(_BANDIT_COLS, row)) for key, row in _BANDIT_ROWS.items()
 }
@@ -140,7 +140,7 @@ _MDP_ROWS = {
     75: (749.9, 1417.1, 1449.2, 1427.6, 1422.6, 1293.9, 1172.9, 1428.8),
     100: (999.4, 1939.5, 1973.9, 1942.1, 1935.1, 1778.2, 1578.5, 1913.7),
 }
-#: RL² random tabular MDPs (Duan et al. 2016): episodes per trial n -> {policy: total reward}.
+#: RL² random tabular MDPs (Duan et al. 2016); maps episodes per trial n to {policy name -> total reward}.
 RL2_MDPS: dict[int, dict[str, float]] = {n: dict(zip(_MDP_COLS, row)) for n, row in _MDP_ROWS.items()}
 
 

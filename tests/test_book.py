@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -48,6 +49,13 @@ def test_reference_numbers_match_targets():
     assert reference.RL2_BANDITS[(100, 10)]["RL2"] == 83.5
     assert reference.RL2_MDPS[25]["PSRL"] == 408.8
     assert reference.SINUSOID_5SHOT_MSE["maml"][10] == 0.35
+
+
+def test_reference_keys_are_in_the_bibliography():
+    bib = (ROOT / "book" / "references.bib").read_text()
+    keys = set(re.findall(r"@\w+\{([^,]+),", bib))
+    used = {p.paper for p in reference.OMNIGLOT.values()} | {k for _, k in reference.LAKE_WITHIN_ALPHABET.values()}
+    assert used <= keys, f"missing BibTeX entries: {sorted(used - keys)}"
 
 
 def test_classification_rows_come_from_records(results_dir):
