@@ -176,7 +176,7 @@ def fit(
 
 def test_sampler(ways: int, shots: int, queries: int = 15, split: str = "vinyals/test", device=None,
                  within_alphabet: bool = False, seed: int = EVAL_SEED):
-    """The sampler whose :meth:`fixed_set` gives the book's shared test episodes."""
+    """The sampler whose :meth:`~mlcore.data.episodes.EpisodeSampler.fixed_set` gives the book's shared test episodes."""
     from .data.episodes import EpisodeSampler
     from .data.omniglot import load_split
     from .runtime import get_device

@@ -56,15 +56,20 @@ def _check_positive(**kw) -> None:
 
 
 class EpisodeSampler:
-    """Seeded sampler of N-way K-shot Q-query episodes from a :class:`ClassSet`.
+    """Seeded sampler of N-way K-shot Q-query episodes from a :class:`~mlcore.data.omniglot.ClassSet`.
 
     Parameters
     ----------
-    classes: the split to draw from (its tensors are moved to ``device`` once).
-    ways, shots, queries: N, K, Q. ``shots + queries`` may not exceed the 20 drawers.
-    batch_size: tasks per call of :meth:`sample`.
-    within_alphabet: draw all N classes of a task from one alphabet (Lake's protocol).
-    seed: seeds the CPU generator; :meth:`state_dict` captures it for exact resume.
+    classes
+        the split to draw from (its tensors are moved to ``device`` once).
+    ways, shots, queries
+        N, K, Q. ``shots + queries`` may not exceed the 20 drawers.
+    batch_size
+        tasks per call of :meth:`sample`.
+    within_alphabet
+        draw all N classes of a task from one alphabet (Lake's protocol).
+    seed
+        seeds the CPU generator; :meth:`state_dict` captures it for exact resume.
     """
 
     def __init__(self, classes: ClassSet, ways: int, shots: int, queries: int, batch_size: int = 1,
