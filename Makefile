@@ -1,0 +1,117 @@
+# Meta-Learning, Engineered: the two commands of the README, and the helpers behind them.
+#
+#   make book     build the rendered book (creates or reuses .venv); prints where index.html is
+#   make test     every check CI runs: unit tests, notebooks under nbval (smoke budget),
+#                 jupytext pairing + output hygiene, and the book build with warnings as errors
+#
+# Other targets: setup, notebook NB=03_metric, notebooks, reproduce [ONLY=name] [BUDGET=full],
+# report, bench, clean.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+ifeq ($(origin PYTHON),undefined)
+PYTHON := $(shell command -v python3.11 2>/dev/null || command -v python3)
+endif
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+STAMP := $(VENV)/.mlcore-installed
+# A CPU wheel of torch is enough for everything but the full-budget runs. Extra pip arguments
+# (e.g. TORCH_PIP_ARGS="--index-url https://download.pytorch.org/whl/cpu") pick where it comes from.
+TORCH_VERSION ?= 2.13.0
+TORCH_PIP_ARGS ?=
+
+# Omniglot: tests and CI use the shared copy beside the repository when it exists; otherwise
+# mlcore looks in ~/.cache/mlcore and downloads the official zips there (sha256-checked).
+MLCORE_DATA ?= $(if $(wildcard ../shared/data/omniglot),$(abspath ../shared/data),)
+ifneq ($(strip $(MLCORE_DATA)),)
+export MLCORE_DATA
+endif
+
+# Every tool below (pytest, the notebook kernel, jupyter-book) runs from the virtual environment.
+export PATH := $(abspath $(VENV))/bin:$(PATH)
+export VIRTUAL_ENV := $(abspath $(VENV))
+export PYTHONDONTWRITEBYTECODE := 1
+export MPLBACKEND := Agg
+
+NOTEBOOKS := $(sort $(wildcard notebooks/*.ipynb))
+BUDGET ?= full
+NB ?=
+
+.PHONY: help setup book test unit nbval notebook notebooks reproduce report bench clean
+
+help:
+	@echo "make book    build the book (prints where index.html is)"
+	@echo "make test    run every test (unit, notebooks at smoke budget, hygiene, book with -W)"
+	@echo "make notebook NB=03_metric   pair + execute (smoke) + sync one chapter"
+	@echo "make reproduce [ONLY=name] [BUDGET=full]   regenerate results/ and the README table"
+	@echo "make bench   run the benchmarks"
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@if [ ! -x "$(PY)" ]; then \
+	  echo "creating $(VENV) with $(PYTHON)"; \
+	  "$(PYTHON)" -m venv "$(VENV)"; \
+	fi
+	@if ! "$(PY)" -c "import torch" 2>/dev/null; then \
+	  echo "installing torch==$(TORCH_VERSION)"; \
+	  $(PIP) install $(TORCH_PIP_ARGS) "torch==$(TORCH_VERSION)"; \
+	fi
+	$(PIP) install -e ".[book,dev]"
+	@touch "$@"
+
+book: setup
+	rm -rf _build/html
+	jupyter-book build . -W -n --keep-going --all
+	@test -f _build/html/index.html || { echo "error: _build/html/index.html was not built" >&2; exit 1; }
+	@echo "The book is at $(abspath _build/html/index.html)"
+
+unit: setup
+	python -m pytest -q tests
+
+nbval: setup
+	@if [ -z "$(NOTEBOOKS)" ]; then \
+	  echo "nbval: no notebooks under notebooks/ yet, nothing to execute"; \
+	else \
+	  MLCORE_BUDGET=smoke python -m pytest -q -p no:cacheprovider --nbval-lax $(NOTEBOOKS); \
+	fi
+
+test: setup
+	$(MAKE) --no-print-directory unit
+	$(MAKE) --no-print-directory nbval
+	$(MAKE) --no-print-directory book
+
+# Edit notebooks/$(NB).py, then: pair it, execute it at the smoke budget, sync both files.
+notebook: setup
+	@test -n "$(NB)" || { echo "usage: make notebook NB=03_metric" >&2; exit 2; }
+	@test -f "notebooks/$(NB).py" || { echo "no notebooks/$(NB).py" >&2; exit 2; }
+	cd notebooks && jupytext --to ipynb "$(NB).py" \
+	  && MLCORE_BUDGET=smoke jupyter nbconvert --to notebook --execute --inplace \
+	       --ExecutePreprocessor.timeout=600 "$(NB).ipynb" \
+	  && jupytext --sync "$(NB).ipynb"
+
+notebooks: setup
+	@for f in notebooks/*.py; do \
+	  [ -e "$$f" ] || continue; \
+	  $(MAKE) --no-print-directory notebook NB=$$(basename "$$f" .py); \
+	done
+
+reproduce: setup
+	python -m mlcore reproduce $(if $(ONLY),--only $(ONLY)) --budget $(BUDGET)
+	python -m mlcore.report --readme
+
+report: setup
+	python -m mlcore.report --readme
+
+bench: setup
+	$(PIP) install -q -e ".[bench]"
+	@ran=0; for f in benchmarks/*.py; do \
+	  [ -e "$$f" ] || continue; \
+	  echo "== $$f"; python "$$f"; ran=1; \
+	done; [ $$ran = 1 ] || echo "no benchmarks yet"
+
+clean:
+	rm -rf _build
