@@ -42,6 +42,9 @@ def train_and_record(method: str, ways: int, shots: int, budget: str | None = No
     device = get_device(device)
     seed_everything(seed)
     learner = cls.from_config(recipe.model).to(device)
+    if recipe.extra.get("channels_last") and device.type == "cpu":
+        # NHWC convolutions are ~1.25x faster for Conv-4 on a 2-core AVX2 CPU (measured in chapter 8)
+        learner = learner.to(memory_format=torch.channels_last)
     sampler = learner.make_train_sampler(recipe, device, seed)
     name = name or record_name(method, ways, shots, suffix="" if budget == "full" else f"_{budget}")
     out_dir = Path(out_dir) if out_dir is not None else (RESULTS_DIR if budget == "full" else Path("runs"))

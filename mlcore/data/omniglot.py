@@ -238,15 +238,16 @@ class OmniglotRaw:
 def _load_raw_cached(path: str) -> OmniglotRaw:
     try:
         with np.load(path, allow_pickle=False) as d:
-            missing = [k for k in _NPZ_KEYS if k not in d.files]
-            if missing:
-                raise ValueError(f"{path} lacks arrays {missing}; it is not an mlcore Omniglot cache")
-            arrs = {k: d[k] for k in _NPZ_KEYS}
-    except (zipfile.BadZipFile, OSError, EOFError) as e:
+            files = set(d.files)
+            arrs = {k: d[k] for k in _NPZ_KEYS if k in files}
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as e:
         raise ValueError(
             f"{path} is corrupt or unreadable ({type(e).__name__}: {e}). Delete it and run "
             "mlcore.data.omniglot.ensure_omniglot() to rebuild it from the official zips."
         ) from e
+    missing = [k for k in _NPZ_KEYS if k not in arrs]
+    if missing:
+        raise ValueError(f"{path} lacks arrays {missing}; it is not an mlcore Omniglot cache")
     n = len(arrs["alphabet"])
     if arrs["images_packed"].shape != (n, (RAW_SIZE * RAW_SIZE + 7) // 8):
         raise ValueError(f"{path}: images_packed has shape {arrs['images_packed'].shape}, expected ({n}, 1379)")

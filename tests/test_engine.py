@@ -1,0 +1,87 @@
+"""fit/evaluate: exact resume, NaN guard, CIs, records."""
+import json
+import math
+
+import pytest
+import torch
+
+from mlcore.data import EpisodeSampler
+from mlcore.engine import NonFiniteLossError, evaluate, fit
+from mlcore.memory.protonet import ProtoNet
+from mlcore.results import Record, load_record, mean_ci95, save_record
+
+
+def _sampler(classes, seed=0):
+    return EpisodeSampler(classes, ways=5, shots=1, queries=2, batch_size=2, seed=seed)
+
+
+def test_resume_is_exact(test_classes, tmp_path):
+    torch.manual_seed(0)
+    a = ProtoNet(hidden=16)
+    b = ProtoNet(hidden=16)
+    b.load_state_dict(a.state_dict())
+    ra = fit(a, _sampler(test_classes), 12, lr=1e-3, lr_step=5, progress=False, log_every=4)
+    # b: "crash" after 7 steps, then a fresh process (fresh objects) resumes from the checkpoint
+    fit(b, _sampler(test_classes), 12, lr=1e-3, lr_step=5, run_dir=tmp_path, checkpoint_every=3, progress=False,
+        log_every=4, stop_after=7)
+    c = ProtoNet(hidden=16)
+    torch.manual_seed(123)  # a different global RNG state must not matter: it is restored
+    rc = fit(c, _sampler(test_classes, seed=0), 12, lr=1e-3, lr_step=5, run_dir=tmp_path, checkpoint_every=3,
+             progress=False, log_every=4)
+    assert rc.resumed_from == 7
+    for (n, p), q in zip(a.state_dict().items(), c.state_dict().values()):
+        assert torch.equal(p, q), n
+    assert ra.history[-1]["loss"] == pytest.approx(rc.history[-1]["loss"], rel=0, abs=0)
+
+
+class _Exploding(ProtoNet):
+    def meta_loss(self, episodes):
+        loss, stats = super().meta_loss(episodes)
+        self.calls = getattr(self, "calls", 0) + 1
+        return (loss * float("nan") if self.calls >= 4 else loss), stats
+
+
+def test_nan_guard_stops_and_keeps_last_good_checkpoint(test_classes, tmp_path):
+    m = _Exploding(hidden=8)
+    with pytest.raises(NonFiniteLossError, match="step 4"):
+        fit(m, _sampler(test_classes), 10, run_dir=tmp_path, checkpoint_every=2, progress=False)
+    state = torch.load(tmp_path / "last.pt", weights_only=False)
+    assert state["step"] == 2
+    assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
+
+
+def test_fit_rejects_bad_arguments(test_classes):
+    with pytest.raises(ValueError, match="lr"):
+        fit(ProtoNet(hidden=8), _sampler(test_classes), 3, lr=float("nan"), progress=False)
+    with pytest.raises(ValueError, match="steps"):
+        fit(ProtoNet(hidden=8), _sampler(test_classes), -1, progress=False)
+
+
+def test_evaluate_returns_ci_over_fixed_episodes(test_classes):
+    m = ProtoNet(hidden=8)
+    s = EpisodeSampler(test_classes, 5, 1, 3, seed=0)
+    r1 = evaluate(m, s, episodes=20, seed=5, chunk=7)
+    r2 = evaluate(m, s, episodes=20, seed=5, chunk=20)
+    assert r1["per_episode"] == r2["per_episode"]
+    assert r1["episodes"] == 20 and 0 <= r1["accuracy"] <= 1
+    mean, ci = mean_ci95(r1["per_episode"])
+    assert r1["ci95"] == pytest.approx(ci) and ci > 0
+
+
+def test_mean_ci95_formula():
+    m, ci = mean_ci95([0.0, 1.0, 0.0, 1.0])
+    assert m == 0.5
+    assert ci == pytest.approx(1.96 * math.sqrt(1 / 3) / 2)
+    with pytest.raises(ValueError):
+        mean_ci95([])
+
+
+def test_record_roundtrip(tmp_path):
+    r = Record(name="x_omniglot_5w1s", method="protonet", dataset="omniglot", ways=5, shots=1, accuracy=0.9,
+               ci95=0.01, config={"a": 1})
+    p = save_record(r, tmp_path)
+    assert json.loads(p.read_text())["accuracy"] == 0.9
+    assert load_record(p).config == {"a": 1}
+    assert not list(tmp_path.glob("*.tmp"))
+    with pytest.raises(FileNotFoundError, match="no record"):
+        load_record(tmp_path / "missing.json")
