@@ -34,7 +34,6 @@ endif
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 export VIRTUAL_ENV := $(abspath $(VENV))
 export PYTHONDONTWRITEBYTECODE := 1
-export MPLBACKEND := Agg
 
 NOTEBOOKS := $(sort $(wildcard notebooks/*.ipynb))
 BUDGET ?= full
