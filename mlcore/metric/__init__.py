@@ -1,0 +1,25 @@
+"""Metric-based meta-learning: learn a similarity, classify by comparison.
+
+* ``siamese``: Koch et al. (2015) twin network trained for same/different verification.
+* ``relation``: Sung et al. (2018) Relation Network, a learned comparison module.
+* ``task_similarity``: a metric between *tasks* (the source article's §4.1 loss) and
+  nearest-task transfer.
+
+Only plain dicts here: nothing heavy is imported until a method is asked for.
+"""
+LEARNERS = {
+    "siamese": "mlcore.metric.siamese:Siamese",
+    "relationnet": "mlcore.metric.relation:RelationNet",
+}
+REPRODUCTIONS = {
+    # one verification network trained on the Vinyals split, scored in all four settings (4 records)
+    "siamese_omniglot_vinyals": {"fn": "mlcore.metric.siamese:reproduce", "protocol": "vinyals"},
+    # Lake's protocol: background alphabets only, 20-way within-alphabet one-shot trials on evaluation
+    "siamese_omniglot_lake_20w1s": {"fn": "mlcore.metric.siamese:reproduce", "protocol": "lake"},
+    "relationnet_omniglot_5w1s": {"method": "relationnet", "ways": 5, "shots": 1},
+    "relationnet_omniglot_5w5s": {"method": "relationnet", "ways": 5, "shots": 5},
+    "relationnet_omniglot_20w1s": {"method": "relationnet", "ways": 20, "shots": 1},
+    "relationnet_omniglot_20w5s": {"method": "relationnet", "ways": 20, "shots": 5},
+    "task_similarity_omniglot": {"fn": "mlcore.metric.task_similarity:reproduce",
+                                 "eval_fn": "mlcore.metric.task_similarity:evaluate_record"},
+}

@@ -1,0 +1,96 @@
+"""Relation Network (Sung et al. 2018): learn the comparison itself.
+
+Where a Siamese network fixes the form of its metric (a weighted L1 distance) and
+Prototypical Networks fix theirs (squared Euclidean), a Relation Network *learns* it: an
+embedding module f turns each image into a feature map, the feature maps of a query and
+of a class are concatenated along the channels, and a small CNN g (the relation module)
+outputs a relation score in (0, 1):
+
+    r_{q,c} = g([f(x_q), sum_{k} f(x_{c,k})])        (sum over the class's K shots, as in the paper)
+
+Training regresses r to the one-hot match (1 for the query's class, 0 otherwise) with mean
+squared error, using Adam at 1e-3. Omniglot architecture: embedding = 4 blocks of
+3x3 conv (64) + BN + ReLU, with 2x2 max-pool after the first two only (28x28 -> 64x5x5);
+relation = 2 such blocks, each pooled (-> 64x1x1), then FC 64 -> 8 -> 1 with a sigmoid.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..budget import pick
+from ..data.episodes import Episode
+from ..learner import FewShotLearner, Recipe, check_task
+
+
+def block(in_ch: int, out_ch: int, padding: int, pool: bool) -> nn.Sequential:
+    layers: list[nn.Module] = [nn.Conv2d(in_ch, out_ch, 3, padding=padding), nn.BatchNorm2d(out_ch), nn.ReLU()]
+    if pool:
+        layers.append(nn.MaxPool2d(2))
+    return nn.Sequential(*layers)
+
+
+class RelationNet(FewShotLearner):
+    """Embedding module + relation module; relation scores are returned as logits (pre-sigmoid)."""
+
+    method = "relationnet"
+
+    def __init__(self, hidden: int = 64, relation_hidden: int = 8, in_channels: int = 1, image_size: int = 28):
+        super().__init__(hidden=hidden, relation_hidden=relation_hidden, in_channels=in_channels,
+                         image_size=image_size)
+        # unpadded convs in the pooled blocks (28 -> 26 -> 13 -> 11 -> 5), padded in the others
+        self.embedding = nn.Sequential(block(in_channels, hidden, 0, True), block(hidden, hidden, 0, True),
+                                       block(hidden, hidden, 1, False), block(hidden, hidden, 1, False))
+        self.relation_conv = nn.Sequential(block(2 * hidden, hidden, 1, True), block(hidden, hidden, 1, True))
+        with torch.no_grad():
+            fmap = self.embedding(torch.zeros(1, in_channels, image_size, image_size))
+            rel = self.relation_conv(torch.zeros(1, 2 * hidden, *fmap.shape[-2:]))
+        self.feature_shape, self.image_size, self.in_channels = tuple(fmap.shape[1:]), image_size, in_channels
+        self.relation_fc = nn.Sequential(nn.Linear(rel.numel(), relation_hidden), nn.ReLU(),
+                                         nn.Linear(relation_hidden, 1))
+
+    @classmethod
+    def recipe(cls, ways: int, shots: int, budget: str = "smoke") -> Recipe:
+        # Sung et al. train with the test's N and K, and 19/15/10/5 queries per class for
+        # 5w1s/5w5s/20w1s/20w5s (so an episode fits one GPU batch); Adam 1e-3.
+        queries = {(5, 1): 19, (5, 5): 15, (20, 1): 10, (20, 5): 5}.get((ways, shots), 5 if ways >= 20 else 15)
+        return Recipe(ways=ways, shots=shots, queries=pick(budget, smoke=min(queries, 5), full=queries),
+                      meta_batch=1, steps=pick(budget, smoke=40, full=10000), lr=1e-3,
+                      lr_step=pick(budget, smoke=None, full=5000), lr_gamma=0.5, test_ways=ways, test_shots=shots,
+                      model=pick(budget, smoke={"hidden": 32}, full={"hidden": 64}))
+
+    def _check_images(self, x: torch.Tensor) -> None:
+        want = (self.in_channels, self.image_size, self.image_size)
+        if tuple(x.shape[-3:]) != want:
+            raise ValueError(f"RelationNet was built for images {want}, got {tuple(x.shape[-3:])}; resize with "
+                             f"mlcore.data.preprocess(images, size={self.image_size})")
+
+    def relation_logits(self, support_x: torch.Tensor, support_y: torch.Tensor, query_x: torch.Tensor,
+                        ways: int) -> torch.Tensor:
+        """Batched: (B, n, C, H, W), (B, n), (B, m, C, H, W) -> pre-sigmoid relation scores (B, m, N)."""
+        self._check_images(support_x)
+        self._check_images(query_x)
+        b, n, m = support_x.shape[0], support_x.shape[1], query_x.shape[1]
+        f = self.embedding(torch.cat([support_x.flatten(0, 1), query_x.flatten(0, 1)]))
+        fs, fq = f[: b * n].view(b, n, -1), f[b * n:].view(b, m, *f.shape[1:])
+        onehot = F.one_hot(support_y.long(), ways).to(fs.dtype)  # (B, n, N)
+        fc = (onehot.transpose(1, 2) @ fs).view(b, ways, *f.shape[1:])  # sum of each class's shots
+        pairs = torch.cat([fc[:, None].expand(b, m, ways, *f.shape[1:]),
+                           fq[:, :, None].expand(b, m, ways, *f.shape[1:])], dim=3)  # (B, m, N, 2C, h, w)
+        r = self.relation_conv(pairs.flatten(0, 2)).flatten(1)
+        return self.relation_fc(r).view(b, m, ways)
+
+    def meta_loss(self, episodes: Episode) -> tuple[torch.Tensor, dict]:
+        logits = self.relation_logits(episodes.support_x, episodes.support_y, episodes.query_x, episodes.ways)
+        target = F.one_hot(episodes.query_y, episodes.ways).to(logits.dtype)
+        loss = F.mse_loss(torch.sigmoid(logits), target)  # the paper's loss: MSE of relation scores to one-hot
+        acc = (logits.argmax(-1) == episodes.query_y).float().mean()
+        return loss, {"acc": acc.detach()}
+
+    def predict(self, support_x, support_y, query_x) -> torch.Tensor:
+        ways = check_task(support_x, support_y, query_x)
+        return self.relation_logits(support_x[None], support_y[None], query_x[None], ways)[0]
+
+    def predict_batch(self, episodes: Episode) -> torch.Tensor:
+        return self.relation_logits(episodes.support_x, episodes.support_y, episodes.query_x, episodes.ways)

@@ -1,0 +1,68 @@
+"""Relation Network (Sung et al. 2018): shapes, paper architecture, loss, gradients, a short real run."""
+import pytest
+import torch
+import torch.nn.functional as F
+
+from mlcore import engine
+from mlcore.data import EpisodeSampler
+from mlcore.metric.relation import RelationNet
+
+torch.set_num_threads(1)  # the test machine is shared: one thread avoids oversubscription
+
+
+def test_paper_architecture_shapes():
+    m = RelationNet()
+    assert m.feature_shape == (64, 5, 5)  # 28 -> 26 -> 13 -> 11 -> 5, pooled in the first two blocks only
+    pools = [isinstance(b[-1], torch.nn.MaxPool2d) for b in m.embedding]
+    assert pools == [True, True, False, False]
+    assert [l.out_features for l in m.relation_fc if isinstance(l, torch.nn.Linear)] == [8, 1]
+
+
+def test_logits_shape_loss_and_gradients(test_classes):
+    torch.manual_seed(0)
+    m = RelationNet(hidden=16)
+    ep = EpisodeSampler(test_classes, ways=4, shots=2, queries=3, batch_size=2, seed=0).sample()
+    logits = m.relation_logits(ep.support_x, ep.support_y, ep.query_x, ep.ways)
+    assert logits.shape == (2, 12, 4)
+    loss, stats = m.meta_loss(ep)
+    by_hand = ((torch.sigmoid(logits) - F.one_hot(ep.query_y, 4).float()) ** 2).mean()
+    assert torch.allclose(loss, by_hand, atol=1e-6)
+    loss.backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() and p.grad.abs().sum() > 0
+               for p in m.parameters())
+
+
+def test_class_relabelling_permutes_the_scores_and_shots_are_summed(test_classes):
+    torch.manual_seed(0)
+    m = RelationNet(hidden=16).eval()
+    ep = EpisodeSampler(test_classes, ways=3, shots=2, queries=2, seed=1).sample()
+    sx, sy, qx = ep.support_x[0], ep.support_y[0], ep.query_x[0]
+    perm = torch.tensor([2, 0, 1])  # class c becomes perm[c]
+    a, b = m.predict(sx, sy, qx), m.predict(sx, perm[sy], qx)
+    assert torch.allclose(a, b[:, perm], atol=1e-5)
+    # the paper sums a class's shot embeddings: reordering shots within a class changes nothing
+    order = torch.tensor([1, 0, 3, 2, 5, 4])
+    assert torch.allclose(a, m.predict(sx[order], sy[order], qx), atol=1e-5)
+
+
+def test_bad_input_is_rejected_with_clear_errors():
+    m = RelationNet(hidden=8)
+    sx, sy = torch.rand(6, 1, 28, 28), torch.arange(3).repeat_interleave(2)
+    with pytest.raises(ValueError, match="support_y"):
+        m.predict(sx, sy[:4], torch.rand(2, 1, 28, 28))
+    with pytest.raises(ValueError, match="differ in shape"):
+        m.predict(sx, sy, torch.rand(2, 1, 32, 32))
+    with pytest.raises(ValueError, match="built for images"):
+        m.predict(torch.rand(6, 1, 32, 32), sy, torch.rand(2, 1, 32, 32))
+
+
+def test_short_real_training_beats_floor():
+    """150 episodes of 5-way 1-shot on Vinyals trainval: test accuracy well above 20 % chance."""
+    from mlcore.data import load_split
+
+    torch.manual_seed(0)
+    m = RelationNet(hidden=32)
+    s = EpisodeSampler(load_split("vinyals/trainval"), 5, 1, 5, batch_size=2, seed=0)
+    engine.fit(m, s, 150, lr=1e-3, progress=False)
+    acc = engine.evaluate(m, engine.test_sampler(5, 1, queries=5), episodes=40)["accuracy"]
+    assert acc > 0.5, acc
