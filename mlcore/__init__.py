@@ -6,6 +6,7 @@ few-shot learner follows one protocol (:mod:`mlcore.learner`), is trained by
 record under ``results/`` that :func:`load` turns back into a working learner.
 """
 from .budget import current_budget, pick
+from . import data
 from .data import Episode, EpisodeSampler, load_split, preprocess
 from .engine import EVAL_SEED, evaluate, fit, test_sampler
 from .results import Record, load_record, mean_ci95

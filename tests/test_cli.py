@@ -1,0 +1,58 @@
+"""The CLI contract later chapters rely on: train -> record -> eval / mlcore.load."""
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+import mlcore
+
+
+@pytest.fixture(scope="module")
+def smoke_record(tmp_path_factory):
+    out = tmp_path_factory.mktemp("rec")
+    cmd = [sys.executable, "-m", "mlcore", "train", "protonet", "--ways", "5", "--shots", "1", "--budget", "smoke",
+           "--out", str(out), "--steps", "20"]
+    res = subprocess.run(cmd, capture_output=True, text=True, cwd=out, timeout=600)
+    assert res.returncode == 0, res.stderr[-2000:]
+    path = json.loads(res.stdout.strip().splitlines()[-1])["record"]
+    return path
+
+
+def test_train_writes_a_complete_record(smoke_record):
+    rec = mlcore.load_record(smoke_record)
+    assert rec.method == "protonet" and rec.ways == 5 and rec.shots == 1 and rec.budget == "smoke"
+    assert rec.episodes == 100 and 0.2 < rec.accuracy <= 1 and rec.ci95 > 0
+    for key in ("hardware", "config", "git_commit", "wall_s", "checkpoint", "seed"):
+        assert getattr(rec, key) not in (None, "", {}), key
+    assert rec.config["recipe"]["steps"] == 20
+
+
+def test_eval_rescored_on_fresh_episodes(smoke_record):
+    res = subprocess.run([sys.executable, "-m", "mlcore", "eval", smoke_record, "--seed", "123", "--episodes", "50"],
+                         capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-2000:]
+    out = json.loads(res.stdout.strip())
+    assert out["episodes"] == 50 and 0 <= out["accuracy"] <= 1 and "ci95" in out
+
+
+def test_load_predicts_on_preprocessed_raw_images(smoke_record):
+    learner = mlcore.load(smoke_record)
+    raw = mlcore.data.load_raw()
+    rows = np.array([0, 20, 40, 60, 80, 1, 21, 41, 61, 81])  # drawer 1 and 2 of five characters
+    x = mlcore.preprocess(raw.unpack(rows))
+    logits = learner.predict(x[:5], torch.arange(5), x[5:])
+    assert logits.shape == (5, 5)
+
+
+def test_cli_rejects_bad_arguments():
+    res = subprocess.run([sys.executable, "-m", "mlcore", "train", "protonet", "--ways", "0", "--shots", "1"],
+                         capture_output=True, text=True)
+    assert res.returncode == 2 and "positive integer" in res.stderr
+    res = subprocess.run([sys.executable, "-m", "mlcore", "train", "nosuch", "--ways", "5", "--shots", "1"],
+                         capture_output=True, text=True)
+    assert res.returncode != 0 and "unknown method" in res.stderr
+    res = subprocess.run([sys.executable, "-m", "mlcore", "reproduce", "--only", "nosuch"], capture_output=True, text=True)
+    assert res.returncode == 2 and "unknown reproduction" in res.stderr
