@@ -1,0 +1,62 @@
+"""Run many full-budget reproductions concurrently on one GPU, within a deadline.
+
+A lent GPU comes for minutes, not hours, so every ``REPRODUCTIONS`` entry is started at
+once (each its own process; small Conv-4 runs leave most of an H100/H200 idle), and any
+run still going at the deadline is stopped so that what finished can be collected.
+Records land in ``<out>/results``; logs in ``<out>/logs``; a summary in ``<out>/summary.json``.
+
+    python benchmarks/gpu_reproduce.py --out /tmp/gpu --deadline 420 --jobs 16 NAME [NAME ...]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("names", nargs="+")
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--deadline", type=float, default=420.0, help="seconds from start")
+    ap.add_argument("--jobs", type=int, default=16)
+    ap.add_argument("--budget", default="full")
+    args = ap.parse_args()
+    out = Path(args.out)
+    (out / "logs").mkdir(parents=True, exist_ok=True)
+    (out / "results").mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+               OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONUNBUFFERED="1", TQDM_MININTERVAL="30")
+    t0 = time.time()
+    pending, running, done = list(args.names), {}, {}
+    while pending or running:
+        while pending and len(running) < args.jobs:
+            name = pending.pop(0)
+            log = open(out / "logs" / f"{name}.log", "w")
+            cmd = [sys.executable, "-m", "mlcore", "reproduce", "--only", name, "--budget", args.budget,
+                   "--out", str(out / "results")]
+            running[name] = (subprocess.Popen(cmd, cwd=out, env=env, stdout=log, stderr=subprocess.STDOUT),
+                             log, time.time())
+        for name, (proc, log, start) in list(running.items()):
+            rc = proc.poll()
+            if rc is None and time.time() - t0 > args.deadline:
+                proc.kill()
+                rc = "killed at deadline"
+            if rc is not None:
+                log.close()
+                done[name] = {"rc": rc, "wall_s": round(time.time() - start, 1)}
+                print(json.dumps({name: done[name]}), flush=True)
+                del running[name]
+        time.sleep(1.0)
+    (out / "summary.json").write_text(json.dumps({"total_s": round(time.time() - t0, 1), "runs": done}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
