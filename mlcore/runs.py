@@ -74,7 +74,9 @@ def train_and_record(method: str, ways: int, shots: int, budget: str | None = No
         name=name, method=method, dataset="omniglot", split=recipe.test_split, ways=recipe.test_ways or ways,
         shots=recipe.test_shots or shots, accuracy=res["accuracy"], ci95=res["ci95"], episodes=res["episodes"],
         seed=seed, config={"recipe": recipe.to_dict(), "model": recipe.model, "eval_seed": EVAL_SEED},
-        metrics={"final_train": fr.history[-1] if fr.history else {}, "history": fr.history[-20:]},
+        metrics={"final_train": fr.history[-1] if fr.history else {}, "history": fr.history[-20:],
+                 # per-episode accuracies on the shared test episodes: chapter 9's paired comparisons use them
+                 "per_episode": [round(a, 4) for a in res["per_episode"]]},
         hardware=hardware(), wall_s=time.perf_counter() - t0, train_wall_s=train_wall, git_commit=git_commit(),
         checkpoint=ckpt.name, budget=budget,
     )
