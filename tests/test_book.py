@@ -110,3 +110,39 @@ def test_readme_without_markers_is_an_error(tmp_path, results_dir):
 def test_repository_readme_has_the_markers():
     text = (ROOT / "README.md").read_text()
     assert text.index(report.START) < text.index(report.END)
+
+
+def _toc_files(node) -> list[str]:
+    out = []
+    if isinstance(node, dict):
+        if "file" in node:
+            out.append(node["file"])
+        for v in node.values():
+            out += _toc_files(v)
+    elif isinstance(node, list):
+        for v in node:
+            out += _toc_files(v)
+    return out
+
+
+def test_toc_lists_existing_pages_and_every_notebook():
+    import yaml
+
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    files = [toc["root"]] + _toc_files(toc)
+    missing = [f for f in files if not any((ROOT / f"{f}{ext}").exists() for ext in (".md", ".ipynb"))]
+    assert missing == [], f"_toc.yml lists pages that do not exist: {missing}"
+    notebooks = sorted(f"notebooks/{p.stem}" for p in (ROOT / "notebooks").glob("*.ipynb"))
+    unlisted = [n for n in notebooks if n not in files]
+    assert unlisted == [], f"notebooks not in _toc.yml (the book would silently skip them): {unlisted}"
+
+
+def test_config_points_everything_at_one_repository():
+    import yaml
+
+    cfg = yaml.safe_load((ROOT / "_config.yml").read_text())
+    assert cfg["execute"]["execute_notebooks"] == "off"
+    assert cfg["repository"]["url"] == "https://github.com/meta-learning-engineered/book"
+    assert cfg["launch_buttons"]["colab_url"] and cfg["launch_buttons"]["binderhub_url"]
+    assert "book/references.bib" in cfg["bibtex_bibfiles"]
+    assert "notebooks/*.py" in cfg["exclude_patterns"]
