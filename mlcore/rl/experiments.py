@@ -1,0 +1,179 @@
+"""Records for the RL chapter: RL^2 and the classic baselines on the paper's settings.
+
+``python -m mlcore reproduce --only rl2_bandit_n10_k5`` calls :func:`reproduce_rl2`;
+``--only baselines_bandit_n10_k5`` calls :func:`reproduce_baselines`; ``python -m mlcore eval
+results/rl2_bandit_n10_k5.json --seed 123`` calls :func:`eval_record` (fresh trials drawn with that seed).
+Every policy is scored on the same ``EVAL_TRIALS`` trials drawn with ``EVAL_SEED``.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import torch
+
+from .. import budget as budget_mod
+from ..results import RESULTS_DIR, Record, atomic_torch_save, checkpoint_path, load_record, mean_ci95, save_record
+from ..runtime import get_device, git_commit, hardware
+from .baselines import bandit_baselines, mdp_baselines, run_policy
+from .envs import check_spec, make_env, spec_name
+from .rl2 import RL2Config, RL2Policy, evaluate_rl2, train_rl2
+
+EVAL_SEED = 2016      # the trials every RL table in the book is scored on
+EVAL_TRIALS = 1000    # as in Duan et al. (2016)
+
+# Duan et al. (2016), Tables 1 and 2 (mean total reward per trial over 1,000 trials)
+PAPER = {
+    "bandit_n10_k5": {"random": 5.0, "Gittins": 6.6, "Thompson": 5.7, "OTS": 6.5, "UCB1": 6.7,
+                      "epsilon-greedy": 6.6, "greedy": 6.6, "RL2": 6.7},
+    "bandit_n10_k10": {"random": 5.0, "Gittins": 6.6, "Thompson": 5.5, "OTS": 6.2, "UCB1": 6.7,
+                       "epsilon-greedy": 6.6, "greedy": 6.6, "RL2": 6.7},
+    "bandit_n10_k50": {"random": 5.1, "Gittins": 6.5, "Thompson": 5.2, "OTS": 5.5, "UCB1": 6.6,
+                       "epsilon-greedy": 6.5, "greedy": 6.5, "RL2": 6.8},
+    "bandit_n100_k5": {"random": 49.9, "Gittins": 78.3, "Thompson": 74.7, "OTS": 77.9, "UCB1": 78.0,
+                       "epsilon-greedy": 75.4, "greedy": 74.8, "RL2": 78.7},
+    "bandit_n100_k10": {"random": 49.9, "Gittins": 82.8, "Thompson": 76.7, "OTS": 81.4, "UCB1": 82.4,
+                        "epsilon-greedy": 77.4, "greedy": 77.1, "RL2": 83.5},
+    "bandit_n100_k50": {"random": 49.8, "Gittins": 85.2, "Thompson": 64.5, "OTS": 67.7, "UCB1": 84.3,
+                        "epsilon-greedy": 78.3, "greedy": 78.0, "RL2": 84.9},
+    "mdp_n10": {"random": 100.1, "PSRL": 138.1, "OPSRL": 144.1, "UCRL2": 146.6, "BEB": 150.2,
+                "epsilon-greedy": 132.8, "greedy": 134.8, "RL2": 156.2},
+    "mdp_n25": {"random": 250.2, "PSRL": 408.8, "OPSRL": 425.2, "UCRL2": 424.1, "BEB": 427.8,
+                "epsilon-greedy": 377.3, "greedy": 368.8, "RL2": 445.7},
+}
+
+SPECS = {
+    "bandit_n10_k5": {"env": "bandit", "arms": 5, "pulls": 10},
+    "bandit_n10_k10": {"env": "bandit", "arms": 10, "pulls": 10},
+    "bandit_n100_k5": {"env": "bandit", "arms": 5, "pulls": 100},
+    "bandit_n100_k10": {"env": "bandit", "arms": 10, "pulls": 100},
+    "mdp_n10": {"env": "mdp", "episodes": 10},
+    "mdp_n25": {"env": "mdp", "episodes": 25},
+}
+
+
+def rl2_config(spec: dict, budget: str | None = None) -> RL2Config:
+    """The RL^2 recipe per setting and budget.
+
+    ``smoke`` keeps each run under ~20 s on two laptop cores (about 45k trial-steps in all);
+    ``full`` is sized for one GPU shared with other runs (<= 6 min; see the chapter for timings).
+    """
+    spec = check_spec(spec)
+    budget = budget_mod.current_budget(budget)
+    steps = make_env(spec, 1, 0).steps_per_trial
+    is_mdp = spec["env"] == "mdp"
+    scale = 0.1 if is_mdp else 1.0  # MDP trial returns reach ~400: keep value targets O(10)
+    if budget == "smoke":
+        trials = 256 if steps <= 10 else (64 if steps <= 100 else 32)
+        updates = max(4, min(20, 45_000 // (trials * steps)))
+        return RL2Config(spec=spec, updates=updates, trials_per_update=trials, lr=3e-3, minibatches=2,
+                         reward_scale=scale)
+    updates = {10: 600, 100: 300, 250: 200}.get(steps, 200)
+    return RL2Config(spec=spec, updates=updates, trials_per_update=2000, lr=1e-3, minibatches=4,
+                     reward_scale=scale)
+
+
+def _out_dir(out_dir, budget: str) -> Path:
+    return Path(out_dir) if out_dir is not None else (RESULTS_DIR if budget == "full" else Path("runs"))
+
+
+def _dataset(spec: dict) -> str:
+    return "bernoulli_bandit" if spec["env"] == "bandit" else "tabular_mdp"
+
+
+def reproduce_rl2(budget: str | None = None, seed: int = 0, out_dir=None, device=None, spec: dict | None = None,
+                  overrides: dict | None = None, progress: bool = True, **_ignored) -> list[Path]:
+    """Train RL^2 on ``spec`` at ``budget``, score it on the evaluation trials, write record + checkpoint."""
+    budget = budget_mod.current_budget(budget)
+    spec = check_spec(spec)
+    cfg = rl2_config(spec, budget)
+    for k, v in (overrides or {}).items():
+        if k not in RL2Config.__dataclass_fields__:
+            raise ValueError(f"unknown RL2Config field {k!r}")
+        setattr(cfg, k, v)
+    device = get_device(device)
+    key = spec_name(spec)
+    name = f"rl2_{key}" + ("" if budget == "full" else f"_{budget}")
+    t0 = time.perf_counter()
+    policy, history = train_rl2(cfg, seed=seed, device=device, log_every=max(1, cfg.updates // 50),
+                                progress=progress)
+    train_wall = time.perf_counter() - t0
+    trials = budget_mod.pick(budget, smoke=200, full=EVAL_TRIALS)
+    res = evaluate_rl2(policy, spec, trials, EVAL_SEED, device)
+    res_argmax = evaluate_rl2(policy, spec, trials, EVAL_SEED, device, greedy=True)
+    out = _out_dir(out_dir, budget)
+    out.mkdir(parents=True, exist_ok=True)
+    ckpt = out / f"{name}.pt"
+    atomic_torch_save({k: v.detach().cpu() for k, v in policy.state_dict().items()}, ckpt)
+    rec = Record(
+        name=name, method="rl2", dataset=_dataset(spec), episodes=trials, ci95=res["ci95"], seed=seed,
+        config={"spec": spec, "rl2": cfg.to_dict(), "model": policy.config(), "eval_seed": EVAL_SEED,
+                "eval_policy": "sample (the stochastic policy as trained)"},
+        metrics={"mean_total_reward": res["mean_total_reward"], "ci95": res["ci95"], "trials": trials,
+                 "argmax_policy": {k: res_argmax[k] for k in ("mean_total_reward", "ci95")},
+                 "paper": PAPER.get(key, {}), "learning_curve": history,
+                 "seconds_per_update": train_wall / cfg.updates, "device": str(device)},
+        hardware=hardware(), wall_s=time.perf_counter() - t0, train_wall_s=train_wall, git_commit=git_commit(),
+        checkpoint=ckpt.name, budget=budget,
+    )
+    return [save_record(rec, out)]
+
+
+def load_rl2(record_path, device=None) -> tuple[RL2Policy, Record]:
+    """Rebuild the trained RL^2 policy of a record (weights loaded with ``weights_only=True``)."""
+    rec = load_record(record_path)
+    ck = checkpoint_path(rec)
+    if ck is None or not ck.exists():
+        raise FileNotFoundError(f"record {rec.name} points to checkpoint {rec.checkpoint!r}, which is missing; "
+                                f"re-run `python -m mlcore reproduce --only {rec.name}`")
+    policy = RL2Policy(**rec.config["model"])
+    policy.load_state_dict(torch.load(ck, map_location="cpu", weights_only=True))
+    return policy.to(get_device(device)).eval(), rec
+
+
+def eval_record(record_path, episodes: int | None = None, seed: int = 123, device=None) -> dict:
+    """Re-score an RL^2 record on ``episodes`` fresh trials (default 1,000) drawn with ``seed``."""
+    policy, rec = load_rl2(record_path, device)
+    spec = rec.config["spec"]
+    res = evaluate_rl2(policy, spec, episodes or EVAL_TRIALS, seed)
+    return {"record": rec.name, "mean_total_reward": res["mean_total_reward"], "ci95": res["ci95"],
+            "trials": res["trials"], "seed": seed, "reference_mean_total_reward": rec.metrics["mean_total_reward"],
+            "reference_ci95": rec.metrics["ci95"]}
+
+
+def score_baselines(spec: dict, trials: int = EVAL_TRIALS, seed: int = EVAL_SEED, device="cpu",
+                    keep_actions: bool = False) -> dict:
+    """Every baseline column for ``spec`` on the same ``trials`` seeded trials: {name: {mean, ci95, ...}}."""
+    spec = check_spec(spec)
+    n = spec["pulls"] if spec["env"] == "bandit" else spec["episodes"]
+    policies = bandit_baselines(n) if spec["env"] == "bandit" else mdp_baselines(n)
+    out = {}
+    for name, policy in policies.items():
+        env = make_env(spec, trials, seed, device)
+        t = time.perf_counter()
+        res = run_policy(policy, env, keep_actions=keep_actions)
+        mean, ci = mean_ci95(res["total"].cpu())
+        out[name] = {"mean_total_reward": mean, "ci95": ci, "wall_s": round(time.perf_counter() - t, 3)}
+        if keep_actions:
+            out[name]["actions"] = res["actions"].cpu()
+        for attr in ("c", "epsilon", "bonus", "used_gamma"):
+            if hasattr(policy, attr):
+                out[name][attr] = getattr(policy, attr)
+    return out
+
+
+def reproduce_baselines(budget: str | None = None, seed: int = 0, out_dir=None, device=None,
+                        spec: dict | None = None, **_ignored) -> list[Path]:
+    """Score every baseline on the evaluation trials of ``spec`` and write one record. Cheap: CPU is fine."""
+    budget = budget_mod.current_budget(budget)
+    spec = check_spec(spec)
+    key = spec_name(spec)
+    name = f"baselines_{key}" + ("" if budget == "full" else f"_{budget}")
+    trials = budget_mod.pick(budget, smoke=200, full=EVAL_TRIALS)
+    t0 = time.perf_counter()
+    scores = score_baselines(spec, trials, EVAL_SEED, get_device(device) if device else "cpu")
+    rec = Record(name=name, method="baselines", dataset=_dataset(spec), episodes=trials, seed=seed,
+                 config={"spec": spec, "eval_seed": EVAL_SEED},
+                 metrics={"baselines": scores, "trials": trials, "paper": PAPER.get(key, {})},
+                 hardware=hardware(), wall_s=time.perf_counter() - t0, git_commit=git_commit(), budget=budget)
+    return [save_record(rec, _out_dir(out_dir, budget))]
