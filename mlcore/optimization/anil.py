@@ -1,0 +1,52 @@
+"""ANIL (Raghu et al. 2019): Almost No Inner Loop — adapt only the linear head.
+
+The body (the strided Conv-4) is meta-learned by the outer loop but frozen inside the
+inner loop, so each task's images go through it once; the inner loop then runs on the
+64-d features alone, which makes adaptation cheap and second order nearly free. The
+meta-gradient is still exact: it flows through the head's inner updates into the body
+via the features.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch.func import functional_call, vmap
+
+from ..budget import pick
+from ..learner import Recipe
+from .maml import MAML, Params, adapted_query_loss
+
+
+def pool_features(h: torch.Tensor) -> torch.Tensor:
+    """The Conv-4 ``embed`` pooling: average what is left spatially (2x2 for the strided net)."""
+    return h.mean(dim=(-2, -1)) if h.shape[-1] * h.shape[-2] > 1 else h.flatten(-3)
+
+
+class ANIL(MAML):
+    method = "anil"
+
+    @classmethod
+    def recipe(cls, ways: int, shots: int, budget: str = "smoke") -> Recipe:
+        r = super().recipe(ways, shots, budget)
+        # the head-only inner loop is cheap, so the test-time steps of the 20-way recipe are kept for 5-way too
+        r.model["test_inner_steps"] = max(r.model["test_inner_steps"], 3)
+        return r
+
+    def adapt_names(self) -> list[str]:
+        return [n for n, _ in self.net.named_parameters() if n.startswith("head.")]
+
+    def task_outputs(self, params: Params, sx, sy, qx, qy, steps: int, first_order: bool, vectorize: bool = True):
+        body = {k[len("features."):]: v for k, v in params.items() if k.startswith("features.")}
+        head = {k[len("head."):]: v for k, v in params.items() if k.startswith("head.")}
+        lrs = self.rates(steps)
+
+        def one(sx1, sy1, qx1, qy1):
+            # separate forward passes keep batch norm's statistics per set, as in MAML
+            zs = pool_features(functional_call(self.net.features, body, (sx1,)))
+            zq = pool_features(functional_call(self.net.features, body, (qx1,)))
+            return adapted_query_loss(self.net.head, head, zs, sy1, zq, qy1, F.cross_entropy, lrs, first_order)
+
+        if vectorize:
+            return vmap(one, randomness="different")(sx, sy, qx, qy)
+        pairs = [one(sx[i], sy[i], qx[i], qy[i]) for i in range(sx.shape[0])]
+        return torch.stack([p[0] for p in pairs]), torch.stack([p[1] for p in pairs])
