@@ -164,7 +164,15 @@ def published(method: str, setting: str) -> Published | None:
     return OMNIGLOT.get((canonical_method(method), setting))
 
 
+#: Registered variants that share a paper's number but must stay distinguishable in tables.
+VARIANT_NAMES: dict[str, str] = {
+    "matching_fce": "Matching Networks (FCE)",
+}
+
+
 def display_name(method: str) -> str:
     """Human name of a method (``"protonet"`` -> ``"Prototypical Networks"``)."""
+    if method in VARIANT_NAMES:
+        return VARIANT_NAMES[method]
     m = canonical_method(method)
     return METHODS[m][0] if m in METHODS else method

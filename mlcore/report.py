@@ -43,9 +43,15 @@ def load_records(directory: str | os.PathLike | None = None) -> tuple[list[dict]
 
 
 def is_classification(rec: dict) -> bool:
-    """A few-shot classification record: Omniglot, with ways, shots and an accuracy."""
+    """A few-shot classification record scored on the shared test episodes.
+
+    Omniglot, with ways, shots and an accuracy, on the Vinyals test split or Lake's
+    within-alphabet protocol (other Omniglot analyses, e.g. task retrieval, are listed
+    with the other records).
+    """
     return (rec.get("dataset") == "omniglot" and rec.get("accuracy") is not None
-            and rec.get("ways") is not None and rec.get("shots") is not None)
+            and rec.get("ways") is not None and rec.get("shots") is not None
+            and (rec.get("split") in (None, "vinyals/test") or within_alphabet(rec)))
 
 
 def within_alphabet(rec: dict) -> bool:
@@ -132,15 +138,40 @@ def missing_settings(records: list[dict]) -> dict[str, list[str]]:
     return out
 
 
+MAX_METRICS = 8
+# Keys that are not our headline numbers: curves, per-episode lists, and the papers' numbers
+# (those are quoted in the chapters beside ours, never listed as ours).
+_SKIP_METRICS = ("paper", "history", "learning_curve", "per_episode", "final_train", "config", "device")
+
+
+def _flatten(d: dict, prefix: str = "", depth: int = 0) -> list[tuple[str, float]]:
+    """Numeric leaves of nested metric dicts (up to three levels), as ("a.b", value) pairs."""
+    out: list[tuple[str, float]] = []
+    for k, v in d.items():
+        if str(k) in _SKIP_METRICS:
+            continue
+        key = f"{prefix}{k}"
+        if isinstance(v, bool):
+            continue
+        if isinstance(v, (int, float)):
+            out.append((key, v))
+        elif isinstance(v, dict) and depth < 2:
+            out += _flatten(v, key + ".", depth + 1)
+    return out
+
+
 def other_rows(records: list[dict]) -> list[dict]:
     """Records that are not few-shot classifiers (sinusoid regression, bandits, MDPs, ...)."""
     rows = []
     for rec in records:
         if is_classification(rec):
             continue
-        metrics = rec.get("metrics") or {}
-        scalars = [f"{k} = {v:.4g}" for k, v in metrics.items()
-                   if isinstance(v, (int, float)) and not isinstance(v, bool)][:4]
+        scalars = []
+        if rec.get("accuracy") is not None:
+            scalars.append(f"accuracy = {fmt_accuracy(rec['accuracy'], rec.get('ci95'))} %")
+        scalars += [f"{k} = {v:.4g}" for k, v in _flatten(rec.get("metrics") or {})]
+        if len(scalars) > MAX_METRICS:
+            scalars = scalars[:MAX_METRICS] + ["…"]
         rows.append({"record": rec["name"], "method": reference.display_name(rec["method"]),
                      "dataset": rec.get("dataset", "–"), "metrics": "; ".join(scalars) or "–",
                      "train_time": fmt_seconds(rec.get("train_wall_s", rec.get("wall_s"))),

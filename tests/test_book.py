@@ -31,7 +31,12 @@ def results_dir(tmp_path):
         _record("siamese_lake", "siamese", 20, 1, 0.874, 0.0081, within=True),
         _record("maml_omniglot_5w1s_smoke", "maml", 5, 1, 0.61, 0.02, budget="smoke"),
         {"name": "rl2_bandit_n10_k5", "method": "rl2", "dataset": "bernoulli_bandit",
-         "metrics": {"total_reward": 6.71, "history": [1, 2]}, "hardware": {}, "train_wall_s": 5000.0},
+         "metrics": {"total_reward": 6.71, "history": [1, 2], "paper": {"RL2": 6.7}}, "hardware": {},
+         "train_wall_s": 5000.0},
+        {"name": "baselines_bandit_n10_k5", "method": "baselines", "dataset": "bernoulli_bandit",
+         "metrics": {"baselines": {"UCB1": {"mean": 6.52, "ci95": 0.1}, "Random": {"mean": 5.01}}}},
+        {**_record("task_similarity_omniglot", "task_similarity", 5, 1, 0.912, 0.01), "split": "background"},
+        _record("matching_fce_omniglot_5w1s", "matching_fce", 5, 1, 0.975, 0.003),
     ]
     for r in recs:
         (tmp_path / f"{r['name']}.json").write_text(json.dumps(r))
@@ -63,14 +68,16 @@ def test_classification_rows_come_from_records(results_dir):
     assert skipped == ["bench_sampling.json"]
     rows = report.classification_rows(records)
     assert [r["record"] for r in rows] == ["protonet_omniglot_5w1s", "protonet_omniglot_20w5s",
-                                           "maml_omniglot_5w1s_smoke", "siamese_lake"]
+                                           "maml_omniglot_5w1s_smoke", "matching_fce_omniglot_5w1s",
+                                           "siamese_lake"]
+    assert rows[3]["method"] == "Matching Networks (FCE)" and rows[3]["paper"].startswith("98.1 (Vinyals")
     proto = rows[0]
     assert proto["ours"] == "98.61 ± 0.23"
     assert proto["paper"] == "98.8 (Snell et al. 2017)"
     assert proto["train_time"] == "42 s" and proto["hardware"] == "CPU (16 threads)"
     assert rows[1]["train_time"] == "12.6 min" and rows[1]["hardware"] == "NVIDIA H200"
     assert rows[2]["setting"] == "5w1s (smoke budget)"
-    assert rows[3]["setting"] == "20w1s-within" and rows[3]["paper"].startswith("92 (Koch")
+    assert rows[4]["setting"] == "20w1s-within" and rows[4]["paper"].startswith("92 (Koch")
 
 
 def test_missing_rows_are_marked_not_filled(results_dir):
@@ -78,7 +85,10 @@ def test_missing_rows_are_marked_not_filled(results_dir):
     rows = report.classification_rows(records, include_missing=True)
     maml = [r for r in rows if r["method"] == "MAML" and r["setting"] == "20w1s"]
     assert len(maml) == 1 and maml[0]["ours"] == report.MISSING and maml[0]["accuracy"] is None
-    assert len(rows) == len(reference.OMNIGLOT) + 1  # + the smoke-budget MAML row, which matches no setting
+    # every published setting once (a record or a gap), plus the smoke-budget MAML row, which does not
+    # stand in for the reference run, so MAML 5w1s is also listed as a gap
+    assert len(rows) == len(reference.OMNIGLOT) + 1
+    assert any(r["method"] == "MAML" and r["setting"] == "5w1s" and r["ours"] == report.MISSING for r in rows)
     gaps = report.missing_settings(records)
     assert "5w1s" not in gaps["Prototypical Networks"] and "20w1s" in gaps["Prototypical Networks"]
 
@@ -93,6 +103,11 @@ def test_readme_section_is_rewritten_between_markers(results_dir, tmp_path):
     body = text[text.index(report.START):text.index(report.END)]
     assert "| Prototypical Networks | 5w1s | 98.61 ± 0.23 | 1000 | 42 s |" in body
     assert "rl2_bandit_n10_k5" in body and "total_reward = 6.71" in body
+    assert "6.7 " not in body.split("rl2_bandit_n10_k5")[1].split("\n")[0]  # the paper's number is not ours
+    assert "baselines.UCB1.mean = 6.52" in body and "baselines.Random.mean = 5.01" in body
+    # an Omniglot analysis that is not scored on the shared test episodes is not in the comparison table
+    assert "| task_similarity_omniglot |" in body and "accuracy = 91.20 ± 1.00 %" in body
+    assert "| Task_similarity |" not in body
     assert "bench_sampling.json" in body
     # idempotent: a second run gives the same file
     report.main(["--readme", str(readme), "--results", str(results_dir)])
