@@ -144,17 +144,28 @@ MAX_METRICS = 8
 _SKIP_METRICS = ("paper", "history", "learning_curve", "per_episode", "final_train", "config", "device")
 
 
-def _flatten(d: dict, prefix: str = "", depth: int = 0) -> list[tuple[str, float]]:
-    """Numeric leaves of nested metric dicts (up to three levels), as ("a.b", value) pairs."""
-    out: list[tuple[str, float]] = []
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _flatten(d: dict, prefix: str = "", depth: int = 0) -> list[tuple[str, str]]:
+    """Numeric leaves of nested metric dicts (up to three levels) as ("a.b", "text") pairs.
+
+    A dict that carries a ``ci95`` is one measurement: it is shown as its first other
+    number with the CI (``"random.mean_total_reward", "4.965 ± 0.2563"``); timings and
+    settings beside it are left out.
+    """
+    if _is_number(d.get("ci95")):
+        for k, v in d.items():
+            if k != "ci95" and _is_number(v) and not str(k).endswith("_s"):
+                return [(f"{prefix}{k}", f"{v:.4g} ± {d['ci95']:.2g}")]
+    out: list[tuple[str, str]] = []
     for k, v in d.items():
         if str(k) in _SKIP_METRICS:
             continue
         key = f"{prefix}{k}"
-        if isinstance(v, bool):
-            continue
-        if isinstance(v, (int, float)):
-            out.append((key, v))
+        if _is_number(v):
+            out.append((key, f"{v:.4g}"))
         elif isinstance(v, dict) and depth < 2:
             out += _flatten(v, key + ".", depth + 1)
     return out
@@ -169,7 +180,7 @@ def other_rows(records: list[dict]) -> list[dict]:
         scalars = []
         if rec.get("accuracy") is not None:
             scalars.append(f"accuracy = {fmt_accuracy(rec['accuracy'], rec.get('ci95'))} %")
-        scalars += [f"{k} = {v:.4g}" for k, v in _flatten(rec.get("metrics") or {})]
+        scalars += [f"{k} = {v}" for k, v in _flatten(rec.get("metrics") or {})]
         if len(scalars) > MAX_METRICS:
             scalars = scalars[:MAX_METRICS] + ["…"]
         rows.append({"record": rec["name"], "method": reference.display_name(rec["method"]),

@@ -34,7 +34,8 @@ def results_dir(tmp_path):
          "metrics": {"total_reward": 6.71, "history": [1, 2], "paper": {"RL2": 6.7}}, "hardware": {},
          "train_wall_s": 5000.0},
         {"name": "baselines_bandit_n10_k5", "method": "baselines", "dataset": "bernoulli_bandit",
-         "metrics": {"baselines": {"UCB1": {"mean": 6.52, "ci95": 0.1}, "Random": {"mean": 5.01}}}},
+         "metrics": {"baselines": {"UCB1": {"mean_total_reward": 6.52, "ci95": 0.1, "wall_s": 0.2, "c": 0.05},
+                                   "Random": {"mean_total_reward": 5.01}}}},
         {**_record("task_similarity_omniglot", "task_similarity", 5, 1, 0.912, 0.01), "split": "background"},
         _record("matching_fce_omniglot_5w1s", "matching_fce", 5, 1, 0.975, 0.003),
     ]
@@ -104,7 +105,8 @@ def test_readme_section_is_rewritten_between_markers(results_dir, tmp_path):
     assert "| Prototypical Networks | 5w1s | 98.61 ± 0.23 | 1000 | 42 s |" in body
     assert "rl2_bandit_n10_k5" in body and "total_reward = 6.71" in body
     assert "6.7 " not in body.split("rl2_bandit_n10_k5")[1].split("\n")[0]  # the paper's number is not ours
-    assert "baselines.UCB1.mean = 6.52" in body and "baselines.Random.mean = 5.01" in body
+    assert "baselines.UCB1.mean_total_reward = 6.52 ± 0.1;" in body
+    assert "baselines.Random.mean_total_reward = 5.01" in body and "wall_s" not in body
     # an Omniglot analysis that is not scored on the shared test episodes is not in the comparison table
     assert "| task_similarity_omniglot |" in body and "accuracy = 91.20 ± 1.00 %" in body
     assert "| Task_similarity |" not in body
