@@ -99,7 +99,7 @@ notebooks: setup
 	done
 
 reproduce: setup
-	python -m mlcore reproduce $(if $(ONLY),--only $(ONLY)) --budget $(BUDGET)
+	python -m mlcore reproduce $(foreach n,$(ONLY),--only $(n)) --budget $(BUDGET)
 	python -m mlcore.report --readme
 
 report: setup
