@@ -20,7 +20,7 @@ import functools
 
 import torch
 
-from .envs import BernoulliBandits, Step, TabularMDPs, TrialEnv
+from .envs import BernoulliBandits, Step, TabularMDPs, TrialEnv, cpu_threads
 
 
 def argmax_random_ties(scores: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -160,6 +160,11 @@ def gittins_table(gamma: float, depth: int, grid: int = 1001) -> torch.Tensor:
         raise ValueError(f"gamma must lie in (0, 1), got {gamma}")
     if depth < 2:
         raise ValueError(f"depth must be >= 2, got {depth}")
+    with cpu_threads("cpu"):
+        return _calibrate(gamma, depth, grid)
+
+
+def _calibrate(gamma: float, depth: int, grid: int) -> torch.Tensor:
     lam = torch.linspace(0.0, 1.0, grid, dtype=torch.float64)[:, None]           # (L, 1)
     retire = lam / (1.0 - gamma)
     s = torch.arange(depth + 1, dtype=torch.float64)
@@ -198,7 +203,7 @@ class Gittins(BanditPolicy):
         super().begin(env, generator)
         n = env.episodes
         gamma = self.gamma if self.gamma is not None else 1.0 - 1.0 / max(n, 2)
-        depth = self.depth or max(2 * n + 50, 100)
+        depth = self.depth or max(n + 50, 100)  # an arm is pulled at most n times in a trial
         self.table = gittins_table(round(gamma, 12), depth).to(env.device)
         self.used_gamma = gamma
 
@@ -360,6 +365,11 @@ def run_policy(policy: Policy, env: TrialEnv, seed: int | None = None, keep_acti
     seed = env.seed + POLICY_SEED_OFFSET if seed is None else seed
     if seed == env.seed:
         raise ValueError("the policy seed must differ from the environment seed (they would share random numbers)")
+    with cpu_threads(env.device):
+        return _run(policy, env, seed, keep_actions)
+
+
+def _run(policy: Policy, env: TrialEnv, seed: int, keep_actions: bool) -> dict:
     g = torch.Generator(device=env.device)
     g.manual_seed(seed)
     state = env.reset()

@@ -16,9 +16,26 @@ noise stream (common random numbers): their difference in total reward is the po
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
+
+
+@contextmanager
+def cpu_threads(device, n: int = 1):
+    """On the CPU, run with ``n`` torch threads and restore the old setting afterwards. RL^2's GRU steps
+    are small matrix products; on a busy machine extra threads spend more time waiting for each other
+    than computing (we measured 25 s instead of 1.3 s per update with 2 threads on 2 loaded cores)."""
+    if torch.device(device).type != "cpu":
+        yield
+        return
+    old = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
 
 
 @dataclass

@@ -66,10 +66,10 @@ def rl2_config(spec: dict, budget: str | None = None) -> RL2Config:
     if budget == "smoke":
         trials = 256 if steps <= 10 else (64 if steps <= 100 else 32)
         updates = max(4, min(20, 45_000 // (trials * steps)))
-        return RL2Config(spec=spec, updates=updates, trials_per_update=trials, lr=3e-3, minibatches=2,
+        return RL2Config(spec=spec, updates=updates, trials_per_update=trials, lr=3e-3, epochs=10, minibatches=4,
                          reward_scale=scale)
-    updates = {10: 600, 100: 300, 250: 200}.get(steps, 200)
-    return RL2Config(spec=spec, updates=updates, trials_per_update=2000, lr=1e-3, minibatches=4,
+    updates = {10: 400, 100: 250, 250: 150}.get(steps, 150)
+    return RL2Config(spec=spec, updates=updates, trials_per_update=2000, lr=1e-3, epochs=6, minibatches=8,
                      reward_scale=scale)
 
 

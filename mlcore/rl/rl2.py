@@ -27,7 +27,7 @@ import torch.nn.functional as F
 
 from ..results import mean_ci95
 from .baselines import POLICY_SEED_OFFSET
-from .envs import TrialEnv, check_spec, make_env
+from .envs import TrialEnv, check_spec, cpu_threads, make_env
 
 
 class RL2Policy(nn.Module):
@@ -208,6 +208,12 @@ def train_rl2(cfg: RL2Config, seed: int = 0, device=None, log_every: int = 10, p
     g = torch.Generator(device=device)
     g.manual_seed(seed)
     history = []
+    with cpu_threads(device):
+        _train_loop(policy, opt, cfg, spec, seed, device, g, history, log_every, progress)
+    return policy, history
+
+
+def _train_loop(policy, opt, cfg, spec, seed, device, g, history, log_every, progress) -> None:
     t0 = time.perf_counter()
     for u in range(cfg.updates):
         env = make_env(spec, cfg.trials_per_update, 10_000_000 + seed * 1_000_003 + u, device)
@@ -223,7 +229,6 @@ def train_rl2(cfg: RL2Config, seed: int = 0, device=None, log_every: int = 10, p
             history.append(row)
             if progress:
                 print(row, flush=True)
-    return policy, history
 
 
 @torch.no_grad()
@@ -236,7 +241,8 @@ def evaluate_rl2(policy: RL2Policy, spec: dict, trials: int = 1000, seed: int = 
     env = make_env(spec, trials, seed, device)
     g = torch.Generator(device=device)
     g.manual_seed(seed + POLICY_SEED_OFFSET)  # never the env's stream
-    ro = rollout(policy, env, g, greedy=greedy)
+    with cpu_threads(device):
+        ro = rollout(policy, env, g, greedy=greedy)
     mean, ci = mean_ci95(ro.total.cpu())
     out = {"mean_total_reward": mean, "ci95": ci, "trials": trials, "seed": seed,
            "policy": "argmax" if greedy else "sample"}
