@@ -49,6 +49,13 @@ class RelationNet(FewShotLearner):
         self.feature_shape, self.image_size, self.in_channels = tuple(fmap.shape[1:]), image_size, in_channels
         self.relation_fc = nn.Sequential(nn.Linear(rel.numel(), relation_hidden), nn.ReLU(),
                                          nn.Linear(relation_hidden, 1))
+        # The FC layer has only 8 ReLU units: if they all die the relation score is a constant and
+        # training is stuck at loss (N-1)/N^2 for good (we saw it once in 5-way 5-shot). Small
+        # weights and a bias of 1, as in the authors' code, keep every unit alive at the start.
+        for layer in self.relation_fc:
+            if isinstance(layer, nn.Linear):
+                nn.init.normal_(layer.weight, 0.0, 0.01)
+                nn.init.ones_(layer.bias)
 
     @classmethod
     def recipe(cls, ways: int, shots: int, budget: str = "smoke") -> Recipe:
