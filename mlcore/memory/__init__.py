@@ -3,7 +3,23 @@ LEARNERS = {
     "protonet": "mlcore.memory.protonet:ProtoNet",
     "matching": "mlcore.memory.matching:MatchingNet",
     "matching_fce": "mlcore.memory.matching:MatchingNetFCE",
+    "mann": "mlcore.memory.mann:MANN",
 }
 REPRODUCTIONS = {
     "protonet_omniglot_5w1s": {"method": "protonet", "ways": 5, "shots": 1},
+    "protonet_omniglot_5w5s": {"method": "protonet", "ways": 5, "shots": 5},
+    "protonet_omniglot_20w1s": {"method": "protonet", "ways": 20, "shots": 1},
+    "protonet_omniglot_20w5s": {"method": "protonet", "ways": 20, "shots": 5},
+    "matching_omniglot_5w1s": {"method": "matching", "ways": 5, "shots": 1},
+    "matching_omniglot_5w5s": {"method": "matching", "ways": 5, "shots": 5},
+    "matching_omniglot_20w1s": {"method": "matching", "ways": 20, "shots": 1},
+    "matching_omniglot_20w5s": {"method": "matching", "ways": 20, "shots": 5},
+    "matching_fce_omniglot_5w1s": {"method": "matching_fce", "ways": 5, "shots": 1},
+    "matching_fce_omniglot_5w5s": {"method": "matching_fce", "ways": 5, "shots": 5},
+    "matching_fce_omniglot_20w1s": {"method": "matching_fce", "ways": 20, "shots": 1},
+    "matching_fce_omniglot_20w5s": {"method": "matching_fce", "ways": 20, "shots": 5},
+    # one MANN training writes both mann_omniglot_5w1s and mann_omniglot_5w5s
+    "mann_omniglot": {"fn": "mlcore.memory.mann:reproduce_mann"},
+    "protonet_ways_sweep": {"fn": "mlcore.memory.ways_sweep:protonet_ways_sweep",
+                            "eval_fn": "mlcore.memory.ways_sweep:reevaluate_sweep"},
 }
