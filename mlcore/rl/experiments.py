@@ -55,7 +55,7 @@ SPECS = {
 def rl2_config(spec: dict, budget: str | None = None) -> RL2Config:
     """The RL^2 recipe per setting and budget.
 
-    ``smoke`` keeps each run under ~20 s on two laptop cores (about 45k trial-steps in all);
+    ``smoke`` keeps each run under ~20 s on two laptop cores (at most ~30k trial-steps in all);
     ``full`` is sized for one GPU shared with other runs (<= 6 min; see the chapter for timings).
     """
     spec = check_spec(spec)
@@ -64,8 +64,8 @@ def rl2_config(spec: dict, budget: str | None = None) -> RL2Config:
     is_mdp = spec["env"] == "mdp"
     scale = 0.1 if is_mdp else 1.0  # MDP trial returns reach ~400: keep value targets O(10)
     if budget == "smoke":
-        trials = 256 if steps <= 10 else (64 if steps <= 100 else 32)
-        updates = max(4, min(20, 45_000 // (trials * steps)))
+        trials = 256 if steps <= 10 else (32 if steps <= 100 else 16)
+        updates = max(3, min(12, 30_000 // (trials * steps)))
         return RL2Config(spec=spec, updates=updates, trials_per_update=trials, lr=3e-3, epochs=10, minibatches=4,
                          reward_scale=scale)
     updates = {10: 400, 100: 250, 250: 150}.get(steps, 150)
