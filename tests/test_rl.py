@@ -226,9 +226,11 @@ def test_records_and_cli_eval(tmp_path):
     (bpath,) = reproduce_baselines("smoke", 0, tmp_path, "cpu", spec)
     rec = json.loads(bpath.read_text())
     assert set(rec["metrics"]["baselines"]) >= {"random", "Gittins", "Thompson", "UCB1", "greedy"}
-    (path,) = reproduce_rl2("smoke", 0, tmp_path, "cpu", spec, overrides={"updates": 2, "hidden": 16},
-                            progress=False)
+    (path,) = reproduce_rl2("smoke", 0, tmp_path, "cpu", spec,
+                            overrides={"updates": 3, "hidden": 16, "time_limit_s": 0.0}, progress=False)
     rec = json.loads(path.read_text())
+    assert rec["metrics"]["updates_done"] == 1  # the time limit stops training and the record says so
+    assert rec["metrics"]["learning_curve"][-1]["stopped"] == "time_limit_s reached"
     assert rec["method"] == "rl2" and (tmp_path / rec["checkpoint"]).exists()
     assert 0 <= rec["metrics"]["mean_total_reward"] <= 5
     again = eval_record(path, episodes=100, seed=123)

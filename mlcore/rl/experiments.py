@@ -68,9 +68,9 @@ def rl2_config(spec: dict, budget: str | None = None) -> RL2Config:
         updates = max(3, min(12, 30_000 // (trials * steps)))
         return RL2Config(spec=spec, updates=updates, trials_per_update=trials, lr=3e-3, epochs=10, minibatches=4,
                          reward_scale=scale)
-    updates = {10: 400, 100: 250, 250: 150}.get(steps, 150)
-    return RL2Config(spec=spec, updates=updates, trials_per_update=2000, lr=1e-3, epochs=6, minibatches=8,
-                     reward_scale=scale)
+    updates = {10: 500, 100: 300, 250: 150}.get(steps, 150)
+    return RL2Config(spec=spec, updates=updates, trials_per_update=2000, lr=1e-3, epochs=4, minibatches=4,
+                     reward_scale=scale, time_limit_s=300.0)
 
 
 def _out_dir(out_dir, budget: str) -> Path:
@@ -112,7 +112,9 @@ def reproduce_rl2(budget: str | None = None, seed: int = 0, out_dir=None, device
         metrics={"mean_total_reward": res["mean_total_reward"], "ci95": res["ci95"], "trials": trials,
                  "argmax_policy": {k: res_argmax[k] for k in ("mean_total_reward", "ci95")},
                  "paper": PAPER.get(key, {}), "learning_curve": history,
-                 "seconds_per_update": train_wall / cfg.updates, "device": str(device)},
+                 "updates_done": history[-1]["update"] if history else 0,
+                 "seconds_per_update": train_wall / max(1, history[-1]["update"] if history else 1),
+                 "device": str(device)},
         hardware=hardware(), wall_s=time.perf_counter() - t0, train_wall_s=train_wall, git_commit=git_commit(),
         checkpoint=ckpt.name, budget=budget,
     )

@@ -149,6 +149,7 @@ class RL2Config:
     value_coef: float = 0.5
     grad_clip: float = 1.0
     reward_scale: float = 1.0  # rewards are multiplied by this inside the loss only (MDP returns are large)
+    time_limit_s: float | None = None  # stop early (and say so in the curve) after this much training time
     extra: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
@@ -229,6 +230,11 @@ def _train_loop(policy, opt, cfg, spec, seed, device, g, history, log_every, pro
             history.append(row)
             if progress:
                 print(row, flush=True)
+        if cfg.time_limit_s is not None and time.perf_counter() - t0 > cfg.time_limit_s and u < cfg.updates - 1:
+            history.append({"update": u + 1, "trials_seen": (u + 1) * cfg.trials_per_update,
+                            "mean_total_reward": float(ro.total.mean()),
+                            "wall_s": round(time.perf_counter() - t0, 2), "stopped": "time_limit_s reached"})
+            break
 
 
 @torch.no_grad()
