@@ -1,0 +1,298 @@
+"""Chapter 9's side-by-side comparison, computed from ``results/*.json`` and nothing else.
+
+* :func:`comparison_grid`: every few-shot method x (5w1s, 5w5s, 20w1s, 20w5s): our accuracy with
+  its 95 % CI, the training steps and wall time and hardware the record carries, the paper's number
+  beside it (:mod:`mlcore.reference`); a cell with no record says ``"missing"``, never a number from
+  elsewhere.
+* :func:`lake_rows`: records on Lake's 20-way within-alphabet protocol beside Koch et al.'s 92.0 %
+  and the human 95.5 %.
+* :func:`paired`: two records scored on the *same* test episodes (same ``EVAL_SEED``, ways, shots,
+  queries, split and number of episodes) give per-episode differences; their mean with a 95 % CI,
+  win/tie/loss counts, a sign test and a Wilcoxon signed-rank test say whether a gap is real.
+* :func:`cost_points`: (training wall time, accuracy) per record for the cost-vs-accuracy plot.
+
+Record selection, the table formats and the papers' numbers are reused from :mod:`mlcore.report`
+and :mod:`mlcore.reference`.
+"""
+from __future__ import annotations
+
+import math
+import os
+from itertools import combinations
+
+from . import reference
+from .engine import EVAL_SEED
+from .report import fmt_accuracy, fmt_seconds, is_classification, load_records, setting_of, within_alphabet
+from .results import mean_ci95
+from .runtime import hardware_label
+
+#: The four Vinyals-split settings chapter 9 tabulates.
+GRID_SETTINGS: tuple[str, ...] = ("5w1s", "5w5s", "20w1s", "20w5s")
+MISSING = "missing"
+
+#: Training length of the papers' protocols where ``shared/reference/targets.md`` states it
+#: (outer iterations); other papers train "until convergence" or do not state it there.
+PAPER_STEPS: dict[str, tuple[int, str]] = {
+    "maml": (60_000, "Finn et al. 2017: 60,000 meta-iterations"),
+    "fomaml": (60_000, "as MAML: 60,000 meta-iterations"),
+}
+
+
+def recipe_of(rec: dict) -> dict:
+    return (rec.get("config") or {}).get("recipe") or {}
+
+
+def steps_of(rec: dict) -> int | None:
+    """Outer training steps the record's run actually used (``config.recipe.steps``)."""
+    s = recipe_of(rec).get("steps")
+    return int(s) if isinstance(s, (int, float)) else None
+
+
+def is_reference(rec: dict) -> bool:
+    """Reference records carry budget ``"full"`` (or none); smoke runs never stand in for them."""
+    return rec.get("budget") in (None, "full")
+
+
+def classification_records(directory: str | os.PathLike | None = None) -> list[dict]:
+    """Few-shot classification records in ``directory`` (default ``results/``), as :mod:`mlcore.report` defines them."""
+    records, _ = load_records(directory)
+    return [r for r in records if is_classification(r)]
+
+
+def _pick(recs: list[dict]) -> dict | None:
+    """One record per (method, setting): a reference record if there is one, else the newest other."""
+    if not recs:
+        return None
+    ref = [r for r in recs if is_reference(r)]
+    pool = ref or recs
+    return sorted(pool, key=lambda r: r.get("created", ""))[-1]
+
+
+def methods_in_order(records: list[dict], extra: list[str] | tuple[str, ...] = ()) -> list[str]:
+    """Method ids: the papers' methods in :data:`mlcore.reference.METHODS` order, then any others."""
+    have = {r["method"] for r in records} | set(extra)
+    canon_order = list(reference.METHODS)
+
+    def key(m: str):
+        c = reference.canonical_method(m)
+        return (canon_order.index(c) if c in canon_order else len(canon_order), m)
+
+    return sorted(have, key=key)
+
+
+def comparison_grid(records: list[dict], methods: list[str] | None = None,
+                    settings: tuple[str, ...] = GRID_SETTINGS) -> list[dict]:
+    """One row per (method, setting) of the grid; absent records give ``ours == "missing"``.
+
+    ``methods`` defaults to every method with a classification record plus every method with a
+    published number, so a family that has not produced its records yet still shows its rows.
+    """
+    cls = [r for r in records if is_classification(r) and not within_alphabet(r)]
+    if methods is None:
+        have = {reference.canonical_method(r["method"]) for r in cls if r["method"] not in reference.VARIANT_NAMES}
+        methods = methods_in_order(cls, extra=[m for (m, s) in reference.OMNIGLOT if s in settings and m not in have])
+    by_key: dict[tuple[str, str], list[dict]] = {}
+    for r in cls:
+        by_key.setdefault((r["method"], setting_of(r)), []).append(r)
+    rows = []
+    for m in methods:
+        for s in settings:
+            rec = _pick(by_key.get((m, s), []))
+            pub = reference.published(m, s)
+            paper_steps = PAPER_STEPS.get(reference.canonical_method(m))
+            row = {"method_id": m, "method": reference.display_name(m), "setting": s,
+                   "paper": pub.text() if pub else "–", "paper_accuracy": pub.accuracy if pub else None,
+                   "paper_steps": paper_steps[0] if paper_steps else None}
+            if rec is None:
+                row.update(record=None, ours=MISSING, accuracy=None, ci95=None, steps=None, train_s=None,
+                           train_time="–", hardware="–", budget=None, episodes=None, gap=None)
+            else:
+                acc, ci = rec["accuracy"], rec.get("ci95")
+                budget = rec.get("budget") or "full"
+                row.update(record=rec["name"], accuracy=acc, ci95=ci, episodes=rec.get("episodes"),
+                           ours=fmt_accuracy(acc, ci) + ("" if is_reference(rec) else f" ({budget})"),
+                           steps=steps_of(rec), train_s=rec.get("train_wall_s"),
+                           train_time=fmt_seconds(rec.get("train_wall_s")),
+                           hardware=hardware_label(rec["hardware"]) if rec.get("hardware") else "–",
+                           budget=budget, gap=(100 * acc - pub.accuracy) if pub else None)
+            rows.append(row)
+    return rows
+
+
+def pivot(rows: list[dict], settings: tuple[str, ...] = GRID_SETTINGS) -> list[dict]:
+    """Grid rows -> one row per method with ``"<setting>"`` = "ours / paper" cells (compact view)."""
+    out: dict[str, dict] = {}
+    for r in rows:
+        d = out.setdefault(r["method_id"], {"method": r["method"]})
+        ours = r["ours"] if r["accuracy"] is None else f"{100 * r['accuracy']:.1f}"
+        d[r["setting"]] = f"{ours} / {r['paper']}"
+    return list(out.values())
+
+
+def lake_rows(records: list[dict]) -> list[dict]:
+    """Records on Lake's within-alphabet 20-way one-shot protocol, then the published reference points."""
+    rows = []
+    for r in records:
+        if is_classification(r) and within_alphabet(r):
+            rows.append({"who": reference.display_name(r["method"]) + " (ours)", "record": r["name"],
+                         "accuracy": fmt_accuracy(r["accuracy"], r.get("ci95")), "steps": steps_of(r),
+                         "train_time": fmt_seconds(r.get("train_wall_s")),
+                         "budget": r.get("budget") or "full", "source": "this book"})
+    for who, (acc, key) in reference.LAKE_WITHIN_ALPHABET.items():
+        rows.append({"who": who, "record": None, "accuracy": f"{acc:g}", "steps": None, "train_time": "–",
+                     "budget": None, "source": key})
+    return rows
+
+
+# ---------------------------------------------------------------------------------------------
+# Paired comparison on the same episodes
+# ---------------------------------------------------------------------------------------------
+
+def episode_protocol(rec: dict) -> tuple:
+    """What fixes a record's test episodes: (eval seed, ways, shots, test queries, split, within, n)."""
+    cfg = rec.get("config") or {}
+    recipe = recipe_of(rec)
+    return (cfg.get("eval_seed", EVAL_SEED), rec.get("ways"), rec.get("shots"), recipe.get("test_queries", 15),
+            rec.get("split") or "vinyals/test", within_alphabet(rec), len(per_episode(rec) or []))
+
+
+def per_episode(rec: dict) -> list[float] | None:
+    pe = (rec.get("metrics") or {}).get("per_episode")
+    return list(pe) if isinstance(pe, list) and pe else None
+
+
+def same_episodes(a: dict, b: dict) -> tuple[bool, str]:
+    """Whether two records were scored on identical episodes, and if not, why not."""
+    for rec in (a, b):
+        if per_episode(rec) is None:
+            return False, f"record {rec.get('name')} has no per-episode accuracies (metrics.per_episode)"
+    pa, pb = episode_protocol(a), episode_protocol(b)
+    if pa != pb:
+        fields = ("eval seed", "ways", "shots", "test queries", "split", "within-alphabet", "episodes")
+        diff = [f"{f}: {x} vs {y}" for f, x, y in zip(fields, pa, pb) if x != y]
+        return False, "different test episodes (" + "; ".join(diff) + ")"
+    return True, ""
+
+
+def sign_test_p(wins: int, losses: int) -> float:
+    """Two-sided exact sign test (ties dropped): P(as extreme a split under a fair coin)."""
+    n = wins + losses
+    if n == 0:
+        return 1.0
+    k = min(wins, losses)
+    tail = sum(math.comb(n, i) for i in range(k + 1)) / 2 ** n
+    return min(1.0, 2 * tail)
+
+
+def paired(a: dict, b: dict) -> dict:
+    """Per-episode comparison of record ``a`` minus record ``b`` (accuracies as fractions).
+
+    Raises ``ValueError`` when the two records were not scored on the same episodes.
+    """
+    ok, why = same_episodes(a, b)
+    if not ok:
+        raise ValueError(f"cannot pair {a.get('name')} with {b.get('name')}: {why}")
+    xa, xb = per_episode(a), per_episode(b)
+    d = [u - v for u, v in zip(xa, xb)]
+    mean, ci = mean_ci95(d)
+    wins = sum(x > 1e-12 for x in d)
+    losses = sum(x < -1e-12 for x in d)
+    out = {"a": a["name"], "b": b["name"], "setting": setting_of(a), "episodes": len(d),
+           "mean_difference": mean, "ci95": ci, "wins": wins, "ties": len(d) - wins - losses, "losses": losses,
+           "sign_test_p": sign_test_p(wins, losses), "wilcoxon_p": None}
+    if wins + losses > 0:
+        try:
+            from scipy.stats import wilcoxon  # optional: the sign test above needs no scipy
+            out["wilcoxon_p"] = float(wilcoxon(xa, xb, zero_method="wilcox").pvalue)
+        except ImportError:
+            pass
+    # the CI of the difference excludes zero <=> the gap is real at the 95 % level
+    out["verdict"] = ("no detectable difference" if math.isnan(ci) or abs(mean) <= ci
+                      else (f"{reference.display_name(a['method'])} better" if mean > 0
+                            else f"{reference.display_name(b['method'])} better"))
+    # the unpaired CIs, for contrast: pairing removes the episode-difficulty variance both share
+    out["unpaired_ci95"] = math.sqrt(mean_ci95(xa)[1] ** 2 + mean_ci95(xb)[1] ** 2) if len(d) > 1 else float("nan")
+    return out
+
+
+def paired_table(records: list[dict], settings: tuple[str, ...] = GRID_SETTINGS + ("20w1s-within",)) -> list[dict]:
+    """Every pair of methods that share a setting's episodes (one record per method and setting)."""
+    rows = []
+    cls = [r for r in records if is_classification(r)]
+    for s in settings:
+        by_method: dict[str, list[dict]] = {}
+        for r in cls:
+            if setting_of(r) == s:
+                by_method.setdefault(r["method"], []).append(r)
+        picked = [_pick(v) for _, v in sorted(by_method.items())]
+        picked = [r for r in picked if r is not None and per_episode(r) is not None]
+        picked.sort(key=lambda r: -r["accuracy"])
+        for a, b in combinations(picked, 2):
+            ok, why = same_episodes(a, b)
+            if not ok:
+                rows.append({"setting": s, "a": a["name"], "b": b["name"], "skipped": why})
+                continue
+            rows.append(paired(a, b))
+    return rows
+
+
+def fmt_paired(row: dict) -> dict:
+    """A paired row in percent points for tables."""
+    if "skipped" in row:
+        return {"setting": row["setting"], "pair": f"{row['a']} vs {row['b']}", "difference": "–",
+                "W/T/L": "–", "sign p": "–", "Wilcoxon p": "–", "verdict": "not paired: " + row["skipped"]}
+    wp = row.get("wilcoxon_p")
+    return {"setting": row["setting"], "pair": f"{row['a']} − {row['b']}",
+            "difference": f"{100 * row['mean_difference']:+.2f} ± {100 * row['ci95']:.2f}",
+            "unpaired": f"± {100 * row['unpaired_ci95']:.2f}",
+            "W/T/L": f"{row['wins']}/{row['ties']}/{row['losses']}", "sign p": f"{row['sign_test_p']:.2g}",
+            "Wilcoxon p": "–" if wp is None else f"{wp:.2g}", "verdict": row["verdict"]}
+
+
+# ---------------------------------------------------------------------------------------------
+# Cost vs accuracy
+# ---------------------------------------------------------------------------------------------
+
+def cost_points(records: list[dict]) -> list[dict]:
+    """One point per classification record with a training wall time: cost and accuracy side by side."""
+    pts = []
+    for r in records:
+        if not is_classification(r) or not r.get("train_wall_s"):
+            continue
+        hw = r.get("hardware") or {}
+        pts.append({"record": r["name"], "method_id": r["method"], "method": reference.display_name(r["method"]),
+                    "setting": setting_of(r), "train_s": float(r["train_wall_s"]), "accuracy": float(r["accuracy"]),
+                    "ci95": r.get("ci95"), "steps": steps_of(r),
+                    "meta_batch": recipe_of(r).get("meta_batch"),
+                    "hardware": hardware_label(hw) if hw else "–", "budget": r.get("budget") or "full"})
+    return sorted(pts, key=lambda p: (p["setting"], p["train_s"]))
+
+
+def plot_cost_accuracy(points: list[dict], ax=None, settings: tuple[str, ...] = GRID_SETTINGS):
+    """Training wall time (log x) vs test accuracy, one panel colour per method, one marker per setting."""
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7, 4.5))
+    markers = dict(zip(settings + ("20w1s-within",), "os^Dv"))
+    methods = sorted({p["method"] for p in points})
+    colours = dict(zip(methods, plt.cm.tab10.colors * 3))
+    for p in points:
+        ax.errorbar(p["train_s"], 100 * p["accuracy"], yerr=100 * (p["ci95"] or 0), fmt=markers.get(p["setting"], "x"),
+                    color=colours[p["method"]], ms=6, capsize=2)
+    ax.set_xscale("log")
+    ax.set_xlabel("training wall time (s, log scale)")
+    ax.set_ylabel("test accuracy (%)")
+    for m in methods:
+        ax.plot([], [], "o", color=colours[m], label=m)
+    for s, mk in markers.items():
+        if any(p["setting"] == s for p in points):
+            ax.plot([], [], mk, color="grey", label=s)
+    ax.legend(fontsize=7, ncol=2, loc="lower right")
+    ax.grid(alpha=0.3)
+    return ax
+
+
+__all__ = ["GRID_SETTINGS", "MISSING", "PAPER_STEPS", "steps_of", "is_reference", "classification_records",
+           "comparison_grid", "pivot", "lake_rows", "same_episodes", "sign_test_p", "paired", "paired_table",
+           "fmt_paired", "cost_points", "plot_cost_accuracy"]
