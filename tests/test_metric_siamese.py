@@ -154,3 +154,29 @@ def test_short_real_training_beats_floor():
     fit(m, s, 150, lr=3e-3, progress=False)
     acc = evaluate(m, engine.test_sampler(5, 1, queries=5), episodes=40)["accuracy"]
     assert acc > 0.45, acc  # measured 0.64 (seed 0); chance is 0.20
+
+
+def test_lake_record_loads_and_predicts_on_preprocessed_drawings(tmp_path):
+    """The Lake-protocol record rebuilds with mlcore.load and scores 20 candidates made by preprocess."""
+    import numpy as np
+
+    import mlcore
+    from mlcore.data.omniglot import load_raw
+    from mlcore.metric.siamese import evaluate_record, reproduce
+
+    torch.manual_seed(0)
+    (path,) = reproduce("smoke", seed=0, out_dir=tmp_path, device="cpu", protocol="lake", progress=False,
+                        test_episodes=2, steps=3)
+    net = mlcore.load(path)
+    raw = load_raw()
+    rows = np.flatnonzero(~raw.background)[: 20 * 20: 20]  # drawer 1 of 20 evaluation characters, 105x105
+    size = net.encoder.image_size
+    support = mlcore.preprocess(raw.unpack(rows), size=size)
+    queries = mlcore.preprocess(raw.unpack(rows[:3] + 1), size=size)  # drawer 2 of the first three
+    logits = net.predict(support, torch.arange(20), queries)
+    assert logits.shape == (3, 20) and torch.isfinite(logits).all()
+    with pytest.raises(ValueError, match=f"size={size}"):
+        small = mlcore.preprocess(raw.unpack(rows))  # preprocess's default 28x28, not the net's size
+        net.predict(small, torch.arange(20), small[:3])
+    out = evaluate_record(path, episodes=2, seed=5)
+    assert 0 <= out["accuracy"] <= 1 and out["episodes"] == 2

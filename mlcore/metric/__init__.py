@@ -13,9 +13,12 @@ LEARNERS = {
 }
 REPRODUCTIONS = {
     # one verification network trained on the Vinyals split, scored in all four settings (4 records)
-    "siamese_omniglot_vinyals": {"fn": "mlcore.metric.siamese:reproduce", "protocol": "vinyals"},
+    # ("method" + "eval_fn": `python -m mlcore eval` re-scores every siamese record at the net's own resolution)
+    "siamese_omniglot_vinyals": {"fn": "mlcore.metric.siamese:reproduce", "protocol": "vinyals",
+                                 "method": "siamese", "eval_fn": "mlcore.metric.siamese:evaluate_record"},
     # Lake's protocol: background alphabets only, 20-way within-alphabet one-shot trials on evaluation
-    "siamese_omniglot_lake_20w1s": {"fn": "mlcore.metric.siamese:reproduce", "protocol": "lake"},
+    "siamese_omniglot_lake_20w1s": {"fn": "mlcore.metric.siamese:reproduce", "protocol": "lake",
+                                    "method": "siamese", "eval_fn": "mlcore.metric.siamese:evaluate_record"},
     "relationnet_omniglot_5w1s": {"method": "relationnet", "ways": 5, "shots": 1},
     "relationnet_omniglot_5w5s": {"method": "relationnet", "ways": 5, "shots": 5},
     "relationnet_omniglot_20w1s": {"method": "relationnet", "ways": 20, "shots": 1},
