@@ -44,6 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--out", default=None)
     r.add_argument("--device", default=None)
+    r.add_argument("--steps", type=_positive, default=None,
+                   help="override the recipe's meta-steps (a CPU-sized run of a full recipe; the record says so)")
 
     sub.add_parser("list", help="list methods and reproducible records")
     d = sub.add_parser("data", help="download and cache Omniglot (official zips, sha256-checked)")
@@ -93,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(out))
         return 0
     if args.cmd == "reproduce":
-        return reproduce(args.only, args.budget, args.seed, args.out, args.device)
+        return reproduce(args.only, args.budget, args.seed, args.out, args.device, args.steps)
     return 2
 
 
@@ -107,7 +109,8 @@ def _eval_fn_for(method: str) -> str | None:
     return None
 
 
-def reproduce(only: list[str] | None, budget: str, seed: int, out: str | None, device: str | None) -> int:
+def reproduce(only: list[str] | None, budget: str, seed: int, out: str | None, device: str | None,
+              steps: int | None = None) -> int:
     from . import registry
     from .runs import train_and_record
 
@@ -121,13 +124,17 @@ def reproduce(only: list[str] | None, budget: str, seed: int, out: str | None, d
         spec = dict(table[name])
         spec.pop("eval_fn", None)
         if "fn" in spec:
+            if steps is not None:
+                print(f"--steps does not apply to {name} (a reproduction function); running its own budget",
+                      file=sys.stderr)
             fn = registry.resolve(spec.pop("fn"))
             paths = fn(budget=budget, seed=seed, out_dir=out, device=device, **spec)
         else:
             paths = [train_and_record(spec["method"], spec["ways"], spec["shots"], budget=budget, seed=seed,
                                       out_dir=out, device=device,
                                       name=name if budget == "full" else f"{name}_{budget}",
-                                      recipe_overrides=spec.get("recipe"))]
+                                      recipe_overrides={**spec.get("recipe", {}),
+                                                        **({"steps": steps} if steps else {})})]
         for p in paths:
             print(json.dumps({"reproduced": name, "record": str(p)}), flush=True)
     return 0
