@@ -89,7 +89,11 @@ print("one step for 1,000 MDPs -> rewards", tuple(step.reward.shape), "next stat
 # adds $c\sqrt{2\ln t/n_j}$, *Thompson sampling* {cite}`thompson1933likelihood` pulls the arm whose posterior
 # sample is largest. The *Gittins index* {cite}`gittins1979bandit` is the Bayes-optimal answer to the
 # discounted problem: the index of an arm is the per-step "retirement" reward at which one is indifferent
-# between retiring and pulling once more. We compute it by calibration — one backward dynamic programme over
+# between retiring and pulling once more. For MDPs the baselines plan in the posterior over MDPs: *greedy*
+# and *ε-greedy* in its mean, *BEB* {cite}`kolter2009beb` with a count bonus $\beta/(1+n(s,a))$ added to the
+# mean reward, and *PSRL* {cite}`osband2013psrl` in one MDP sampled from it per episode.
+#
+# For bandits, we compute the Gittins index by calibration — one backward dynamic programme over
 # the tree of Beta posteriors for each value on a grid of retirement rewards — with discount $\gamma=1-1/n$:
 
 # %%
@@ -250,7 +254,7 @@ for ax, (name, actions) in zip(axes, runs.items()):
         bottom += freq[r]
     ax.set(title=f"{name}: best arm {freq[0, -10:].mean():.0%} of last 10 pulls", xlabel="pull t")
 axes[0].set_ylabel("fraction of trials")
-axes[-1].legend(fontsize=7, loc="lower right")
+axes[-1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5))
 plt.tight_layout()
 plt.show()
 
