@@ -59,12 +59,14 @@ def _with_classifier(learner, classifier: str):
 def traits_vs_shots(budget: str | None = None, seed: int = 0, out_dir: str | Path | None = None, device=None,
                     ways: int = 5, shots=SHOTS, queries: int = QUERIES, episodes: int | None = None,
                     name: str = "traits_accuracy_vs_shots", reuse: bool = True, progress: bool = False,
-                    protonet_record: str | Path | None = None) -> list[Path]:
+                    protonet_record: str | Path | None = None, run_root: str | Path | None = None) -> list[Path]:
     """Train what needs training, score every method at every shot, write one record.
 
     ``reuse``: a pretrained record of this budget already in ``out_dir`` is loaded instead
     of retrained (so re-running after the ProtoNet reference arrives only re-scores).
-    ``protonet_record`` overrides where the ProtoNet comes from. Returns the records written.
+    ``protonet_record`` overrides where the ProtoNet comes from. ``run_root`` holds the resumable
+    training checkpoints (default ``runs/<name>``; an interrupted run resumes from there).
+    Returns the records written.
     """
     from ..runs import load, train_and_record
     from .scratch import Scratch
@@ -87,6 +89,7 @@ def traits_vs_shots(budget: str | None = None, seed: int = 0, out_dir: str | Pat
     if not (reuse and pre_path.exists()):
         pre_path = train_and_record("pretrained", ways, 1, budget=budget, seed=seed, out_dir=out_dir, device=device,
                                     name=pre_name, progress=progress,
+                                    run_dir=None if run_root is None else Path(run_root) / pre_name,
                                     test_episodes=pick(budget, smoke=10, full=1000))
         written.append(pre_path)
     pretrained = load(pre_path, device)
@@ -102,6 +105,7 @@ def traits_vs_shots(budget: str | None = None, seed: int = 0, out_dir: str | Pat
             # at full budget 3,000 episodes (not ProtoNet's 10,000) keep this run inside its time slot
             proto_path = train_and_record("protonet", ways, 1, budget=budget, seed=seed, out_dir=out_dir,
                                           device=device, name=proto_path.stem, progress=progress,
+                                          run_dir=None if run_root is None else Path(run_root) / proto_path.stem,
                                           test_episodes=pick(budget, smoke=10, full=1000),
                                           recipe_overrides={"steps": pick(budget, smoke=20, full=3000)})
             written.append(proto_path)
