@@ -30,6 +30,13 @@ def argmax_random_ties(scores: torch.Tensor, generator: torch.Generator) -> torc
     return (u * best).argmax(-1)
 
 
+def _cuda_ids(device: torch.device) -> list[int]:
+    """Device indices for ``torch.random.fork_rng`` (empty on the CPU)."""
+    if device.type != "cuda":
+        return []
+    return [device.index if device.index is not None else torch.cuda.current_device()]
+
+
 class Policy:
     """Base class: a policy for a batch of trials."""
 
@@ -136,7 +143,7 @@ class Thompson(BanditPolicy):
 
     def act(self, state):
         seed = int(torch.randint(2**62, (), generator=self.g))
-        with torch.random.fork_rng(devices=[self.env.device] if self.env.device.type == "cuda" else []):
+        with torch.random.fork_rng(devices=_cuda_ids(self.env.device)):
             torch.manual_seed(seed)  # torch's Beta sampler takes no generator: seed the global one in a fork
             sample = torch.distributions.Beta(1.0 + self.successes, 1.0 + self.failures).sample()
         return sample.argmax(-1)
@@ -345,7 +352,7 @@ class PSRL(MDPPolicy):
 
     def model(self):
         seed = int(torch.randint(2**62, (), generator=self.g))
-        with torch.random.fork_rng(devices=[self.env.device] if self.env.device.type == "cuda" else []):
+        with torch.random.fork_rng(devices=_cuda_ids(self.env.device)):
             torch.manual_seed(seed)  # torch's Gamma sampler takes no generator: seed the global one in a fork
             reward = self.reward_mean() + torch.randn_like(self.visits) / torch.sqrt(1.0 + self.visits)
             gam = torch._standard_gamma(1.0 + self.next_counts)
