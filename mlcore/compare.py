@@ -34,7 +34,6 @@ MISSING = "missing"
 #: (outer iterations); other papers train "until convergence" or do not state it there.
 PAPER_STEPS: dict[str, tuple[int, str]] = {
     "maml": (60_000, "Finn et al. 2017: 60,000 meta-iterations"),
-    "fomaml": (60_000, "as MAML: 60,000 meta-iterations"),
 }
 
 
