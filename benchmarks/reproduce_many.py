@@ -1,11 +1,13 @@
-"""Run many full-budget reproductions concurrently on one GPU, within a deadline.
+"""Run many reproductions concurrently (one process each), within a deadline.
 
-A lent GPU comes for minutes, not hours, so every ``REPRODUCTIONS`` entry is started at
-once (each its own process; small Conv-4 runs leave most of an H100/H200 idle), and any
-run still going at the deadline is stopped so that what finished can be collected.
-Records land in ``<out>/results``; logs in ``<out>/logs``; a summary in ``<out>/summary.json``.
+On a GPU lent for minutes every ``REPRODUCTIONS`` entry can start at once (small Conv-4
+runs leave most of an H100/H200 idle); on a 2-core CPU use ``--jobs 2`` with one thread
+per run. ``NAME:STEPS`` runs a full recipe at a reduced number of meta-steps (the record's
+config says how many). A run still going at the deadline is stopped, so what finished can
+be collected. Records land in ``<out>/results``; logs in ``<out>/logs``; a summary in
+``<out>/summary.json``.
 
-    python benchmarks/gpu_reproduce.py --out /tmp/gpu --deadline 420 --jobs 16 NAME [NAME ...]
+    python benchmarks/reproduce_many.py --out /tmp/cpu --deadline 2400 --jobs 2 protonet_omniglot_20w1s:2000 ...
 """
 from __future__ import annotations
 
@@ -37,10 +39,10 @@ def main() -> int:
     pending, running, done = list(args.names), {}, {}
     while pending or running:
         while pending and len(running) < args.jobs:
-            name = pending.pop(0)
+            name, _, steps = pending.pop(0).partition(":")
             log = open(out / "logs" / f"{name}.log", "w")
             cmd = [sys.executable, "-m", "mlcore", "reproduce", "--only", name, "--budget", args.budget,
-                   "--out", str(out / "results")]
+                   "--out", str(out / "results")] + (["--steps", steps] if steps else [])
             running[name] = (subprocess.Popen(cmd, cwd=out, env=env, stdout=log, stderr=subprocess.STDOUT),
                              log, time.time())
         for name, (proc, log, start) in list(running.items()):
