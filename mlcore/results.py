@@ -85,6 +85,7 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
     os.close(fd)
     try:
         torch.save(obj, tmp)
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; a committed checkpoint must be readable by everyone
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
