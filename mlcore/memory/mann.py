@@ -201,7 +201,7 @@ class MANN(FewShotLearner):
         # (~0.1 s per 50-step batch on an H200, any batch size), so the full budget is 2,000 steps
         # (128,000 episodes) to fit in <= 6 min on a shared GPU.
         # Training ignores the test shot: one model serves every K (it is read off the sequence).
-        return Recipe(ways=5, shots=9, queries=1, meta_batch=pick(budget, smoke=16, full=64),
+        return Recipe(ways=5, shots=9, queries=1, meta_batch=pick(budget, smoke=4, full=64),
                       steps=pick(budget, smoke=30, full=2000), lr=1e-3, grad_clip=10.0,
                       test_ways=ways, test_shots=shots, test_queries=15,
                       model={"ways": 5}, extra={"instances": 10})

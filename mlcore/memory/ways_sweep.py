@@ -30,7 +30,7 @@ def protonet_ways_sweep(budget: str | None = None, seed: int = 0, out_dir=None, 
     train_ways = tuple(train_ways or budget_mod.pick(budget, smoke=(5, 20), full=(5, 20, 60)))
     train_shots = tuple(train_shots or budget_mod.pick(budget, smoke=(1,), full=(1, 5)))
     steps = steps or budget_mod.pick(budget, smoke=30, full=3000)
-    episodes = episodes or budget_mod.pick(budget, smoke=100, full=1000)
+    episodes = episodes or budget_mod.pick(budget, smoke=40, full=1000)
     device = get_device(device)
     suffix = "" if budget == "full" else f"_{budget}"
     out_dir = Path(out_dir) if out_dir is not None else (RESULTS_DIR if budget == "full" else Path("runs"))
