@@ -11,6 +11,7 @@ LEARNERS = {
 REPRODUCTIONS = {
     "traits_accuracy_vs_shots": {
         "fn": "mlcore.baselines.traits:traits_vs_shots",
+        "method": "traits",  # the record's method; lets `python -m mlcore eval` find eval_fn for smoke records too
         "eval_fn": "mlcore.baselines.traits:rescore_traits",
     },
 }

@@ -59,14 +59,16 @@ def _with_classifier(learner, classifier: str):
 def traits_vs_shots(budget: str | None = None, seed: int = 0, out_dir: str | Path | None = None, device=None,
                     ways: int = 5, shots=SHOTS, queries: int = QUERIES, episodes: int | None = None,
                     name: str = "traits_accuracy_vs_shots", reuse: bool = True, progress: bool = False,
-                    protonet_record: str | Path | None = None, run_root: str | Path | None = None) -> list[Path]:
+                    protonet_record: str | Path | None = None, run_root: str | Path | None = None,
+                    method: str = "traits") -> list[Path]:
     """Train what needs training, score every method at every shot, write one record.
 
     ``reuse``: a pretrained record of this budget already in ``out_dir`` is loaded instead
     of retrained (so re-running after the ProtoNet reference arrives only re-scores).
     ``protonet_record`` overrides where the ProtoNet comes from. ``run_root`` holds the resumable
     training checkpoints (default ``runs/<name>``; an interrupted run resumes from there).
-    Returns the records written.
+    ``method`` is the record's method name (``python -m mlcore eval`` finds :func:`rescore_traits`
+    through it). Returns the records written.
     """
     from ..runs import load, train_and_record
     from .scratch import Scratch
@@ -121,7 +123,7 @@ def traits_vs_shots(budget: str | None = None, seed: int = 0, out_dir: str | Pat
     scores = score_methods(learners, ways, shots, queries, episodes, EVAL_SEED, device)
     pre_rec, proto_rec = load_record(pre_path), load_record(proto_path)
     rec = Record(
-        name=f"{name}{suffix}", method="traits", dataset="omniglot", split="vinyals/test", ways=ways, shots=None,
+        name=f"{name}{suffix}", method=method, dataset="omniglot", split="vinyals/test", ways=ways, shots=None,
         episodes=episodes, seed=seed, budget=budget,
         config={"shots": list(shots), "queries": queries, "eval_seed": EVAL_SEED, "scratch": scratch_cfg,
                 "pretrained_record": _relative(pre_path, out_dir), "pretrained_config": pre_rec.config,
