@@ -14,6 +14,7 @@ On CUDA the functions report ``torch.cuda.max_memory_allocated`` as well.
 from __future__ import annotations
 
 import statistics
+from contextlib import contextmanager
 import time
 from typing import Callable
 
@@ -491,3 +492,38 @@ def fingerprint_digest(state: dict[str, torch.Tensor]) -> str:
         h.update(k.encode())
         h.update(state[k].contiguous().numpy().tobytes())
     return h.hexdigest()[:16]
+
+
+# ----------------------------------------------------------------------------- profiling
+@contextmanager
+def quiet_stderr():
+    """Silence the process's stderr (file descriptor 2) inside the block.
+
+    The profiler's C++ backend (kineto) prints trace markers straight to fd 2, which
+    Python's ``sys.stderr`` redirection cannot catch.
+    """
+    import os
+    import sys
+
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(devnull)
+        os.close(saved)
+
+
+def profile_step(fn: Callable[[], object], device="cpu", row_limit: int = 8, width: int = 40):
+    """Profile one call of ``fn`` with ``torch.profiler``; return (profile, table sorted by self time)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if torch.device(device).type == "cuda" else [])
+    with quiet_stderr(), profile(activities=acts) as prof:
+        fn()
+        synchronize(device)
+    key = "self_cuda_time_total" if torch.device(device).type == "cuda" else "self_cpu_time_total"
+    return prof, prof.key_averages().table(sort_by=key, row_limit=row_limit, max_name_column_width=width)
