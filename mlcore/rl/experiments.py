@@ -65,7 +65,7 @@ def rl2_config(spec: dict, budget: str | None = None) -> RL2Config:
     scale = 0.1 if is_mdp else 1.0  # MDP trial returns reach ~400: keep value targets O(10)
     if budget == "smoke":
         if steps <= 10:  # short trials: enough updates to see learning in ~20 s
-            return RL2Config(spec=spec, updates=10, trials_per_update=256, lr=3e-3, epochs=8, minibatches=4,
+            return RL2Config(spec=spec, updates=10, trials_per_update=256, lr=3e-3, epochs=10, minibatches=4,
                              reward_scale=scale)
         # long trials: a CPU GRU step costs the same for 16 trials as for 256, so keep it to a pipeline check
         return RL2Config(spec=spec, updates=3, trials_per_update=32, lr=3e-3, epochs=2, minibatches=1,

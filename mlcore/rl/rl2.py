@@ -18,6 +18,7 @@ all of them per time step), then re-runs the GRU over the stored input sequences
 """
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import asdict, dataclass, field
 
@@ -229,7 +230,7 @@ def _train_loop(policy, opt, cfg, spec, seed, device, g, history, log_every, pro
                    **{k: round(v, 5) for k, v in st.items()}}
             history.append(row)
             if progress:
-                print(row, flush=True)
+                print(json.dumps({"rl2_train": row}), flush=True)
         if cfg.time_limit_s is not None and time.perf_counter() - t0 > cfg.time_limit_s and u < cfg.updates - 1:
             history.append({"update": u + 1, "trials_seen": (u + 1) * cfg.trials_per_update,
                             "mean_total_reward": float(ro.total.mean()),
