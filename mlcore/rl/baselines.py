@@ -65,7 +65,7 @@ class BanditPolicy(Policy):
 
     def begin(self, env, generator):
         if not isinstance(env, BernoulliBandits):
-            raise ValueError(f"{self.name} is a bandit policy; got {type(env).__name__}")
+            raise ValueError(f"{self.name} is a bandit policy; got {type(env).__name__}")  # noqa: TRY004 (house style: ValueError for bad arguments)
         super().begin(env, generator)
         self.successes = torch.zeros(env.trials, env.num_actions, device=env.device)
         self.failures = torch.zeros_like(self.successes)
@@ -225,7 +225,7 @@ def bayes_optimal_value(pulls: int, arms: int = 2) -> float:
     if arms < 2 or pulls < 1:
         raise ValueError(f"need arms >= 2 and pulls >= 1, got arms={arms}, pulls={pulls}")
 
-    @functools.lru_cache(maxsize=None)
+    @functools.cache
     def v(counts: tuple, left: int) -> float:
         if left == 0:
             return 0.0
@@ -246,7 +246,7 @@ def index_policy_value(index, pulls: int, arms: int = 2) -> float:
     """Exact expected total reward (under the Beta(1, 1) prior) of the policy pulling the arm with the
     highest ``index(s, f)``; ties split evenly. Used to test Gittins against :func:`bayes_optimal_value`."""
 
-    @functools.lru_cache(maxsize=None)
+    @functools.cache
     def v(counts: tuple, left: int) -> float:
         if left == 0:
             return 0.0
@@ -272,7 +272,7 @@ class MDPPolicy(Policy):
 
     def begin(self, env, generator):
         if not isinstance(env, TabularMDPs):
-            raise ValueError(f"{self.name} is an MDP policy; got {type(env).__name__}")
+            raise ValueError(f"{self.name} is an MDP policy; got {type(env).__name__}")  # noqa: TRY004
         super().begin(env, generator)
         B, S, A = env.trials, env.num_states, env.num_actions
         self.visits = torch.zeros(B, S, A, device=env.device)

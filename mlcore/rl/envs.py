@@ -85,7 +85,7 @@ class TrialEnv:
 
     def _check_action(self, action: torch.Tensor) -> torch.Tensor:
         if not isinstance(action, torch.Tensor):
-            raise ValueError(f"action must be a torch.Tensor of shape ({self.trials},), got {type(action).__name__}")
+            raise ValueError(f"action must be a torch.Tensor of shape ({self.trials},), got {type(action).__name__}")  # noqa: TRY004
         if action.shape != (self.trials,):
             raise ValueError(f"action must have shape ({self.trials},) (one action per trial), "
                              f"got {tuple(action.shape)}")
@@ -107,7 +107,7 @@ class TrialEnv:
         if episode_done:
             next_state = torch.zeros_like(next_state)
         self.state = next_state
-        full = lambda v: torch.full((self.trials,), v, dtype=torch.bool, device=self.device)  # noqa: E731
+        full = lambda v: torch.full((self.trials,), v, dtype=torch.bool, device=self.device)
         return Step(next_state.clone(), reward, full(episode_done), full(trial_done))
 
     def _sample_tasks(self) -> None:  # pragma: no cover - abstract

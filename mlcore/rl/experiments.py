@@ -13,7 +13,15 @@ from pathlib import Path
 import torch
 
 from .. import budget as budget_mod
-from ..results import RESULTS_DIR, Record, atomic_torch_save, checkpoint_path, load_record, mean_ci95, save_record
+from ..results import (
+    RESULTS_DIR,
+    Record,
+    atomic_torch_save,
+    checkpoint_path,
+    load_record,
+    mean_ci95,
+    save_record,
+)
 from ..runtime import get_device, git_commit, hardware
 from .baselines import bandit_baselines, mdp_baselines, run_policy
 from .envs import check_spec, make_env, spec_name

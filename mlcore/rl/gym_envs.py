@@ -15,6 +15,8 @@ classes in :mod:`mlcore.rl.envs` do the simulation, so both APIs draw from one i
 """
 from __future__ import annotations
 
+from typing import ClassVar
+
 import gymnasium
 import numpy as np
 import torch
@@ -24,7 +26,7 @@ from .envs import BernoulliBandits, TabularMDPs, TrialEnv
 
 
 class _TrialGymEnv(gymnasium.Env):
-    metadata = {"render_modes": []}
+    metadata: ClassVar[dict] = {"render_modes": []}
 
     def _build(self, seed: int) -> TrialEnv:  # pragma: no cover - abstract
         raise NotImplementedError

@@ -23,8 +23,8 @@ import time
 from dataclasses import asdict, dataclass, field
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
+from torch import nn
 
 from ..results import mean_ci95
 from .baselines import POLICY_SEED_OFFSET
@@ -115,7 +115,7 @@ def rollout(policy: RL2Policy, env: TrialEnv, generator: torch.Generator, greedy
         values.append(value)
         rewards.append(step.reward)
         state, prev_a, prev_r, prev_d = step.state, action, step.reward, step.episode_done
-    st = lambda xs: torch.stack(xs, 1)  # noqa: E731
+    st = lambda xs: torch.stack(xs, 1)
     return Rollout(st(inputs), st(actions), st(logps), st(values), st(rewards))
 
 
@@ -267,5 +267,14 @@ def cpu_seconds_per_update(spec: dict, trials: int, hidden: int = 256, repeats: 
     return (time.perf_counter() - t) / repeats
 
 
-__all__ = ["RL2Policy", "Rollout", "rollout", "gae", "RL2Config", "ppo_update", "train_rl2", "evaluate_rl2",
-           "cpu_seconds_per_update"]
+__all__ = [
+    "RL2Config",
+    "RL2Policy",
+    "Rollout",
+    "cpu_seconds_per_update",
+    "evaluate_rl2",
+    "gae",
+    "ppo_update",
+    "rollout",
+    "train_rl2",
+]
