@@ -53,10 +53,11 @@ def load_digits_28(size: int = 28) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 class DigitEpisodes:
-    """Seeded N-way K-shot Q-query episodes of digits, with the ``fixed_set`` that :func:`mlcore.evaluate` uses.
+    """Seeded N-way K-shot Q-query episodes of digits, with the ``fixed_set`` that
+    :func:`mlcore.engine.evaluate` uses.
 
     Each episode picks N of the 10 digit classes, then K + Q distinct images of each (every class
-    has >= 174 images). Labels are 0..N-1 class-major, as in :class:`mlcore.data.EpisodeSampler`.
+    has >= 174 images). Labels are 0..N-1 class-major, as in :class:`mlcore.data.episodes.EpisodeSampler`.
     """
 
     def __init__(self, ways: int = 5, shots: int = 1, queries: int = 15, device=None,

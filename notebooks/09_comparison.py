@@ -165,7 +165,7 @@ table(LAKE, [("who", "who"), ("accuracy", "20-way 1-shot within-alphabet, %"), (
 #
 # A gap is real (at the 95 % level) when this interval excludes 0. Two distribution-free checks go beside it:
 # the exact **sign test** (how often A beats B, ties dropped, against a fair coin) and the **Wilcoxon
-# signed-rank test** (scipy).
+# signed-rank test** {cite}`wilcoxon1945individual` (scipy).
 #
 # First a live demonstration that needs no trained model: two *untrained* yardsticks on the first shared 5-way
 # 1-shot test episodes — nearest class-mean on raw pixels, and the same rule on the features of a randomly

@@ -125,3 +125,24 @@ def test_hidden_reset_forgets_exactly_at_episode_boundaries():
     c = AblatedRL2Policy(1, 4, 8, carry_hidden=True)
     c.load_state_dict(p.state_dict())
     assert not torch.allclose(c(x2)[0][:, 2:], c(x)[0][:, 2:])
+
+
+def test_test_time_ablation_pairs_variants_on_the_same_trials(tmp_path):
+    from mlcore.results import Record, atomic_torch_save, save_record
+    from mlcore.rl.rl2 import evaluate_rl2
+    from mlcore.rl_ablations import test_time_ablation
+
+    torch.manual_seed(0)
+    spec = {"env": "bandit", "arms": 3, "pulls": 6}
+    policy = RL2Policy(1, 3, 16)
+    atomic_torch_save(policy.state_dict(), tmp_path / "agent.pt")
+    save_record(Record(name="agent", method="rl2", dataset="bernoulli_bandit", checkpoint="agent.pt",
+                       config={"spec": spec, "model": policy.config()}), tmp_path)
+    out = test_time_ablation(tmp_path / "agent.json", trials=64, seed=5)
+    intact = evaluate_rl2(policy, spec, 64, 5)
+    assert out["variants"]["RL2 (full)"]["mean_total_reward"] == intact["mean_total_reward"]
+    assert set(out["variants"]) == set(VARIANTS)
+    for name, v in out["variants"].items():
+        if name != "RL2 (full)":
+            d = v["paired_vs_full"]
+            assert abs(d["mean_difference"] - (v["mean_total_reward"] - intact["mean_total_reward"])) < 1e-9

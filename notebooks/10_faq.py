@@ -1,0 +1,434 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% tags=["setup"]
+import importlib.util, subprocess, sys
+if "google.colab" in sys.modules and importlib.util.find_spec("mlcore") is None:
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q",
+                    "git+https://github.com/meta-learning-engineered/book.git"], check=True)
+
+# %% [markdown]
+# # FAQ: the source article's three closing questions
+#
+# The article this book grew from ends with three questions. They are answered here the way the rest of the book
+# works: every claim points to a run, and the numbers below are printed by code from the records in `results/`
+# (or, where a record does not exist yet, the cell says so). Where a claim does *not* hold, that is shown too.
+#
+# **Objectives.** After this chapter you can
+#
+# 1. name the traits usually claimed for meta-learning — fast adaptation, generalisation to new tasks,
+#    flexibility, data efficiency — and point to the measurement in this book that supports or limits each one,
+#    including a domain-shift test where generalisation breaks down;
+# 2. list the design decisions of an RL² agent {cite}`duan2016rl2,wang2016learning` and the ablations that
+#    justify them;
+# 3. describe how to find the training task most similar to a new one and transfer from it, what that bought in
+#    our runs, and where it fails.
+
+# %%
+import json
+
+import matplotlib.pyplot as plt
+import torch
+from IPython.display import Markdown, display
+
+import mlcore
+from mlcore import budget as budget_mod
+from mlcore import reference as papers
+from mlcore.report import markdown_table
+from mlcore.results import RESULTS_DIR
+
+BUDGET = budget_mod.current_budget()
+if BUDGET == "smoke":
+    torch.set_num_threads(1)  # tiny live cells; one thread avoids oversubscribing shared CI machines
+DEVICE = mlcore.get_device()
+mlcore.seed_everything(0)
+print("budget:", BUDGET, "| device:", DEVICE.type)
+
+
+def reference(name):
+    """The reference record `results/<name>.json` as a dict, or None (and say so) if it is not there yet."""
+    path = RESULTS_DIR / f"{name}.json"
+    if not path.exists():
+        print(f"{name}: reference record not yet produced")
+        return None
+    return json.loads(path.read_text())
+
+
+def pct(acc, ci=None):
+    return f"{100 * acc:.1f} %" + ("" if ci is None else f" ± {100 * ci:.1f}")
+
+
+def budget_line(rec):
+    steps = ((rec.get("config") or {}).get("recipe") or {}).get("steps") or (rec.get("config") or {}).get("steps")
+    hw = rec.get("hardware") or {}
+    where = hw.get("gpu") or f"CPU, {hw.get('cpu_threads', '?')} threads"
+    t = rec.get("train_wall_s")
+    return (f"[{rec['name']}: {'' if steps is None else f'{steps:,} steps, '}"
+            f"{'' if t is None else f'{t:.0f} s training, '}{where}]")
+
+
+# %% [markdown]
+# ## 1. What are the main traits of meta-learning?
+#
+# Meta-learning trains on a *distribution of tasks* so that a new task from the same distribution is solved from
+# little data {cite}`schmidhuber1987evolutionary,thrun1998learning,hospedales2021survey`. Four traits are usually
+# claimed. Each is a statement about a measurement, so each can be checked.
+#
+# ### Fast adaptation
+#
+# *Claim*: a meta-learned model becomes good at a new task after a handful of gradient steps (MAML
+# {cite}`finn2017maml`) or a single forward pass (ProtoNet {cite}`snell2017prototypical`). *Measurement*: the
+# sinusoid-regression record of chapter 4: 5-shot test MSE after 0, 1, 5 and 10 gradient steps, for MAML and for a
+# model pre-trained on all tasks jointly (the paper's baseline), on the same 600 test tasks.
+
+# %%
+sin = reference("maml_sinusoid")
+if sin:
+    mse = sin["metrics"]["mse"]
+    rows = []
+    for who in ("maml", "pretrained"):
+        row = {"model": who}
+        for n in (0, 1, 5, 10):
+            m, ci = mse[f"{who}_k5"][f"steps={n}"]
+            row[f"s{n}"] = f"{m:.2f} ± {ci:.2f}"
+        paper = papers.SINUSOID_5SHOT_MSE.get(who, {})
+        row["paper"] = " / ".join(f"{paper[n]:g}" for n in (1, 5, 10)) if paper else "–"
+        rows.append(row)
+    display(Markdown(markdown_table(rows, [("model", "model"), ("s0", "0 steps"), ("s1", "1 step"),
+                                           ("s5", "5 steps"), ("s10", "10 steps"),
+                                           ("paper", "paper (1 / 5 / 10 steps)")])))
+    m1, p1 = mse["maml_k5"]["steps=1"], mse["pretrained_k5"]["steps=1"]
+    print(budget_line(sin), f"(paper: {70_000:,} iterations)")
+    verdict = "holds" if m1[0] + m1[1] < p1[0] - p1[1] else "is not supported at this budget"
+    print(f"after ONE step MAML's MSE is {m1[0]:.2f} vs the pretrained model's {p1[0]:.2f}: the claim {verdict}.")
+
+# %% [markdown]
+# ### Data efficiency
+#
+# *Claim*: a meta-learner needs fewer labelled examples of the new task than learning from scratch or ordinary
+# transfer. *Measurement*: chapter 2's traits record scores, on the same 5-way test episodes, a Conv-4 trained
+# from scratch on the support set, transfer from a 4,800-way pre-trained classifier (linear probe and nearest
+# centroids), and a meta-learned ProtoNet, as the shots grow from 1 to 10.
+
+# %%
+traits = reference("traits_accuracy_vs_shots")
+if traits:
+    shots = traits["metrics"]["shots"]
+    methods = traits["metrics"]["methods"]
+    rows = [{"method": m, **{str(k): pct(v[str(k)]["accuracy"], v[str(k)]["ci95"]) for k in shots}}
+            for m, v in methods.items()]
+    display(Markdown(markdown_table(rows, [("method", "method")] + [(str(k), f"{k}-shot") for k in shots])))
+    fig, ax = plt.subplots(figsize=(6, 3.8))
+    for m, v in methods.items():
+        ax.errorbar(shots, [100 * v[str(k)]["accuracy"] for k in shots],
+                    yerr=[100 * v[str(k)]["ci95"] for k in shots], marker="o", capsize=3, label=m)
+    ax.set_xscale("log")
+    ax.set_xticks(shots, [str(k) for k in shots])
+    ax.set_xlabel("shots per class (log scale)")
+    ax.set_ylabel("5-way test accuracy (%)")
+    ax.set_title("data efficiency: accuracy vs shots (record traits_accuracy_vs_shots)", fontsize=9)
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    plt.show()
+    if "protonet" in methods and "scratch" in methods:
+        k1 = str(shots[0])
+        gap = methods["protonet"][k1]["accuracy"] - methods["scratch"][k1]["accuracy"]
+        best_other = max((m for m in methods if m != "protonet"), key=lambda m: methods[m][k1]["accuracy"])
+        print(f"at {k1}-shot, ProtoNet leads learning from scratch by {100 * gap:.1f} points; the best "
+              f"non-meta-learned method is {best_other} ({pct(methods[best_other][k1]['accuracy'])}).")
+
+# %% [markdown]
+# Read the table with care: a strong *pre-trained* feature extractor is a serious competitor to meta-learning on
+# Omniglot. Data efficiency is a trait of learning a good representation from many related tasks; episodic
+# meta-training is one way to get it, not the only one.
+#
+# ### Generalisation to new tasks — and where it stops
+#
+# *Claim*: what is learned on the training tasks carries over to new tasks. On Omniglot the test characters are
+# new, so every accuracy in chapter 9 is a generalisation measurement. But they are new tasks *from the same
+# distribution*: more handwritten characters. The claim weakens when the distribution moves. To test that, we
+# score a learner trained on Omniglot on handwritten **digits**: scikit-learn's {cite}`pedregosa2011scikit` bundled
+# `load_digits` {cite}`alpaydin1998optdigits` (1,797 images of 8×8 pixels; it ships inside scikit-learn, nothing
+# is downloaded), scaled to ink = 1, upsampled to 20×20 and padded to 28×28 so that size and margin match
+# Omniglot's (`mlcore.domain_shift`). A no-learning yardstick — nearest class-mean on raw pixels — is scored on
+# the same episodes in both domains.
+
+# %%
+from mlcore.domain_shift import DigitEpisodes, load_digits_28, score_domains  # noqa: E402
+from mlcore.data import load_split  # noqa: E402
+
+digits, digit_labels = load_digits_28()
+omni = load_split("vinyals/test").images[:8, 0]
+fig, axes = plt.subplots(2, 8, figsize=(9, 2.6))
+for i in range(8):
+    axes[0, i].imshow(omni[i, 0], cmap="gray_r")
+    axes[1, i].imshow(digits[i * 11, 0], cmap="gray_r")
+    axes[0, i].axis("off")
+    axes[1, i].axis("off")
+axes[0, 0].set_title("Omniglot test characters (training domain)", loc="left", fontsize=9)
+axes[1, 0].set_title("scikit-learn digits, 8×8 → 20×20 + margin (new domain)", loc="left", fontsize=9)
+fig.tight_layout()
+plt.show()
+print(f"mean ink per pixel: Omniglot {float(omni.mean()):.3f}, digits {float(digits.mean()):.3f} "
+      "(thicker, blurrier strokes are part of the shift)")
+
+
+# %%
+def show_domain_shift(metrics, label):
+    rows = []
+    for key, res in metrics.items():
+        if not key.endswith("shot"):
+            continue
+        for dom in ("omniglot", "digits"):
+            rows.append({"setting": f"5-way {key[:-4]}-shot", "domain": dom,
+                         "learner": pct(res[dom]["learner"]["accuracy"], res[dom]["learner"]["ci95"]),
+                         "pixels": pct(res[dom]["pixels"]["accuracy"], res[dom]["pixels"]["ci95"]),
+                         "gain": f"{100 * res[dom]['gain_over_pixels']:+.1f}"})
+    print(label)
+    display(Markdown(markdown_table(rows, [("setting", "setting"), ("domain", "test domain"),
+                                           ("learner", "meta-learned ProtoNet"), ("pixels", "pixel centroids"),
+                                           ("gain", "gain, points")])))
+    return rows
+
+
+shift = reference("domain_shift_digits")
+if shift:
+    show_domain_shift(shift["metrics"], f"reference record {budget_line(shift)}, source "
+                                        f"{shift['config']['source_record']}")
+    m = shift["metrics"]
+else:
+    # live: score the ProtoNet reference record if it exists, else a ProtoNet trained here at this budget
+    n_ep = budget_mod.pick(BUDGET, smoke=100, full=1000)
+    src = RESULTS_DIR / "protonet_omniglot_5w1s.json"
+    if src.exists():
+        learner, label = mlcore.load(src, DEVICE), f"live, {n_ep} episodes, learner from record protonet_omniglot_5w1s"
+    else:
+        import tempfile
+        path = mlcore.train_and_record("protonet", 5, 1, budget=BUDGET, out_dir=tempfile.mkdtemp(), progress=False,
+                                       name="protonet_live", test_episodes=20)
+        learner = mlcore.load(path, DEVICE)
+        label = f"live, {n_ep} episodes, ProtoNet trained here at the {BUDGET} budget (a tiny run)"
+    m = {"1shot": score_domains(learner, 1, episodes=n_ep, device=DEVICE)}
+    show_domain_shift(m, label)
+k = "1shot"
+g_o, g_d = m[k]["omniglot"]["gain_over_pixels"], m[k]["digits"]["gain_over_pixels"]
+print(f"1-shot: the meta-learned embedding adds {100 * g_o:+.1f} points over pixels on Omniglot and "
+      f"{100 * g_d:+.1f} on digits.")
+
+# %% [markdown]
+# Two numbers matter in this table. The learner's accuracy on digits, and how much it adds over raw pixels in each
+# domain. Digits are only ten classes and 5-way digit tasks are easy for pixels too, so raw accuracy is not the
+# point: the *gain over pixels* is the part that meta-training bought, and it is the part that shrinks (or
+# vanishes) when the strokes, thickness and class structure of the test tasks differ from those seen in training.
+# The generalisation trait is real, but it is a statement about the task distribution, not about "new tasks" in
+# general.
+#
+# ### Flexibility
+#
+# *Claim*: one meta-trained model serves tasks of different shapes. A ProtoNet trained on 5-way 1-shot episodes
+# has no output layer tied to N or K: prototypes are computed from whatever support set arrives. The record's
+# learner is re-scored below on 20-way 5-shot episodes it was never trained for, beside the ProtoNet trained for
+# that setting (chapter 5 measures the full ways × shots grid in its sweep record).
+
+# %%
+p51 = reference("protonet_omniglot_5w1s")
+p205 = reference("protonet_omniglot_20w5s")
+if p51:
+    n_ep = budget_mod.pick(BUDGET, smoke=50, full=1000)
+    r = mlcore.reevaluate(RESULTS_DIR / "protonet_omniglot_5w1s.json", ways=20, shots=5, episodes=n_ep, seed=123)
+    print(f"trained for 5-way 1-shot, tested 20-way 5-shot ({n_ep} fresh episodes): {pct(r['accuracy'], r['ci95'])}")
+    if p205:
+        print(f"trained for 20-way 5-shot (its own record): {pct(p205['accuracy'], p205['ci95'])}")
+
+# %% [markdown]
+# ## 2. How do we design a meta-RL agent?
+#
+# RL² {cite}`duan2016rl2` (and, independently, {cite}`wang2016learning`) turns a recurrent policy into a learning
+# algorithm. Chapter 6 builds it; the decisions, each with its reason, are:
+#
+# 1. **Train on a distribution of tasks** (random bandits or random MDPs) and maximise the total reward of a whole
+#    *trial* of $n$ episodes on one task, so exploration early in the trial is paid for by reward later.
+# 2. **Feed back the previous action, reward and done flag** as inputs: the reward is the only signal from
+#    which the agent can tell good actions from bad ones *within* a task.
+# 3. **Keep the hidden state across the episodes of a trial** and reset it only between trials: the hidden state
+#    is where the agent's "learning" is stored.
+# 4. A recurrent network (GRU) and a policy-gradient outer loop (TRPO in the paper, PPO here
+#    {cite}`schulman2017ppo,schulman2016gae`).
+#
+# Decisions 2 and 3 are testable by taking them away (`mlcore.rl_ablations`). The cheapest test needs no
+# training: take a trained RL² agent and score it on the same 1,000 evaluation trials three times — intact, with
+# the reward input zeroed, and with its hidden state wiped at every episode boundary. Same trials and same noise,
+# so the differences are paired per trial. Below, the agent is chapter 6's reference record on 5-armed, 10-pull
+# Bernoulli bandits; if that record does not exist yet, a tiny agent is trained live at this notebook's budget.
+
+# %%
+import tempfile  # noqa: E402
+
+from mlcore.rl.experiments import reproduce_rl2  # noqa: E402
+from mlcore.rl_ablations import test_time_ablation  # noqa: E402
+
+BANDIT = {"env": "bandit", "arms": 5, "pulls": 10}
+agent_path = RESULTS_DIR / "rl2_bandit_n10_k5.json"
+if agent_path.exists():
+    agent_label = "reference record rl2_bandit_n10_k5"
+else:
+    print("rl2_bandit_n10_k5: reference record not yet produced; training a tiny agent live instead")
+    agent_path = reproduce_rl2(budget=BUDGET, out_dir=tempfile.mkdtemp(), spec=BANDIT, progress=False)[0]
+    agent_label = f"live RL² agent trained here at the {BUDGET} budget"
+agent = json.loads(agent_path.read_text())
+cfg = agent["config"]["rl2"]
+print(f"agent: {agent_label}: {cfg['updates']} PPO updates x {cfg['trials_per_update']:,} trials, "
+      f"GRU {cfg['hidden']} units")
+abl = test_time_ablation(agent_path, trials=1000)
+base = reference("baselines_bandit_n10_k5")
+rows = []
+for k, x in abl["variants"].items():
+    d = x.get("paired_vs_full")
+    rows.append({"agent": k, "total": f"{x['mean_total_reward']:.2f} ± {x['ci95']:.2f}",
+                 "diff": "–" if d is None else f"{d['mean_difference']:+.2f} ± {d['ci95']:.2f}"})
+if base:
+    for who in ("random", "greedy", "UCB1", "Gittins"):
+        b = base["metrics"]["baselines"].get(who)
+        if b:
+            rows.append({"agent": f"{who} (classic baseline)", "total": f"{b['mean_total_reward']:.2f} ± {b['ci95']:.2f}",
+                         "diff": "–"})
+display(Markdown(markdown_table(rows, [("agent", "agent"), ("total", "mean total reward, 10 pulls"),
+                                       ("diff", "paired difference vs intact")])))
+
+
+def verdict(d):
+    if abs(d["mean_difference"]) <= d["ci95"]:
+        return "no detectable difference"
+    return "a real loss" if d["mean_difference"] < 0 else "a real gain"
+
+
+for k, x in abl["variants"].items():
+    if "paired_vs_full" in x:
+        print(f"{k}: {verdict(x['paired_vs_full'])} at the 95 % level")
+
+# %%
+fig, ax = plt.subplots(figsize=(6.5, 3.2))
+names = list(abl["variants"])
+ax.barh(names, [abl["variants"][n]["mean_total_reward"] for n in names],
+        xerr=[abl["variants"][n]["ci95"] for n in names], color=["tab:blue", "tab:orange", "tab:red"][: len(names)])
+if base:
+    ax.axvline(base["metrics"]["baselines"]["random"]["mean_total_reward"], color="grey", ls=":", label="random play")
+    ax.legend(fontsize=8, loc="lower right")
+ax.set_xlabel("mean total reward per trial (10 pulls, 5 arms)")
+ax.set_title("one trained RL² agent, ablated at test time (same 1,000 trials)", fontsize=9)
+ax.grid(alpha=0.3, axis="x")
+fig.tight_layout()
+plt.show()
+
+# %% [markdown]
+# A test-time ablation says what the *learned* algorithm relies on. A retrained ablation (the agent trained from
+# scratch without the reward input, or with its memory wiped, at the same budget) says whether the design decision
+# is needed at all; `mlcore.rl_ablations.reproduce_ablations` runs it. It needs a budget at which the full agent
+# learns (a run with 30 updates × 128 trials and 64 GRU units did not leave random play on this shared CPU, so
+# every variant, ablated or not, scored like random play and the comparison said nothing).
+
+# %%
+retrained = reference("rl2_ablations_bandit_n10_k5")
+if retrained:
+    for k, d in retrained["metrics"]["paired_vs_full"].items():
+        print(f"retrained without '{k}': {d['mean_difference']:+.2f} ± {d['ci95']:.2f} vs the full agent -> "
+              f"{verdict(d)}")
+
+# %% [markdown]
+# Why the two decisions matter. Without the reward input the network receives the same inputs whatever the arms
+# pay, so the best it can do is a fixed distribution over arms; since every arm is equally good on average over
+# tasks, that is worth what random play is worth. With the hidden state wiped after every episode (for a bandit,
+# after every pull) the agent cannot remember which arm paid, and the same happens. So both ablations should fall
+# towards the random baseline, and the tables above say by how much they fell for this agent. The size of the
+# fall is bounded by how much the intact agent learned in the first place: the paper's RL², UCB1 and Gittins reach
+# about 6.7 on this setting, random play about 5.0. Other decisions we did not ablate: the GRU width, the discount
+# and GAE λ (the paper's 0.99 and 0.3), and the trial length, which sets the exploration horizon the agent learns
+# for.
+#
+# ## 3. How do we find the most similar training task and transfer its knowledge?
+#
+# The article's §4.1 proposes learning a similarity $f_\theta(T_i, T_j)$ between tasks with a squared loss,
+# $\sum (f_\theta(T_i,T_j)-y_{ij})^2$, then, for a new task, transferring from the training task the metric ranks
+# highest. Chapter 3 makes this concrete on Omniglot (`mlcore.metric.task_similarity`): tasks are sets of
+# characters from one alphabet; $y_{ij}=1$ when two tasks come from the same alphabet; each training task has its
+# own small CNN; a new task fine-tunes a CNN on its 5-shot support set starting from random weights, from a random
+# training task's CNN, from the *retrieved* one, or from the best one in hindsight (an oracle). Task embeddings are
+# either a learned set encoder or Task2Vec-style Fisher embeddings {cite}`achille2019task2vec`.
+
+# %%
+ts = reference("task_similarity_omniglot")
+if ts:
+    tt = ts["metrics"]["transfer_table"]
+    rows = [{"start": k, "acc": pct(v["accuracy"], v["ci95"])} for k, v in tt.items()]
+    display(Markdown(markdown_table(rows, [("start", "fine-tuning starts from"),
+                                           ("acc", "new-task accuracy (5-shot)")])))
+    ret = ts["metrics"]["retrieval"]
+    rows = [{"metric": k, **{kk: f"{vv:.2f}" for kk, vv in v.items()}} for k, v in ret.items()]
+    cols = [("metric", "task metric")] + [(kk, kk.replace("_", " ")) for kk in next(iter(ret.values()))]
+    display(Markdown(markdown_table(rows, cols)))
+    cfg = ts["metrics"]["config"]
+    print(f"{cfg['alphabets']} alphabets, {len(ts['metrics']['no_transfer'])} new tasks, {cfg['ways']}-way "
+          f"{cfg['shots']}-shot; {budget_line(ts)}")
+    rnd, got = tt["random training task"], tt["retrieved by learned set metric"]
+    d = got["accuracy"] - rnd["accuracy"]
+    print(f"retrieval vs a random source: {100 * d:+.1f} points "
+          f"({'inside' if abs(d) <= max(got['ci95'], rnd['ci95']) else 'outside'} the CIs of the two rows)")
+    S = torch.tensor(ts["metrics"]["similarity_matrix"])
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    im = axes[0].imshow(S, cmap="viridis")
+    axes[0].set_title("learned similarity: target alphabet × source alphabet", fontsize=9)
+    fig.colorbar(im, ax=axes[0], fraction=0.046)
+    A = torch.tensor(ts["metrics"]["transfer_matrix"])
+    im = axes[1].imshow(A, cmap="magma", aspect="auto")
+    axes[1].set_title("accuracy after fine-tuning: target × source", fontsize=9)
+    fig.colorbar(im, ax=axes[1], fraction=0.046)
+    for ax in axes:
+        ax.set_xlabel("source")
+        ax.set_ylabel("target")
+    fig.tight_layout()
+    plt.show()
+
+# %% [markdown]
+# How to read these outputs: the *transfer table* says how much starting from some training task helps at all
+# (any source against no transfer), how much choosing well could help (best in hindsight against a random
+# source), and how much of that the retrieval captured. The *retrieval* table says whether the metric found the
+# same alphabet and whether its pick was among the most helpful sources. A diagonal in the left matrix means the
+# metric learned alphabet identity; if the right matrix has no matching diagonal, then "same alphabet" was not
+# what made a source helpful, and a metric trained to predict it cannot pick the best source.
+#
+# **Limits.** (1) The label $y_{ij}$ is a proxy: the article's loss needs a notion of "similar" and we supplied
+# "same alphabet"; the quantity one actually wants is *transfer gain*, which costs a fine-tuning run per pair to
+# measure. (2) With few alphabets and few target tasks the CIs are wide; small gains are not detectable.
+# (3) Retrieval is only as good as the source models: when every source CNN has learned similar generic stroke
+# features, it matters little which one is chosen. (4) Retrieval picks one task; averaging or meta-learning an
+# initialisation over all tasks (chapter 4) is often the stronger use of the same data.
+#
+# ## Summary
+#
+# * Each trait of meta-learning is a measurable claim: fast adaptation (sinusoid MSE after one step), data
+#   efficiency (accuracy vs shots against scratch and transfer), generalisation (new Omniglot characters), and
+#   flexibility (one ProtoNet for other ways and shots). The domain-shift test shows where generalisation stops:
+#   the gain over pixels earned on characters is not guaranteed on digits.
+# * An RL² agent needs the reward as an input and a hidden state carried across the episodes of a trial; the
+#   ablations measure what removing either costs.
+# * A learned task metric retrieves related training tasks, but "related" must be defined by a label, and the
+#   label that matters — transfer gain — is expensive; the records say how much retrieval bought here.
+#
+# ## Exercises
+#
+# 1. Re-run the domain-shift test with the MAML record instead of ProtoNet (`mlcore.domain_shift.reproduce(source=
+#    "maml_omniglot_5w1s")`). Does fine-tuning at test time recover more of the shift than ProtoNet's fixed
+#    embedding?
+# 2. Thin the digits' strokes (e.g. threshold at 0.7 before upsampling) and measure again. How much of the shift
+#    was stroke width?
+# 3. Add a fourth RL² ablation: no previous-action input. Predict the result for bandits before you run it.
+# 4. Replace the "same alphabet" label of the task metric with measured transfer gain on a few pairs and retrain
+#    the metric. Does retrieval improve?
