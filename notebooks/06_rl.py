@@ -68,9 +68,9 @@ print("budget:", BUDGET)
 # %%
 bandits = envs.make_env({"env": "bandit", "arms": 5, "pulls": 10}, trials=1000, seed=0)
 mdps = envs.make_env({"env": "mdp", "episodes": 10}, trials=1000, seed=0)
-print("bandit arm means: shape", tuple(bandits.means.shape), "mean %.3f var %.4f (U[0,1]: 0.5, 0.0833)"
-      % (bandits.means.mean(), bandits.means.var()))
-print("MDP reward means: mean %.3f std %.3f (N(1,1))" % (mdps.reward_means.mean(), mdps.reward_means.std()))
+print(f"bandit arm means: shape {tuple(bandits.means.shape)}, mean {bandits.means.mean():.3f} "
+      f"var {bandits.means.var():.4f} (U[0,1]: 0.5, 0.0833)")
+print(f"MDP reward means: mean {mdps.reward_means.mean():.3f} std {mdps.reward_means.std():.3f} (N(1,1))")
 print("MDP transition rows sum to 1:", bool(torch.allclose(mdps.transitions.sum(-1), torch.tensor(1.0))))
 step = mdps.step(torch.zeros(1000, dtype=torch.long))
 print("one step for 1,000 MDPs -> rewards", tuple(step.reward.shape), "next states", tuple(step.state.shape))
@@ -105,11 +105,11 @@ print(inspect.getsource(bl.gittins_table)[:2400])
 # which we can compute by brute-force dynamic programming over all posterior counts:
 
 # %%
-print("Gittins index of Beta(1,1), gamma = 0.9: %.4f (table: 0.7029)" % bl.gittins_table(0.9, 100)[0, 0])
+print(f"Gittins index of Beta(1,1), gamma = 0.9: {bl.gittins_table(0.9, 100)[0, 0]:.4f} (table: 0.7029)")
 for n in (4, 8, 12):
     best = bl.bayes_optimal_value(n, arms=2)
     table = bl.gittins_table(1 - 1 / n, 100)
-    git = bl.index_policy_value(lambda s, f: float(table[s, f]), n)
+    git = bl.index_policy_value(lambda s, f, table=table: float(table[s, f]), n)
     greedy = bl.index_policy_value(lambda s, f: (1 + s) / (2 + s + f), n)
     print(f"2 arms, n={n:2d}: Bayes-optimal {best:.4f}   Gittins {git:.4f}   greedy {greedy:.4f}")
 
@@ -180,12 +180,13 @@ print(inspect.getsource(rl2.gae))
 # %%
 cfg = experiments.rl2_config(spec, BUDGET)
 print({k: v for k, v in cfg.to_dict().items() if k != "extra"})
-t0 = time.perf_counter()
+t0, c0 = time.perf_counter(), time.process_time()
 torch.manual_seed(0)
 agent, history = rl2.train_rl2(cfg, seed=0, device=DEVICE, log_every=1)
-train_s = time.perf_counter() - t0
+train_s, train_cpu = time.perf_counter() - t0, time.process_time() - c0
 live_rl2 = rl2.evaluate_rl2(agent, spec, trials=1000, seed=experiments.EVAL_SEED)
-print(f"trained {cfg.updates} updates in {train_s:.1f} s ({train_s / cfg.updates:.2f} s per update on the CPU)")
+print(f"trained {cfg.updates} updates: {train_cpu:.1f} CPU-seconds ({train_cpu / cfg.updates:.2f} per update), "
+      f"{train_s:.1f} s wall clock on this (possibly shared) machine")
 print(f"live RL² on the evaluation trials: {live_rl2['mean_total_reward']:.2f} ± {live_rl2['ci95']:.2f} "
       f"(random {live['random']['mean_total_reward']:.2f}, Gittins {live['Gittins']['mean_total_reward']:.2f})")
 
