@@ -89,15 +89,17 @@ def measure_one(method: str, ways: int, shots: int, inner_steps: int | None, fir
         stop.set()
         sampler_thread.join()
         peak = peak_box[0] - base
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     for _ in range(repeats):
         step()
     if device.type == "cuda":
         torch.cuda.synchronize()
-    elapsed = time.perf_counter() - t0
+    elapsed, cpu = time.perf_counter() - t0, time.process_time() - c0
     return {"method": method, "ways": ways, "shots": shots, "inner_steps": cfg.get("inner_steps"),
             "first_order": cfg.get("first_order"), "meta_batch": mb, "queries": recipe.queries,
-            "s_per_meta_step": elapsed / repeats, "peak_mib": peak, "device": device.type}
+            "s_per_meta_step": elapsed / repeats,
+            # CPU time of this process: on a shared, overloaded CPU this is the contention-free cost
+            "cpu_s_per_meta_step": cpu / repeats, "threads": torch.get_num_threads(), "peak_mib": peak, "device": device.type}
 
 
 def run_subprocess(args: list[str]) -> dict:
@@ -164,7 +166,8 @@ def main() -> int:
             r["name"] = name
             settings.append(r)
             write()
-            print(f"{name}: {r['s_per_meta_step']:.3f} s/meta-step (meta-batch {r['meta_batch']}), "
+            print(f"{name}: {r['s_per_meta_step']:.3f} s/meta-step, {r.get('cpu_s_per_meta_step', float('nan')):.3f} "
+                  f"CPU s/meta-step (meta-batch {r['meta_batch']}), "
                   f"peak +{r['peak_mib']:.0f} MiB", flush=True)
     write()
     print(f"wrote {out.name}")

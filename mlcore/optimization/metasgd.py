@@ -30,9 +30,9 @@ class MetaSGD(MAML):
         init = check_lr(inner_lr)
         super().__init__(ways=ways, hidden=hidden, in_channels=in_channels, inner_steps=inner_steps,
                          inner_lr=init, test_inner_steps=test_inner_steps, first_order=first_order)
-        self.config = dict(ways=ways, hidden=hidden, in_channels=in_channels, inner_steps=inner_steps,
-                           inner_lr=inner_lr, test_inner_steps=test_inner_steps, first_order=first_order,
-                           learn_rates=learn_rates)
+        self.config = {"ways": ways, "hidden": hidden, "in_channels": in_channels,
+                       "inner_steps": inner_steps, "inner_lr": inner_lr,
+                       "test_inner_steps": test_inner_steps, "first_order": first_order, "learn_rates": learn_rates}
         self.alpha = nn.ParameterDict({
             _key(n): nn.Parameter(torch.full_like(p, init), requires_grad=learn_rates)
             for n, p in self.net.named_parameters()})

@@ -33,8 +33,9 @@ class Reptile(MAML):
                  inner_lr: float = 0.1, test_inner_steps: int = 10):
         super().__init__(ways=ways, hidden=hidden, in_channels=in_channels, inner_steps=inner_steps,
                          inner_lr=inner_lr, test_inner_steps=test_inner_steps, first_order=True)
-        self.config = dict(ways=ways, hidden=hidden, in_channels=in_channels, inner_steps=inner_steps,
-                           inner_lr=inner_lr, test_inner_steps=test_inner_steps)
+        self.config = {"ways": ways, "hidden": hidden, "in_channels": in_channels,
+                       "inner_steps": inner_steps, "inner_lr": inner_lr,
+                       "test_inner_steps": test_inner_steps}
 
     @classmethod
     def recipe(cls, ways: int, shots: int, budget: str = "smoke") -> Recipe:

@@ -11,7 +11,6 @@ the Omniglot learner does the work, with the MSE loss.
 """
 from __future__ import annotations
 
-import math
 import time
 from pathlib import Path
 
@@ -105,7 +104,7 @@ def adaptation_curves(model: torch.nn.Module, support_x: torch.Tensor, support_y
 
     for n in steps:
         with torch.enable_grad():
-            out[n] = vmap(lambda sx, sy: predict(sx, sy, n))(support_x, support_y).detach()
+            out[n] = vmap(lambda sx, sy, n=n: predict(sx, sy, n))(support_x, support_y).detach()
     return out
 
 
