@@ -168,7 +168,7 @@ class Pretrained(FewShotLearner):
     def meta_loss(self, batch: LabelledBatch) -> tuple[torch.Tensor, dict]:
         """Plain supervised cross-entropy over all pre-training classes (named meta_loss for the engine)."""
         if not isinstance(batch, LabelledBatch):
-            raise ValueError(f"Pretrained trains on LabelledBatch mini-batches from ClassBatchSampler, got "
+            raise ValueError(f"Pretrained trains on LabelledBatch mini-batches from ClassBatchSampler, got "  # noqa: TRY004 (house style: ValueError for bad input)
                              f"{type(batch).__name__}")
         logits = self.head(self.encoder.embed(batch.x))
         loss = F.cross_entropy(logits, batch.y)

@@ -116,8 +116,7 @@ class Scratch(FewShotLearner):
 
     def adapt(self, support_x: torch.Tensor, support_y: torch.Tensor, ways: int) -> dict[str, torch.Tensor]:
         """Train B task-specific networks on their support sets: (B, n, C, H, W), (B, n) -> batched params."""
-        b, n = support_y.shape
-        params = self._init_params(b, ways)
+        params = self._init_params(support_y.shape[0], ways)
 
         def loss_fn(p, x, y):
             return F.cross_entropy(conv4_forward(p, x, n_stats=x.shape[0]), y)
