@@ -36,7 +36,7 @@ class LabelledBatch:
 
 
 class ClassBatchSampler:
-    """Epochs over every image of a :class:`ClassSet`, shuffled, in mini-batches.
+    """Epochs over every image of a :class:`~mlcore.data.omniglot.ClassSet`, shuffled, in mini-batches.
 
     An image is a (class, drawer) pair, so a split with C classes has 20*C images per
     epoch; the class's rotation is applied when the batch is gathered (on the device).

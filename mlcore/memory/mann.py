@@ -24,6 +24,7 @@ x_t's label only arrives at step t+1, whose write can go to that same slot (σ(�
 image and label end up bound in one row of memory.
 
 Choices where the paper leaves room (each stated so a reader can change it):
+
 * ``key_strength=True`` adds a learned key strength β_t (from the NTM, Graves et al. 2014)
   that multiplies the cosine before the softmax. The paper's softmax has none (the
   default here): over 128 slots a plain cosine softmax is broad (an exact match gets at

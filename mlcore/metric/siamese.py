@@ -3,7 +3,7 @@
 Two copies of one convolutional encoder (shared weights) embed a pair of images; the
 network scores the pair by a *weighted L1 distance* between the embeddings,
 
-    logit(x1, x2) = w . |phi(x1) - phi(x2)| + b,     p(same) = sigmoid(logit),
+    logit(x1, x2) = w . abs(phi(x1) - phi(x2)) + b,     p(same) = sigmoid(logit),
 
 and is trained as a same/different **verification** model with binary cross-entropy on
 pairs, with Koch's random affine distortions as augmentation. It never sees an N-way
@@ -165,7 +165,7 @@ def distort(images: torch.Tensor, generator: torch.Generator, prob: float = 0.5)
 
 
 class PairSampler:
-    """Seeded verification batches drawn straight from a :class:`ClassSet`.
+    """Seeded verification batches drawn straight from a :class:`~mlcore.data.omniglot.ClassSet`.
 
     Each batch takes ``classes_per_batch`` classes and two different drawings of each. The
     two drawings of a class form a positive pair; every two images of different classes form

@@ -110,7 +110,7 @@ class SetTaskEncoder(nn.Module):
 
 
 class TaskSimilarity(nn.Module):
-    """f_theta(T_i, T_j) in (0, 1), symmetric in its arguments: an MLP on (|e_i - e_j|, e_i * e_j)."""
+    """f_theta(T_i, T_j) in (0, 1), symmetric in its arguments: an MLP on ``(abs(e_i - e_j), e_i * e_j)``."""
 
     def __init__(self, dim: int = 32, hidden: int = 64):
         super().__init__()

@@ -45,7 +45,7 @@ class Reptile(MAML):
                       test_ways=ways, test_shots=shots, model=model)
 
     def adapted_weights(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
-        """φ_i for every task of a batch (leading dim B), from detached θ: (B, *param.shape) each."""
+        """φ_i for every task of a batch (leading dim B), from detached θ: ``(B, *param.shape)`` each."""
         theta = {k: v.detach() for k, v in self.start_params().items()}
         lrs = self.rates(self.inner_steps)
         with torch.enable_grad():

@@ -87,7 +87,7 @@ class Rollout:
 
     @property
     def total(self) -> torch.Tensor:
-        """R_meta per trial: the sum over episodes i and steps t of r_i(s_t, a_t)."""
+        """The meta-reward of each trial, R_meta = sum over episodes i and steps t of r_i(s_t, a_t)."""
         return self.rewards.sum(1)
 
 
