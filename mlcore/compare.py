@@ -248,6 +248,23 @@ def fmt_paired(row: dict) -> dict:
             "Wilcoxon p": "–" if wp is None else f"{wp:.2g}", "verdict": row["verdict"]}
 
 
+def html_table(rows: list[dict], columns: list[tuple[str, str]]) -> str:
+    """``rows`` as an HTML table (``columns``: (row key, header)), in a horizontally scrolling box.
+
+    Notebooks display this rather than Markdown: the book renders notebook outputs with CommonMark,
+    which has no tables, and a wide table must scroll instead of overflowing the page.
+    """
+    import html
+
+    def cell(v) -> str:
+        return "–" if v is None else html.escape(str(v))
+
+    head = "".join(f"<th>{html.escape(h)}</th>" for _, h in columns)
+    body = "".join("<tr>" + "".join(f"<td>{cell(r.get(k))}</td>" for k, _ in columns) + "</tr>" for r in rows)
+    return (f'<div style="overflow-x:auto"><table class="table" style="font-size:0.85em">'
+            f"<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>")
+
+
 # ---------------------------------------------------------------------------------------------
 # Cost vs accuracy
 # ---------------------------------------------------------------------------------------------
@@ -294,4 +311,4 @@ def plot_cost_accuracy(points: list[dict], ax=None, settings: tuple[str, ...] = 
 
 __all__ = ["GRID_SETTINGS", "MISSING", "PAPER_STEPS", "steps_of", "is_reference", "classification_records",
            "comparison_grid", "pivot", "lake_rows", "same_episodes", "sign_test_p", "paired", "paired_table",
-           "fmt_paired", "cost_points", "plot_cost_accuracy"]
+           "fmt_paired", "html_table", "cost_points", "plot_cost_accuracy"]

@@ -163,3 +163,9 @@ def test_plot_runs_headless(tmp_path):
     make_record(tmp_path, "p5", "protonet", 5, 1, episodes(40, 0.9, 1), train_s=12.0)
     ax = compare.plot_cost_accuracy(compare.cost_points(compare.classification_records(tmp_path)))
     assert ax.get_xscale() == "log"
+
+
+def test_html_table_escapes_and_marks_missing():
+    out = compare.html_table([{"a": "<b>", "b": None}], [("a", "A & B"), ("b", "second")])
+    assert "&lt;b&gt;" in out and "A &amp; B" in out and "<td>–</td>" in out
+    assert out.startswith('<div style="overflow-x:auto">')
