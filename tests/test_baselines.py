@@ -6,11 +6,11 @@ import json
 import pytest
 import torch
 
+from mlcore import engine
 from mlcore.baselines.pretrained import ClassBatchSampler, LabelledBatch, Pretrained, fit_linear_probe
 from mlcore.baselines.scratch import Scratch, conv4_forward
 from mlcore.data import load_split
 from mlcore.data.omniglot import DRAWERS
-from mlcore import engine
 from mlcore.engine import evaluate, fit
 from mlcore.nets import Conv4
 
