@@ -88,8 +88,8 @@ def main() -> int:
     rows = []
     for steps in args.steps:
         torch.manual_seed(0)
-        lr = 0.4
-        learner = MAML(ways=5, inner_steps=steps, inner_lr=lr).to(device)
+        learner = MAML(ways=5, inner_steps=steps, inner_lr=0.4).to(device)
+        lr = float(learner.inner_lrs[0])  # higher gets the very α MAML stores (0.4 rounded to float32)
         # 1) same meta-gradient, checked in float64 so round-off cannot hide (or fake) a difference:
         #    float32 differs by up to ~1e-3 relative at meta-batch 32 (BN on 5-image support sets is
         #    ill-conditioned), which would make a float32 tolerance meaningless
