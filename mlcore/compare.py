@@ -277,7 +277,8 @@ def cost_points(records: list[dict]) -> list[dict]:
             continue
         hw = r.get("hardware") or {}
         pts.append({"record": r["name"], "method_id": r["method"], "method": reference.display_name(r["method"]),
-                    "setting": setting_of(r), "train_s": float(r["train_wall_s"]), "accuracy": float(r["accuracy"]),
+                    "setting": setting_of(r), "train_s": float(r["train_wall_s"]),
+                    "train_time": fmt_seconds(r["train_wall_s"]), "accuracy": float(r["accuracy"]),
                     "ci95": r.get("ci95"), "steps": steps_of(r),
                     "meta_batch": recipe_of(r).get("meta_batch"),
                     "hardware": hardware_label(hw) if hw else "–", "budget": r.get("budget") or "full"})

@@ -13,12 +13,6 @@
 #     name: python3
 # ---
 
-# %% tags=["setup"]
-import importlib.util, subprocess, sys
-if "google.colab" in sys.modules and importlib.util.find_spec("mlcore") is None:
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q",
-                    "git+https://github.com/meta-learning-engineered/book.git"], check=True)
-
 # %% [markdown]
 # # Side by side: every method on the same episodes
 #
@@ -39,8 +33,14 @@ if "google.colab" in sys.modules and importlib.util.find_spec("mlcore") is None:
 # 4. weigh accuracy against training cost.
 #
 # Nothing in this chapter trains a model for long: the tables are read from records, and the one live
-# experiment (section 4) scores two untrained yardsticks on the shared episodes. A record that has not been
+# experiment (the paired comparison below) scores two untrained yardsticks on the shared episodes. A record that has not been
 # produced yet shows as **missing**; no cell is ever filled with a number from elsewhere.
+
+# %% tags=["setup"]
+import importlib.util, subprocess, sys
+if "google.colab" in sys.modules and importlib.util.find_spec("mlcore") is None:
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q",
+                    "git+https://github.com/meta-learning-engineered/book.git"], check=True)
 
 # %%
 import inspect
@@ -48,13 +48,14 @@ import statistics
 
 import matplotlib.pyplot as plt
 import torch
-from IPython.display import Markdown, display
+from IPython.display import HTML, display
 
 import mlcore
 from mlcore import budget as budget_mod
 from mlcore import compare, reference
 from mlcore.engine import EVAL_SEED, evaluate, test_sampler
-from mlcore.report import load_records, markdown_table
+from mlcore.compare import html_table
+from mlcore.report import load_records
 
 BUDGET = budget_mod.current_budget()
 if BUDGET == "smoke":
@@ -67,11 +68,11 @@ print("budget:", BUDGET, "| records in results/:", len(ALL_RECORDS),
 
 
 def table(rows, columns):
-    display(Markdown(markdown_table(rows, columns)))
+    display(HTML(html_table(rows, columns)))
 
 
 # %% [markdown]
-# ## 1. What "the same episodes" means
+# ## What "the same episodes" means
 #
 # A record stores, besides its mean accuracy, the accuracy on each of its test episodes (`metrics.per_episode`).
 # Two records were scored on identical episodes exactly when the episode sampler was started from the same seed
@@ -83,7 +84,7 @@ print(inspect.getsource(compare.episode_protocol))
 print("EVAL_SEED =", EVAL_SEED)
 
 # %% [markdown]
-# ## 2. The table
+# ## The table
 #
 # One row per method and setting. *ours* is the mean accuracy over the record's test episodes with its 95 %
 # confidence interval; *paper* is the published number ({mod}`mlcore.reference` holds them as data, each cited in
@@ -138,7 +139,7 @@ else:
           "(reference records not yet produced).")
 
 # %% [markdown]
-# ## 3. Lake's within-alphabet protocol
+# ## Lake's within-alphabet protocol
 #
 # Koch et al. did not evaluate on random characters but on Lake's 20-way one-shot trials {cite}`lake2015human`:
 # all 20 candidates come from **one** alphabet of the evaluation set, so they look alike, and training sees only
@@ -153,7 +154,7 @@ table(LAKE, [("who", "who"), ("accuracy", "20-way 1-shot within-alphabet, %"), (
              ("train_time", "train time"), ("source", "source")])
 
 # %% [markdown]
-# ## 4. Paired comparisons: is a gap real?
+# ## Paired comparisons: is a gap real?
 #
 # Episodes differ in difficulty: some draw five characters that look alike, others five that are easy to tell
 # apart. That variation is shared by every method scored on the episode. The unpaired way to compare method A
@@ -239,11 +240,11 @@ else:
     print("No two records share a setting yet: reference records not yet produced.")
 
 # %% [markdown]
-# ## 5. Cost against accuracy
+# ## Cost against accuracy
 #
 # A method that is one point better but needs ten times the training is not always the better choice. Each
 # record carries its training wall time and hardware; the plot puts them side by side (log-scale time). Compare
-# times only between records of the same hardware: the table in section 2 says which machine each came from.
+# times only between records of the same hardware: the table at the top says which machine each came from.
 
 # %%
 POINTS = compare.cost_points(RECORDS)
@@ -254,7 +255,7 @@ if POINTS:
     ax.set_title("training cost vs accuracy (" + "; ".join(hws) + ")", fontsize=9)
     fig.tight_layout()
     plt.show()
-    table(POINTS, [("method", "method"), ("setting", "setting"), ("train_s", "train s"), ("steps", "steps"),
+    table(POINTS, [("method", "method"), ("setting", "setting"), ("train_time", "train time"), ("steps", "steps"),
                    ("meta_batch", "tasks/step"), ("hardware", "hardware"), ("budget", "budget")])
 else:
     print("No record with a training time yet: reference records not yet produced.")
