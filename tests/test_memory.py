@@ -10,8 +10,16 @@ import pytest
 import torch
 
 from mlcore.data.episodes import Episode
-from mlcore.memory.mann import (MANN, MemoryState, SequenceSampler, accuracy_by_instance, cosine_read_weights,
-                                episode_to_sequence, init_memory, instance_numbers, least_used, lrua_step)
+from mlcore.memory.mann import (
+    MANN,
+    SequenceSampler,
+    cosine_read_weights,
+    episode_to_sequence,
+    init_memory,
+    instance_numbers,
+    least_used,
+    lrua_step,
+)
 from mlcore.memory.matching import MatchingNet, attention_to_log_probs, cosine_attention
 from mlcore.memory.protonet import ProtoNet, prototype_logits, prototypes
 
@@ -65,7 +73,7 @@ def test_matching_shapes_attention_and_gradients(fce):
     att = m.attention(ep.support_x, ep.support_y, ep.query_x)
     assert att.shape == (2, 6, 6)
     assert torch.allclose(att.sum(-1), torch.ones(2, 6), atol=1e-6)
-    loss, stats = m.meta_loss(ep)
+    loss, _stats = m.meta_loss(ep)
     loss.backward()
     missing = [n for n, p in m.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
     assert not missing, f"no gradient reached {missing}"

@@ -287,7 +287,7 @@ class MANN(FewShotLearner):
         # every query is answered from the same post-support state (queries do not see each other);
         # its "previous label" input is the last support label, as it would be in a sequence
         (h, c), mem = state
-        rep = lambda t: t.repeat_interleave(m, 0)  # noqa: E731
+        rep = lambda t: t.repeat_interleave(m, 0)
         state = ((rep(h), rep(c)), MemoryState(*(rep(getattr(mem, f)) for f in
                                                  ("memory", "usage", "read_w", "lu", "reads"))))
         qf = self.features(qx.flatten(0, 1))

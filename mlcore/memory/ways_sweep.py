@@ -67,7 +67,7 @@ def reevaluate_sweep(record_path, episodes=None, seed: int = 123, device=None) -
     from .protonet import ProtoNet
 
     rec = load_record(record_path)
-    base = Path(getattr(rec, "_path")).parent
+    base = Path(rec._path).parent
     device = get_device(device)
     cells, models = [], {}
     for cell in rec.metrics["grid"]:
