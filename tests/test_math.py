@@ -145,7 +145,7 @@ def test_meta_reward_exact_value_and_gradcheck():
     with torch.no_grad():
         uniform.pi.weight.zero_()
         uniform.pi.bias.zero_()
-    assert float(M.bandit_meta_reward(uniform, MEANS, 3)) == pytest.approx(3 * 0.45, abs=1e-12)
+    assert float(M.bandit_meta_reward(uniform, MEANS, 3).detach()) == pytest.approx(3 * 0.45, abs=1e-12)
     names = ["pi.weight", "pi.bias"]
     fixed = {k: v.detach() for k, v in p64.named_parameters()}
 
@@ -173,4 +173,4 @@ def test_reinforce_monte_carlo_with_rl2_rollouts_is_unbiased():
     assert cos > 0.95, cos
     assert float((est.norm() - exact.norm()).abs() / exact.norm()) < 0.15
     # and the mean return matches the exact meta-reward
-    assert float(R.mean()) == pytest.approx(float(M.bandit_meta_reward(p64, MEANS, 3)), abs=0.03)
+    assert float(R.mean()) == pytest.approx(float(M.bandit_meta_reward(p64, MEANS, 3).detach()), abs=0.03)
