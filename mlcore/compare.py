@@ -137,9 +137,10 @@ def lake_rows(records: list[dict]) -> list[dict]:
                          "accuracy": fmt_accuracy(r["accuracy"], r.get("ci95")), "steps": steps_of(r),
                          "train_time": fmt_seconds(r.get("train_wall_s")),
                          "budget": r.get("budget") or "full", "source": "this book"})
+    cites = {"lake2015human": "Lake et al. 2015", "koch2015siamese": "Koch et al. 2015"}
     for who, (acc, key) in reference.LAKE_WITHIN_ALPHABET.items():
         rows.append({"who": who, "record": None, "accuracy": f"{acc:g}", "steps": None, "train_time": "–",
-                     "budget": None, "source": key})
+                     "budget": None, "source": cites.get(key, key), "bibkey": key})
     return rows
 
 

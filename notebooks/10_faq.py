@@ -182,7 +182,7 @@ for i in range(8):
 fig.text(0.13, 0.93, "Omniglot test characters (training domain)", fontsize=9)
 fig.text(0.13, 0.48, "scikit-learn digits, 8×8 → 20×20 + margin (new domain)", fontsize=9)
 plt.show()
-print(f"mean ink per pixel: Omniglot test set {float(omni_all.mean()):.3f}, digits {float(digits.mean()):.3f} "
+print(f"mean ink per pixel: Omniglot test set {float(omni_all.mean()):.3f}, digits {float(digits.mean()):.3f}\n"
       "(thicker, blurrier strokes are part of the shift)")
 
 
@@ -225,8 +225,8 @@ else:
     show_domain_shift(m, label)
 k = "1shot"
 g_o, g_d = m[k]["omniglot"]["gain_over_pixels"], m[k]["digits"]["gain_over_pixels"]
-print(f"1-shot: the meta-learned embedding adds {100 * g_o:+.1f} points over pixels on Omniglot and "
-      f"{100 * g_d:+.1f} on digits.")
+print(f"1-shot: the meta-learned embedding adds {100 * g_o:+.1f} points over pixels on Omniglot\n"
+      f"        and {100 * g_d:+.1f} on digits.")
 
 # %% [markdown]
 # Two numbers matter in this table. The learner's accuracy on digits, and how much it adds over raw pixels in each
