@@ -22,4 +22,6 @@ REPRODUCTIONS = {
     "mann_omniglot": {"fn": "mlcore.memory.mann:reproduce_mann"},
     "protonet_ways_sweep": {"fn": "mlcore.memory.ways_sweep:protonet_ways_sweep",
                             "eval_fn": "mlcore.memory.ways_sweep:reevaluate_sweep"},
+    # where the meta-learned memory stops helping: the ProtoNet 5w1s record on sklearn's 8x8 digits
+    "domain_shift_digits": {"fn": "mlcore.domain_shift:reproduce", "eval_fn": "mlcore.domain_shift:evaluate_record"},
 }
