@@ -89,7 +89,7 @@ def show_images(rows, titles=None, row_labels=None, size=1.0, suptitle=None):
 
 
 # %% [markdown]
-# ## 1. The few-shot problem, on real data
+# ## The few-shot problem, on real data
 #
 # Omniglot {cite}`lake2015human` is the standard test bed: 1,623 handwritten characters from 50 alphabets, each
 # drawn once by 20 different people ("drawers"). It is the transpose of MNIST: few examples per class, many
@@ -174,7 +174,7 @@ shared_alphabets = sorted(set(splits["trainval"].alphabets) & set(test.alphabets
 print(f"alphabets with characters on both sides: {len(shared_alphabets)} (the split is by character, not alphabet)")
 
 # %% [markdown]
-# ## 2. What meta-learning is
+# ## What meta-learning is
 #
 # In ordinary supervised learning there is **one task**: a fixed set of classes, a training set with many examples
 # of each, and a learning algorithm, fixed by hand, that fits parameters $\theta$ to that data. Meta-learning moves up

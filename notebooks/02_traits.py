@@ -83,7 +83,7 @@ def reference(name):
 
 
 # %% [markdown]
-# ## 1. Three ways to get a classifier for a new task
+# ## Three ways to get a classifier for a new task
 #
 # | | **traditional ML** | **transfer learning** | **meta-learning** |
 # |---|---|---|---|
@@ -134,7 +134,7 @@ print(inspect.getsource(pretrained_mod.ClassBatchSampler.sample_indices))
 print(inspect.getsource(protonet_mod.ProtoNet._logits))
 
 # %% [markdown]
-# ## 2. A live run at the notebook's budget
+# ## A live run at the notebook's budget
 #
 # `traits_vs_shots` trains what needs training (the pretrained classifier; a ProtoNet unless the reference ProtoNet
 # record exists, in which case that one is loaded), then scores every learner on the same fixed 5-way test episodes
@@ -188,7 +188,7 @@ table(live)
 plot(live, f"LIVE smoke run: {live.ways}-way, {live.episodes} episodes per point (illustration only)")
 
 # %% [markdown]
-# ## 3. The reference run
+# ## The reference run
 #
 # The reference record was produced with `python -m mlcore reproduce --only traits_accuracy_vs_shots --budget full`
 # on a GPU: 6,000 pre-training steps of 128 images, 100 Adam steps per task for the scratch learner, the reference
@@ -205,7 +205,7 @@ if ref is not None:
     plot(ref, f"REFERENCE (full budget): {ref.ways}-way, {ref.episodes} fixed test episodes per point")
 
 # %% [markdown]
-# ## 4. The traits, against the measurements
+# ## The traits, against the measurements
 #
 # The cell below prints, from the reference record (or, until that exists, from the live run, and it says so),
 # the comparisons that each claimed trait rests on. Read the prose after it with those printed numbers in view.

@@ -77,7 +77,7 @@ def reference(name):
 
 
 # %% [markdown]
-# ## 1. What a learned metric is
+# ## What a learned metric is
 #
 # A one-shot task gives one labelled image per class (the *support set*) and asks for the class of new images
 # (the *queries*). The simplest classifier picks the support image *nearest* to the query. Everything depends on
@@ -109,9 +109,9 @@ for label, s in [("5-way 1-shot, Vinyals test split", test_sampler(5, 1, 15)),
 # meta-learning trains $\theta$ on many classes so that the comparison transfers to classes never seen.
 
 # %% [markdown]
-# ## 2. Siamese networks
+# ## Siamese networks
 #
-# ### 2.1 The article's listing, and what is wrong with it
+# ### The article's listing, and what is wrong with it
 #
 # The article's §5.1 prints a short PyTorch Siamese network. We do not have its exact text, so the listing
 # below is a **reconstruction** with exactly the three defects the printed code has. It lives in
@@ -133,7 +133,7 @@ for i, (defect, fix) in enumerate(article_siamese.DEFECTS, 1):
 print("Latent:", article_siamese.LATENT)
 
 # %% [markdown]
-# ### 2.2 The working version
+# ### The working version
 #
 # `mlcore.metric.siamese` keeps the layer sizes that make sense at the book's 28×28 resolution: Koch's channel
 # widths 64, 128, 128, 256 and the 4096-unit sigmoid layer. Koch's 10/7/4/4 kernels only fit 105×105 images, so
@@ -206,7 +206,7 @@ for ax in axes.flat:
 plt.show()
 
 # %% [markdown]
-# ### 2.3 Training, and one-shot classification
+# ### Training, and one-shot classification
 #
 # A Siamese network never sees an N-way episode while training. It is used for N-way K-shot classification
 # afterwards: score the query against every support image and pick the class with the highest similarity. With
@@ -269,7 +269,7 @@ for setting, target in targets.items():
               f"{r.config['recipe']['steps']} steps, {r.train_wall_s:.0f} s on {r.hardware.get('gpu', 'CPU')})")
 
 # %% [markdown]
-# ### 2.4 Lake's protocol: 20-way within-alphabet one-shot
+# ### Lake's protocol: 20-way within-alphabet one-shot
 #
 # Koch et al. evaluate differently: train on the 30 `background` alphabets only, and test on 20-way one-shot
 # trials whose 20 candidates all come from **one** of the 20 `evaluation` alphabets. Same-alphabet characters
@@ -338,7 +338,7 @@ plt.yticks([])
 plt.show()
 
 # %% [markdown]
-# ## 3. Relation Networks: learning the comparison
+# ## Relation Networks: learning the comparison
 #
 # A Siamese network learns the embedding but fixes the *form* of the comparison (a weighted L1 distance).
 # A Relation Network {cite}`sung2018relation` learns the comparison too. An embedding module $f$ maps each image
@@ -392,7 +392,7 @@ for (setting, target) in {"5w1s": 99.6, "5w5s": 99.8, "20w1s": 97.6, "20w5s": 99
               f"{r.config['recipe']['steps']} episodes, {r.train_wall_s:.0f} s on {r.hardware.get('gpu', 'CPU')})")
 
 # %% [markdown]
-# ## 4. A metric between tasks, and nearest-task transfer
+# ## A metric between tasks, and nearest-task transfer
 #
 # The article's §4.1 lifts the idea from examples to tasks. Learn $f_\theta(T_i, T_j)$, the similarity of two
 # tasks, by minimising
@@ -549,7 +549,7 @@ if ref_ts is not None:
 # is exercise 4.
 
 # %% [markdown]
-# ## 5. Summary
+# ## Summary
 #
 # * A metric-based learner is only as good as its comparison. On pixels, nearest neighbour fails; a learned
 #   embedding (Siamese) or a learned comparison (Relation Network) trained on many classes transfers to new ones.

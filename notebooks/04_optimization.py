@@ -83,7 +83,7 @@ def reference(name):
 
 
 # %% [markdown]
-# ## 1. Sinusoids: what a meta-learned initialisation is
+# ## Sinusoids: what a meta-learned initialisation is
 #
 # Each task is a sine wave $y = A\sin(x+\varphi)$ with amplitude $A\sim U[0.1, 5]$ and phase $\varphi\sim U[0,\pi]$;
 # a learner sees $K$ points with $x\sim U[-5,5]$ and must predict the whole curve. The model is the paper's
@@ -103,7 +103,7 @@ ax.legend(fontsize=7, loc="upper right")
 plt.show()
 
 # %% [markdown]
-# ## 2. The meta-loss, written out and traced to code
+# ## The meta-loss, written out and traced to code
 #
 # For a meta-batch of $B$ tasks, task $i$ has a support set $(x_i, y_i)$ and a query set $(x'_i, y'_i)$. With $S$
 # inner steps and per-step rates $\alpha_s$:
@@ -208,7 +208,7 @@ print(f"|second - first| = {float((second - first).norm()):.5f}; "
 # term, nothing else. First-order MAML (FOMAML) is the same code with each inner gradient detached
 # (`first_order=True`), which removes exactly that term.
 #
-# ## 3. MAML on sinusoids: live run and reference
+# ## MAML on sinusoids: live run and reference
 #
 # The live run below meta-trains for a few hundred steps (the paper: 70,000, meta-batch 25, $K=10$, one inner step
 # $\alpha=0.01$, Adam 1e-3); the pretrained baseline regresses the same MLP on pooled tasks for as many steps.
@@ -267,7 +267,7 @@ plt.tight_layout()
 plt.show()
 
 # %% [markdown]
-# ## 4. What second order costs, and what the cheaper variants give up
+# ## What second order costs, and what the cheaper variants give up
 #
 # Backpropagating through $S$ inner steps keeps every inner step's activations *and* the graph of every inner
 # gradient alive until the outer backward pass: memory grows linearly with $S$, and the backward pass does
@@ -325,7 +325,7 @@ print(inspect.getsource(Reptile.meta_loss))
 #   $\phi = \theta_0 - \boldsymbol\alpha \circ \nabla\mathcal{L}$. With $\boldsymbol\alpha$ frozen at a constant
 #   it *is* MAML, which the tests check to round-off.
 #
-# ## 5. Omniglot
+# ## Omniglot
 #
 # All five are `FewShotLearner`s: `meta_loss` on a batch of episodes, `predict` for one task (with
 # `needs_grad_at_test = True`, since prediction runs gradient steps), and a `recipe` with the paper's protocol:
@@ -371,7 +371,7 @@ for name, spec in REPRODUCTIONS.items():
     print(f"{name:26s}{r.config['recipe']['steps']:7d}{100 * r.accuracy:10.2f} ± {100 * r.ci95:.2f}{p_txt}")
 
 # %% [markdown]
-# ## 6. Speed: `torch.func` + `vmap` against `higher`
+# ## Speed: `torch.func` + `vmap` against `higher`
 #
 # `higher` {cite}`grefenstette2019higher` made differentiable inner loops easy in PyTorch by monkey-patching a
 # module into a functional one, task by task. `benchmarks/maml_vs_higher.py` runs both on the same Conv-4 and

@@ -84,7 +84,7 @@ def reference(name):
 trainval = load_split("vinyals/trainval")
 
 # %% [markdown]
-# ## 1. Three meanings of "memory"
+# ## Three meanings of "memory"
 #
 # * **The support set as memory (ProtoNet, Matching Networks).** Adapting to a task means *storing* its support
 #   set: ProtoNet writes one vector per class (the mean embedding, a *prototype*); Matching Networks keep every
@@ -131,7 +131,7 @@ print("logits:    ", prototype_logits(q, protos).tolist())
 print("by hand:   ", by_hand.tolist())
 
 # %% [markdown]
-# ## 2. Matching Networks: attention over the support set
+# ## Matching Networks: attention over the support set
 #
 # Matching Networks label a query $\hat x$ with $P(y\mid\hat x, S) = \sum_i a(\hat x, x_i)\,y_i$, where
 # $a$ is a softmax over cosine similarities between the query's and the support items' embeddings. With
@@ -190,7 +190,7 @@ fig.subplots_adjust(left=0.22, right=0.98, top=0.95, bottom=0.08, hspace=0.35)
 plt.show()
 
 # %% [markdown]
-# ## 3. Prototypes and queries in embedding space
+# ## Prototypes and queries in embedding space
 #
 # ProtoNet's memory is five points (one per class); every query is assigned to the nearest one. A PCA of the
 # 64-dimensional embeddings (`torch.pca_lowrank`) shows how a briefly trained embedding clusters a 5-way 5-shot
@@ -226,7 +226,7 @@ plt.show()
 print(f"this task: {int((~wrong).sum())}/{len(wrong)} queries nearest to their own prototype")
 
 # %% [markdown]
-# ## 4. A memory the network reads and writes: MANN with LRUA
+# ## A memory the network reads and writes: MANN with LRUA
 #
 # Santoro et al. present a task as a *sequence*: image $x_t$ arrives with the label of the *previous* image,
 # $y_{t-1}$; the network must output $x_t$'s label. A class's first appearance can only be guessed; from its
@@ -297,7 +297,7 @@ hits = (out.argmax(-1) == seq.y)[0].float().mean()
 print(f"{label}: {100 * hits:.0f} % of this sequence's steps labelled correctly")
 
 # %% [markdown]
-# ## 5. Why ProtoNet trains with more ways
+# ## Why ProtoNet trains with more ways
 #
 # Snell et al. train 5-way models on 60-way episodes. Each training episode then contains many more pairs of
 # confusable classes, so the loss pushes the embedding to separate *more* classes at once, and the softmax over
@@ -338,7 +338,7 @@ fig.tight_layout()
 plt.show()
 
 # %% [markdown]
-# ## 6. Reference results (full budget) beside the papers
+# ## Reference results (full budget) beside the papers
 #
 # Each full-budget record was trained with the method's recipe (ProtoNet: 60-way episodes, 5 queries, shot = test
 # shot, Adam 1e-3 halved every 2,000 episodes; Matching Networks: episodes shaped like the test ones, inverse

@@ -58,7 +58,7 @@ DEVICE = "cpu"  # the live cells are small; full-budget RL² runs use a GPU (see
 print("budget:", BUDGET)
 
 # %% [markdown]
-# ## 1. Tasks as tensors
+# ## Tasks as tensors
 #
 # A **trial** is one task played for $n$ episodes. For bandits a task is $k$ arm means $p_j\sim U[0,1]$ and
 # an episode is a single pull; for MDPs a task is a 10-state, 5-action MDP with reward means
@@ -82,7 +82,7 @@ print("one step for 1,000 MDPs -> rewards", tuple(step.reward.shape), "next stat
 # The same environments are also available through Gymnasium (`import mlcore.rl.gym_envs`, then
 # `gymnasium.make("mlcore/BernoulliBandit-v0", arms=5, pulls=10)`), with one trial per Gymnasium episode.
 #
-# ## 2. The classic answers to the exploration problem
+# ## The classic answers to the exploration problem
 #
 # All bandit baselines keep a Beta(1, 1) posterior per arm — the true prior of $p\sim U[0,1]$:
 # *greedy* pulls the highest posterior mean, *ε-greedy* sometimes pulls at random, *UCB1* {cite}`auer2002ucb`
@@ -130,7 +130,7 @@ for name, r in live.items():
 print(f"({time.perf_counter() - t0:.1f} s)")
 
 # %% [markdown]
-# ## 3. Designing a meta-RL agent
+# ## Designing a meta-RL agent
 #
 # Four decisions make an RL² agent.
 #
@@ -170,7 +170,7 @@ print(inspect.getsource(rl2.Rollout.total.fget))
 print(inspect.getsource(rl2.gae))
 
 # %% [markdown]
-# ## 4. Training RL² (live, small budget)
+# ## Training RL² (live, small budget)
 #
 # At the `smoke` budget this is ten PPO updates on 256 trials each (about 20 CPU-seconds) — enough to see
 # the curve start to leave the random level, far from enough to reach the paper: a GRU with 256 units has
@@ -222,7 +222,7 @@ plt.tight_layout()
 plt.show()
 
 # %% [markdown]
-# ## 5. Inside a trial: exploration, then exploitation
+# ## Inside a trial: exploration, then exploitation
 #
 # What has the agent learned to do? For each pull $t$ of a trial we count how often each policy pulls the
 # arm of rank 1 (the best), 2, ... in that task, over 1,000 evaluation trials. A good strategy spreads its
@@ -261,7 +261,7 @@ plt.tight_layout()
 plt.show()
 
 # %% [markdown]
-# ## 6. Results beside the paper
+# ## Results beside the paper
 #
 # Mean total reward per trial over 1,000 evaluation trials (seed 2016), ± 95 % CI, from the records in
 # `results/` (full budget). Baseline records are cheap and computed on a CPU; RL² records come from the

@@ -68,7 +68,7 @@ def report(checks, what):
     print(f"{what}: " + ", ".join(f"{a:+.8e} vs {b:+.8e}" for a, b in checks) + f"  (max rel. diff {worst:.1e})")
 
 # %% [markdown]
-# ## 1. The task-similarity loss (§4.1)
+# ## The task-similarity loss (§4.1)
 #
 # The article: learn $f_\theta(T_i, T_j)$ by minimising $\sum (f_\theta(T_i,T_j) - y_{ij})^2$. Made precise
 # (`mlcore.metric.task_similarity`, Chapter 3):
@@ -159,7 +159,7 @@ plt.tight_layout()
 plt.show()
 
 # %% [markdown]
-# ## 2. The MAML meta-loss (§4.2)
+# ## The MAML meta-loss (§4.2)
 #
 # The article writes $\mathcal{L}_{\text{meta}}(\theta_0) = \sum_i \mathcal{L}_i(\theta_0 - \alpha\nabla\mathcal{L}_i(\theta_0))$
 # {cite}`finn2017maml`. Made precise (`mlcore.optimization.maml`):
@@ -305,7 +305,7 @@ print(f"at the meta-trained θ0 (red star): before {grid[10, 10, 0]:.3f}, after 
 # $\theta_0$, since one function cannot fit sinusoids of every phase); it looks for a point where one gradient step
 # lands low (right).
 #
-# ## 3. The loss through a memory module (§4.3)
+# ## The loss through a memory module (§4.3)
 #
 # The article: $\sum_i \mathcal{L}_i(f_\theta(x, M_i))$. Made precise:
 #
@@ -416,7 +416,7 @@ print("accuracy on this sequence, 1st presentations:", f"{float(acc[inst == 1].m
       "2nd and later:", f"{float(acc[inst > 1].mean()):.2f}")
 
 # %% [markdown]
-# ## 4. The meta-reward (§4.4)
+# ## The meta-reward (§4.4)
 #
 # The article: $R_{\text{meta}}(\theta) = \sum_i\sum_t r_i(s_t, a_t)$. Made precise for RL² {cite}`duan2016rl2`
 # (`mlcore.rl.rl2`):

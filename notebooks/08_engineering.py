@@ -80,7 +80,7 @@ def section(data, key):
 ENG = {dev: bench(f"engineering_{dev}") for dev in ("cpu", "cuda")}
 
 # %% [markdown]
-# ## 1. The article's Siamese code (§5.1)
+# ## The article's Siamese code (§5.1)
 #
 # Here is the listing as printed (we do not have the article's exact bytes; `mlcore.metric.article_siamese`
 # keeps a faithful reconstruction with the same defects, shared with Chapter 3).
@@ -128,7 +128,7 @@ print("untrained p(same) for (same char, different char):", [round(float(p), 3) 
 # It runs (untrained, both probabilities are near the initial bias); Chapter 3 trains it and scores it on the
 # book's test episodes.
 #
-# ## 2. The data pipeline: device-resident episodes vs a `DataLoader`
+# ## The data pipeline: device-resident episodes vs a `DataLoader`
 #
 # `mlcore.data.EpisodeSampler` keeps a whole split as one tensor on the device and builds an episode with one
 # gather; the textbook alternative is a per-image `Dataset` with a batch sampler and a `DataLoader`. The
@@ -148,7 +148,7 @@ if pipe is not None:
 # one call. A `DataLoader` wins when the data set does not fit in device memory or decoding/augmentation per image
 # is expensive (full-size images from disk), which is not the case for Omniglot.
 #
-# ## 3. Vectorising tasks with `torch.func.vmap`
+# ## Vectorising tasks with `torch.func.vmap`
 #
 # A MAML meta-batch is B independent inner loops. `mlcore.optimization.maml.batched_query_loss` runs them either
 # as one `vmap` or as a Python loop (the reference its tests compare against):
@@ -187,7 +187,7 @@ for case, r in E.vmap_limits().items():
 # buffers (as in the MAML paper), written with plain tensor ops (`TaskBatchNorm2d`) because the second derivative
 # of a vmapped `F.batch_norm` came out wrong in this torch version (Chapter 4 has the test).
 #
-# ## 4. Second-order memory
+# ## Second-order memory
 #
 # The exact MAML meta-gradient differentiates *through* the inner gradient steps, so the autograd graph keeps every
 # inner step's activations *and* the graph of each inner gradient. That memory grows linearly in the inner steps
@@ -264,7 +264,7 @@ for dev, (res, where) in res_mem.items():
 print(inspect.getsource(E.checkpointed_meta_loss))
 
 # %% [markdown]
-# ## 5. Mixed precision for the metric methods
+# ## Mixed precision for the metric methods
 #
 # Autocast runs convolutions and matmuls in bf16 (or fp16 on a GPU) and keeps reductions in fp32. For ProtoNet the
 # measured effect on the same fixed test episodes:
@@ -307,7 +307,7 @@ for name, (qq, pp) in {"fp32": (q, p), "bf16": (q.bfloat16(), p.bfloat16())}.ite
 # keeps MAML in fp32. Whether bf16 is *faster* depends on the hardware: CPUs without bf16 matrix units emulate it
 # and run slower (the CPU row above), tensor-core GPUs run it at several times the fp32 rate.
 #
-# ## 6. Memory format (`channels_last`) and `torch.compile`
+# ## Memory format (`channels_last`) and `torch.compile`
 #
 # Conv-4 forward + backward on episode-sized batches (5-way 1-shot: 80 images; 20-way 5-shot: 400 images, with 15
 # queries per class), default NCHW layout vs NHWC:
@@ -355,7 +355,7 @@ for dev, data in ENG.items():
 # `mlcore`: compile first-order learners and the metric methods; keep second-order MAML eager, or compile only the
 # inner per-task forward and let `torch.func` handle the derivatives.
 #
-# ## 7. Determinism and reproducibility
+# ## Determinism and reproducibility
 #
 # `mlcore.runtime.seed_everything` seeds Python, NumPy and torch; samplers own their `torch.Generator`;
 # `set_deterministic` asks torch for deterministic kernels. Live: two seeded runs of a small ProtoNet.
@@ -382,7 +382,7 @@ for dev, data in ENG.items():
 # why every record carries hardware, torch version and commit. On CUDA, deterministic mode also needs
 # `CUBLAS_WORKSPACE_CONFIG` (set by `set_deterministic`) and forbids a few atomics-based kernels.
 #
-# ## 8. Checkpoint/resume and the NaN guard
+# ## Checkpoint/resume and the NaN guard
 #
 # `mlcore.engine.fit` checkpoints the model, optimizer, scheduler, sampler generator and RNG states. Kill a run
 # (here: `stop_after` ends it after 3 of 6 steps, as a crash would), run the same call again, and the weights equal
@@ -435,7 +435,7 @@ with tempfile.TemporaryDirectory() as tmp:
           all(torch.isfinite(v).all() for v in ck["model"].values() if v.is_floating_point()))
 
 # %% [markdown]
-# ## 9. Scaling out: meta-training across processes
+# ## Scaling out: meta-training across processes
 #
 # `mlcore.distributed` splits each meta-batch across processes: every rank draws the *same* seeded tasks, keeps its
 # slice, computes its learner's meta-loss, scales its gradient by its share of the tasks and all-reduces. The
@@ -471,9 +471,9 @@ for r, a_, b_ in zip(runs, two, one):
 # ```bash
 # # CPU, gloo, 2 processes on one machine
 # torchrun --standalone --nproc_per_node=2 -m mlcore train maml --ways 5 --shots 1 --budget smoke --distributed
-# # 8 GPUs on one machine, NCCL (rank r uses cuda:LOCAL_RANK)
+# # GPUs on one machine, NCCL (rank r uses cuda:LOCAL_RANK)
 # torchrun --standalone --nproc_per_node=8 -m mlcore train maml --ways 5 --shots 1 --budget full --distributed
-# # 2 machines x 8 GPUs
+# # machines x 8 GPUs
 # torchrun --nnodes=2 --nproc_per_node=8 --rdzv_backend=c10d --rdzv_endpoint=HOST:29500 \
 #     -m mlcore train maml --ways 5 --shots 1 --budget full --distributed
 # ```
@@ -483,7 +483,7 @@ for r, a_, b_ in zip(runs, two, one):
 # usually *within* one episode (the classes of a 60-way episode across GPUs), which needs the prototypes
 # all-gathered; `mlcore` does not do that.
 #
-# ## 10. Profiling a meta-learning run
+# ## Profiling a meta-learning run
 #
 # Where does the time of one second-order MAML meta-step go? `torch.profiler` on a small one (Conv-4 with 16
 # channels, 4 tasks, 1 inner step):
