@@ -274,21 +274,14 @@ def train_distributed(method: str, ways: int, shots: int, budget: str | None = N
     """
     from . import budget as budget_mod
     from .engine import EVAL_SEED, evaluate, fit, test_sampler
-    from .learner import Recipe
-    from .registry import learner_class
     from .results import RESULTS_DIR, Record, atomic_torch_save, save_record
-    from .runs import record_name
+    from .runs import build_recipe, record_name
     from .runtime import git_commit, hardware, seed_everything
 
     rank, world, device = setup(device=device)
     try:
         budget = budget_mod.current_budget(budget)
-        cls = learner_class(method)
-        recipe: Recipe = cls.recipe(ways, shots, budget)
-        for k, v in (recipe_overrides or {}).items():
-            if k not in Recipe.__dataclass_fields__:
-                raise ValueError(f"unknown recipe field {k!r}")
-            setattr(recipe, k, v)
+        cls, recipe = build_recipe(method, ways, shots, budget, recipe_overrides)
         asked = recipe.meta_batch
         recipe.meta_batch = max(recipe.meta_batch, world)
         recipe.extra = {**recipe.extra, "distributed": {"world_size": world, "backend": dist.get_backend(),

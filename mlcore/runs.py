@@ -22,6 +22,18 @@ def record_name(method: str, ways: int, shots: int, dataset: str = "omniglot", s
     return f"{method}_{dataset}_{ways}w{shots}s{suffix}"
 
 
+def build_recipe(method: str, ways: int, shots: int, budget: str,
+                 overrides: dict | None = None) -> tuple[type, Recipe]:
+    """The learner class and its recipe for a setting, with ``overrides`` applied (unknown fields rejected)."""
+    cls = learner_class(method)
+    recipe: Recipe = cls.recipe(ways, shots, budget)
+    for k, v in (overrides or {}).items():
+        if k not in Recipe.__dataclass_fields__:
+            raise ValueError(f"unknown recipe field {k!r}; allowed: {sorted(Recipe.__dataclass_fields__)}")
+        setattr(recipe, k, v)
+    return cls, recipe
+
+
 def train_and_record(method: str, ways: int, shots: int, budget: str | None = None, seed: int = 0,
                      out_dir: str | Path | None = None, device=None, name: str | None = None,
                      test_episodes: int | None = None, progress: bool = True, run_dir: str | Path | None = None,
@@ -33,12 +45,7 @@ def train_and_record(method: str, ways: int, shots: int, budget: str | None = No
     ``runs/<name>``): run the same command again after a crash and it resumes.
     """
     budget = budget_mod.current_budget(budget)
-    cls = learner_class(method)
-    recipe: Recipe = cls.recipe(ways, shots, budget)
-    for k, v in (recipe_overrides or {}).items():
-        if k not in Recipe.__dataclass_fields__:
-            raise ValueError(f"unknown recipe field {k!r}")
-        setattr(recipe, k, v)
+    cls, recipe = build_recipe(method, ways, shots, budget, recipe_overrides)
     device = get_device(device)
     seed_everything(seed)
     learner = cls.from_config(recipe.model).to(device)
