@@ -239,6 +239,13 @@ def test_sinusoid_code():
     scores = S.score(model, 5, n_tasks=8)
     assert set(scores) == {"steps=0", "steps=1", "steps=5", "steps=10"}
     assert all(v[0] > 0 and math.isfinite(v[1]) for v in scores.values())
+    # the robust summary agrees with the per-task errors and counts no divergence at 0 steps
+    errs = S.per_task_mse(model, 5, n_tasks=8)
+    robust = S.robust_summary(model, 5, n_tasks=8)
+    assert robust["steps=0"]["diverged"] == 0
+    assert robust["steps=10"]["median"] == pytest.approx(float(errs[10].median()))
+    assert robust["steps=10"]["diverged"] == int((errs[10] > errs[0]).sum())
+    assert scores["steps=10"][0] == pytest.approx(float(errs[10].mean()), rel=1e-5)
 
 
 def test_task_batch_norm_equals_torch_batch_norm():
