@@ -134,7 +134,10 @@ def reproduce(only: list[str] | None, budget: str, seed: int, out: str | None, d
                                       out_dir=out, device=device,
                                       name=name if budget == "full" else f"{name}_{budget}",
                                       recipe_overrides={**spec.get("recipe", {}),
-                                                        **({"steps": steps} if steps else {})})]
+                                                        **({"steps": steps} if steps else {})},
+                                      shared_training=(None if "shared_training" not in spec else
+                                                       spec["shared_training"] + ("" if budget == "full"
+                                                                                  else f"_{budget}")))]
         for p in paths:
             print(json.dumps({"reproduced": name, "record": str(p)}), flush=True)
     return 0

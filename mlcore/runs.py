@@ -34,15 +34,44 @@ def build_recipe(method: str, ways: int, shots: int, budget: str,
     return cls, recipe
 
 
+# Recipe fields that only say how a trained model is scored; two recipes equal in every other field train the
+# same model (ProtoNet trains 60-way whatever the test ways, so its 5-way and 20-way records share one training).
+EVAL_ONLY_FIELDS = ("test_ways", "test_shots", "test_queries")
+
+
+def same_training(a: dict, b: dict) -> bool:
+    """Whether two recipe dicts describe the same training run (they may differ in how it is scored)."""
+    strip = lambda d: {k: v for k, v in d.items() if k not in EVAL_ONLY_FIELDS}  # noqa: E731
+    return strip(a) == strip(b)
+
+
+def _shared_weights(source: Path, recipe: Recipe, seed: int, method: str):
+    """The trained weights and training stats of ``source`` (a record) when it is the same training, else None."""
+    if not source.exists():
+        return None
+    rec = load_record(source)
+    if rec.method != method or rec.seed != seed or not same_training(rec.config.get("recipe", {}), recipe.to_dict()):
+        return None
+    ck = checkpoint_path(rec)
+    if ck is None or not ck.exists():
+        return None
+    return rec, torch.load(ck, map_location="cpu", weights_only=True)
+
+
 def train_and_record(method: str, ways: int, shots: int, budget: str | None = None, seed: int = 0,
                      out_dir: str | Path | None = None, device=None, name: str | None = None,
                      test_episodes: int | None = None, progress: bool = True, run_dir: str | Path | None = None,
-                     recipe_overrides: dict | None = None) -> Path:
+                     recipe_overrides: dict | None = None, shared_training: str | None = None) -> Path:
     """Train ``method`` for N-way K-shot with its recipe at ``budget``; write record + checkpoint.
 
     Returns the record's path. The checkpoint (a state dict) sits beside the record as
     ``<name>.pt``. ``run_dir`` holds the resumable training checkpoint (default:
     ``runs/<name>``): run the same command again after a crash and it resumes.
+
+    ``shared_training`` names another record whose recipe trains the same model (equal in every field but
+    the test ones): when that record sits in ``out_dir`` with the same seed, its weights are scored here
+    instead of training again, and the record says so (``config.weights_from``); otherwise the model is
+    trained in that record's run directory, so the second of the two reproductions resumes a finished run.
     """
     budget = budget_mod.current_budget(budget)
     cls, recipe = build_recipe(method, ways, shots, budget, recipe_overrides)
@@ -55,7 +84,8 @@ def train_and_record(method: str, ways: int, shots: int, budget: str | None = No
     sampler = learner.make_train_sampler(recipe, device, seed)
     name = name or record_name(method, ways, shots, suffix="" if budget == "full" else f"_{budget}")
     out_dir = Path(out_dir) if out_dir is not None else (RESULTS_DIR if budget == "full" else Path("runs"))
-    run_dir = Path(run_dir) if run_dir is not None else Path("runs") / name
+    run_dir = Path(run_dir) if run_dir is not None else Path("runs") / (shared_training or name)
+    shared = _shared_weights(out_dir / f"{shared_training}.json", recipe, seed, method) if shared_training else None
     val_fn = None
     if recipe.val_split and recipe.val_every:
         vs = test_sampler(recipe.test_ways or ways, recipe.test_shots or shots, recipe.test_queries,
@@ -66,10 +96,15 @@ def train_and_record(method: str, ways: int, shots: int, budget: str | None = No
             return {"accuracy": r["accuracy"]}
 
     t0 = time.perf_counter()
-    fr = fit(learner, sampler, recipe.steps, lr=recipe.lr, lr_step=recipe.lr_step, lr_gamma=recipe.lr_gamma,
-             grad_clip=recipe.grad_clip, run_dir=run_dir, val_fn=val_fn, val_every=recipe.val_every,
-             progress=progress, optimizer=None)
-    train_wall = fr.wall_s
+    if shared is not None:
+        source, state = shared
+        learner.load_state_dict(state)
+        train_wall, history = source.train_wall_s, source.metrics.get("history", [])
+    else:
+        fr = fit(learner, sampler, recipe.steps, lr=recipe.lr, lr_step=recipe.lr_step, lr_gamma=recipe.lr_gamma,
+                 grad_clip=recipe.grad_clip, run_dir=run_dir, val_fn=val_fn, val_every=recipe.val_every,
+                 progress=progress, optimizer=None)
+        train_wall, history = fr.wall_s, fr.history
     n_test = test_episodes or budget_mod.pick(budget, smoke=100, full=1000)
     ts = test_sampler(recipe.test_ways or ways, recipe.test_shots or shots, recipe.test_queries, recipe.test_split,
                       device, within_alphabet=recipe.within_alphabet)
@@ -80,8 +115,9 @@ def train_and_record(method: str, ways: int, shots: int, budget: str | None = No
     rec = Record(
         name=name, method=method, dataset="omniglot", split=recipe.test_split, ways=recipe.test_ways or ways,
         shots=recipe.test_shots or shots, accuracy=res["accuracy"], ci95=res["ci95"], episodes=res["episodes"],
-        seed=seed, config={"recipe": recipe.to_dict(), "model": recipe.model, "eval_seed": EVAL_SEED},
-        metrics={"final_train": fr.history[-1] if fr.history else {}, "history": fr.history[-20:],
+        seed=seed, config={"recipe": recipe.to_dict(), "model": recipe.model, "eval_seed": EVAL_SEED,
+                           **({"weights_from": shared[0].name} if shared is not None else {})},
+        metrics={"final_train": history[-1] if history else {}, "history": history[-20:],
                  # per-episode accuracies on the shared test episodes: chapter 9's paired comparisons use them
                  "per_episode": [round(a, 4) for a in res["per_episode"]]},
         hardware=hardware(), wall_s=time.perf_counter() - t0, train_wall_s=train_wall, git_commit=git_commit(),

@@ -56,3 +56,22 @@ def test_cli_rejects_bad_arguments():
     assert res.returncode != 0 and "unknown method" in res.stderr
     res = subprocess.run([sys.executable, "-m", "mlcore", "reproduce", "--only", "nosuch"], capture_output=True, text=True)
     assert res.returncode == 2 and "unknown reproduction" in res.stderr
+
+
+def test_shared_training_scores_the_same_weights(tmp_path, monkeypatch):
+    """ProtoNet's 20-way record re-uses the 5-way record's training (same recipe but the test fields)."""
+    from mlcore.runs import same_training, train_and_record
+
+    monkeypatch.chdir(tmp_path)
+    kw = dict(budget="smoke", out_dir=tmp_path, progress=False, test_episodes=10, recipe_overrides={"steps": 3})
+    five = mlcore.load_record(train_and_record("protonet", 5, 1, name="p5", **kw))
+    twenty = mlcore.load_record(train_and_record("protonet", 20, 1, name="p20", shared_training="p5", **kw))
+    assert twenty.config["weights_from"] == "p5" and twenty.ways == 20 and five.ways == 5
+    assert same_training(five.config["recipe"], twenty.config["recipe"])
+    a, b = (torch.load(tmp_path / f"{n}.pt", weights_only=True) for n in ("p5", "p20"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert twenty.train_wall_s == five.train_wall_s
+    # a different training recipe (more steps) is not shared: it trains, and says nothing about p5
+    kw["recipe_overrides"] = {"steps": 4}
+    other = mlcore.load_record(train_and_record("protonet", 20, 1, name="p20b", shared_training="p5", **kw))
+    assert "weights_from" not in other.config and other.config["recipe"]["steps"] == 4

@@ -8,8 +8,12 @@ LEARNERS = {
 REPRODUCTIONS = {
     "protonet_omniglot_5w1s": {"method": "protonet", "ways": 5, "shots": 1},
     "protonet_omniglot_5w5s": {"method": "protonet", "ways": 5, "shots": 5},
-    "protonet_omniglot_20w1s": {"method": "protonet", "ways": 20, "shots": 1},
-    "protonet_omniglot_20w5s": {"method": "protonet", "ways": 20, "shots": 5},
+    # Snell et al. train one 60-way model per shot: the 20-way records score the 5-way record's weights
+    # when it is there (same recipe but the test fields; the record's config.weights_from says so)
+    "protonet_omniglot_20w1s": {"method": "protonet", "ways": 20, "shots": 1,
+                                "shared_training": "protonet_omniglot_5w1s"},
+    "protonet_omniglot_20w5s": {"method": "protonet", "ways": 20, "shots": 5,
+                                "shared_training": "protonet_omniglot_5w5s"},
     "matching_omniglot_5w1s": {"method": "matching", "ways": 5, "shots": 1},
     "matching_omniglot_5w5s": {"method": "matching", "ways": 5, "shots": 5},
     "matching_omniglot_20w1s": {"method": "matching", "ways": 20, "shots": 1},
