@@ -13,12 +13,6 @@
 #     name: python3
 # ---
 
-# %% tags=["setup"]
-import importlib.util, subprocess, sys
-if "google.colab" in sys.modules and importlib.util.find_spec("mlcore") is None:
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q",
-                    "git+https://github.com/meta-learning-engineered/book.git"], check=True)
-
 # %% [markdown]
 # # Background: the few-shot problem and what meta-learning is
 #
@@ -43,6 +37,12 @@ if "google.colab" in sys.modules and importlib.util.find_spec("mlcore") is None:
 #    never seen in training.
 #
 # Every number below is printed by the cell above it; nothing is typed in by hand.
+
+# %% tags=["setup"]
+import importlib.util, subprocess, sys
+if "google.colab" in sys.modules and importlib.util.find_spec("mlcore") is None:
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q",
+                    "git+https://github.com/meta-learning-engineered/book.git"], check=True)
 
 # %%
 import inspect

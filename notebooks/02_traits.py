@@ -13,12 +13,6 @@
 #     name: python3
 # ---
 
-# %% tags=["setup"]
-import importlib.util, subprocess, sys
-if "google.colab" in sys.modules and importlib.util.find_spec("mlcore") is None:
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q",
-                    "git+https://github.com/meta-learning-engineered/book.git"], check=True)
-
 # %% [markdown]
 # # Traits of meta-learning, and how it differs from traditional machine learning
 #
@@ -40,6 +34,12 @@ if "google.colab" in sys.modules and importlib.util.find_spec("mlcore") is None:
 # Live cells run at the notebook's budget (`MLCORE_BUDGET`, *smoke* by default: seconds of training on a CPU, a
 # handful of episodes), so their numbers are illustrations of the pipeline, not results. The reference numbers come
 # from the full-budget record `results/traits_accuracy_vs_shots.json` (trained on a GPU) and are labelled as such.
+
+# %% tags=["setup"]
+import importlib.util, subprocess, sys
+if "google.colab" in sys.modules and importlib.util.find_spec("mlcore") is None:
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q",
+                    "git+https://github.com/meta-learning-engineered/book.git"], check=True)
 
 # %%
 import inspect

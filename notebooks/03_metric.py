@@ -13,12 +13,6 @@
 #     name: python3
 # ---
 
-# %% tags=["setup"]
-import importlib.util, subprocess, sys
-if "google.colab" in sys.modules and importlib.util.find_spec("mlcore") is None:
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q",
-                    "git+https://github.com/meta-learning-engineered/book.git"], check=True)
-
 # %% [markdown]
 # # Metric-based meta-learning: Siamese networks, Relation Networks, and a metric between tasks
 #
@@ -38,6 +32,12 @@ if "google.colab" in sys.modules and importlib.util.find_spec("mlcore") is None:
 #
 # Live cells run at the notebook's budget (`MLCORE_BUDGET`, *smoke* by default: tiny models, a few dozen steps,
 # on a CPU). The reference numbers come from full-budget records in `results/`, and are labelled as such.
+
+# %% tags=["setup"]
+import importlib.util, subprocess, sys
+if "google.colab" in sys.modules and importlib.util.find_spec("mlcore") is None:
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q",
+                    "git+https://github.com/meta-learning-engineered/book.git"], check=True)
 
 # %%
 import inspect

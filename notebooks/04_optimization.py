@@ -13,12 +13,6 @@
 #     name: python3
 # ---
 
-# %% tags=["setup"]
-import importlib.util, subprocess, sys
-if "google.colab" in sys.modules and importlib.util.find_spec("mlcore") is None:
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q",
-                    "git+https://github.com/meta-learning-engineered/book.git"], check=True)
-
 # %% [markdown]
 # # Optimization-based meta-learning: MAML, first-order MAML, Reptile, ANIL and Meta-SGD
 #
@@ -45,6 +39,12 @@ if "google.colab" in sys.modules and importlib.util.find_spec("mlcore") is None:
 # Live cells run at the notebook's budget (`MLCORE_BUDGET`, *smoke* by default: a few hundred sinusoid steps and
 # a few dozen Omniglot steps on a CPU). Reference numbers come from full-budget records in `results/` and
 # benchmark files in `benchmarks/results/`, and are labelled as such.
+
+# %% tags=["setup"]
+import importlib.util, subprocess, sys
+if "google.colab" in sys.modules and importlib.util.find_spec("mlcore") is None:
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q",
+                    "git+https://github.com/meta-learning-engineered/book.git"], check=True)
 
 # %%
 import inspect

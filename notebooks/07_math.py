@@ -13,12 +13,6 @@
 #     name: python3
 # ---
 
-# %% tags=["setup"]
-import importlib.util, subprocess, sys
-if "google.colab" in sys.modules and importlib.util.find_spec("mlcore") is None:
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q",
-                    "git+https://github.com/meta-learning-engineered/book.git"], check=True)
-
 # %% [markdown]
 # # The math of the four objectives, checked numerically
 #
@@ -39,6 +33,12 @@ if "google.colab" in sys.modules and importlib.util.find_spec("mlcore") is None:
 # 4. say what dropping MAML's second-order term costs on a real task.
 #
 # Live cells run small float64 models and short trainings (budget `MLCORE_BUDGET`, *smoke* by default).
+
+# %% tags=["setup"]
+import importlib.util, subprocess, sys
+if "google.colab" in sys.modules and importlib.util.find_spec("mlcore") is None:
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q",
+                    "git+https://github.com/meta-learning-engineered/book.git"], check=True)
 
 # %%
 import inspect

@@ -13,12 +13,6 @@
 #     name: python3
 # ---
 
-# %% tags=["setup"]
-import importlib.util, subprocess, sys
-if "google.colab" in sys.modules and importlib.util.find_spec("mlcore") is None:
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q",
-                    "git+https://github.com/meta-learning-engineered/book.git"], check=True)
-
 # %% [markdown]
 # # Code practice and the engineering of meta-learning
 #
@@ -41,6 +35,12 @@ if "google.colab" in sys.modules and importlib.util.find_spec("mlcore") is None:
 # Live cells are small and run on whatever machine executes the notebook; measured numbers come from
 # `benchmarks/results/*.json`, written by `python benchmarks/engineering.py` (and the data-pipeline benchmark),
 # and are labelled with the hardware they ran on.
+
+# %% tags=["setup"]
+import importlib.util, subprocess, sys
+if "google.colab" in sys.modules and importlib.util.find_spec("mlcore") is None:
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q",
+                    "git+https://github.com/meta-learning-engineered/book.git"], check=True)
 
 # %%
 import inspect
