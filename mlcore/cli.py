@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import sys
 from pathlib import Path
@@ -124,10 +125,13 @@ def reproduce(only: list[str] | None, budget: str, seed: int, out: str | None, d
         spec = dict(table[name])
         spec.pop("eval_fn", None)
         if "fn" in spec:
-            if steps is not None:
-                print(f"--steps does not apply to {name} (a reproduction function); running its own budget",
-                      file=sys.stderr)
             fn = registry.resolve(spec.pop("fn"))
+            if steps is not None:
+                if "steps" in inspect.signature(fn).parameters:
+                    spec["steps"] = steps
+                else:
+                    print(f"--steps does not apply to {name} (its reproduction function has no step count); "
+                          "running its own budget", file=sys.stderr)
             paths = fn(budget=budget, seed=seed, out_dir=out, device=device, **spec)
         else:
             paths = [train_and_record(spec["method"], spec["ways"], spec["shots"], budget=budget, seed=seed,

@@ -75,3 +75,15 @@ def test_shared_training_scores_the_same_weights(tmp_path, monkeypatch):
     kw["recipe_overrides"] = {"steps": 4}
     other = mlcore.load_record(train_and_record("protonet", 20, 1, name="p20b", shared_training="p5", **kw))
     assert "weights_from" not in other.config and other.config["recipe"]["steps"] == 4
+
+
+def test_reproduce_passes_steps_to_reproduction_functions(tmp_path):
+    """--steps reaches a reproduction function that takes a step count (here the sinusoid one)."""
+    res = subprocess.run([sys.executable, "-m", "mlcore", "reproduce", "--only", "maml_sinusoid", "--budget", "smoke",
+                          "--steps", "7", "--out", str(tmp_path)], capture_output=True, text=True, cwd=tmp_path,
+                         timeout=600)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "does not apply" not in res.stderr
+    rec = mlcore.load_record(tmp_path / "maml_sinusoid_smoke.json")
+    assert rec.config["steps"] == 7
+    assert rec.metrics["mse_robust"]["maml_k5"]["steps=0"]["diverged"] == 0
