@@ -71,6 +71,7 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     try:
         with os.fdopen(fd, "w") as f:
             f.write(text)
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; records are read by other users and tools
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

@@ -86,4 +86,4 @@ def test_reproduce_passes_steps_to_reproduction_functions(tmp_path):
     assert "does not apply" not in res.stderr
     rec = mlcore.load_record(tmp_path / "maml_sinusoid_smoke.json")
     assert rec.config["steps"] == 7
-    assert rec.metrics["mse_robust"]["maml_k5"]["steps=0"]["diverged"] == 0
+    assert rec.metrics["mse_robust"]["maml_k5"]["steps=0"]["worse"] == 0

@@ -242,9 +242,9 @@ def test_sinusoid_code():
     # the robust summary agrees with the per-task errors and counts no divergence at 0 steps
     errs = S.per_task_mse(model, 5, n_tasks=8)
     robust = S.robust_summary(model, 5, n_tasks=8)
-    assert robust["steps=0"]["diverged"] == 0
+    assert robust["steps=0"]["worse"] == 0
     assert robust["steps=10"]["median"] == pytest.approx(float(errs[10].median()))
-    assert robust["steps=10"]["diverged"] == int((errs[10] > errs[0]).sum())
+    assert robust["steps=10"]["worse"] == int((errs[10] > errs[0]).sum())
     assert scores["steps=10"][0] == pytest.approx(float(errs[10].mean()), rel=1e-5)
 
 
