@@ -111,11 +111,23 @@ def comparison_grid(records: list[dict], methods: list[str] | None = None,
                 row.update(record=rec["name"], accuracy=acc, ci95=ci, episodes=rec.get("episodes"),
                            ours=fmt_accuracy(acc, ci) + ("" if is_reference(rec) else f" ({budget})"),
                            steps=steps_of(rec), train_s=rec.get("train_wall_s"),
-                           train_time=fmt_seconds(rec.get("train_wall_s")),
-                           hardware=hardware_label(rec["hardware"]) if rec.get("hardware") else "–",
+                           train_time=fmt_seconds(rec.get("train_wall_s")) + _shared_note(rec),
+                           hardware=_training_hardware(rec),
                            budget=budget, gap=(100 * acc - pub.accuracy) if pub else None)
             rows.append(row)
     return rows
+
+
+def _shared_note(rec: dict) -> str:
+    """' (the 5w1s training)' when a record scores another record's weights (config.weights_from)."""
+    src = (rec.get("config") or {}).get("weights_from")
+    return f" (the {src.rsplit('_', 1)[-1]} training)" if src else ""
+
+
+def _training_hardware(rec: dict) -> str:
+    """Where the record's model was trained (a shared training's machine, else the record's own)."""
+    hw = (rec.get("config") or {}).get("training_hardware") or rec.get("hardware")
+    return hardware_label(hw) if hw else "–"
 
 
 def pivot(rows: list[dict], settings: tuple[str, ...] = GRID_SETTINGS) -> list[dict]:
@@ -276,13 +288,12 @@ def cost_points(records: list[dict]) -> list[dict]:
     for r in records:
         if not is_classification(r) or not r.get("train_wall_s"):
             continue
-        hw = r.get("hardware") or {}
         pts.append({"record": r["name"], "method_id": r["method"], "method": reference.display_name(r["method"]),
                     "setting": setting_of(r), "train_s": float(r["train_wall_s"]),
                     "train_time": fmt_seconds(r["train_wall_s"]), "accuracy": float(r["accuracy"]),
                     "ci95": r.get("ci95"), "steps": steps_of(r),
                     "meta_batch": recipe_of(r).get("meta_batch"),
-                    "hardware": hardware_label(hw) if hw else "–", "budget": r.get("budget") or "full"})
+                    "hardware": _training_hardware(r), "budget": r.get("budget") or "full"})
     return sorted(pts, key=lambda p: (p["setting"], p["train_s"]))
 
 

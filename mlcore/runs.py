@@ -116,7 +116,8 @@ def train_and_record(method: str, ways: int, shots: int, budget: str | None = No
         name=name, method=method, dataset="omniglot", split=recipe.test_split, ways=recipe.test_ways or ways,
         shots=recipe.test_shots or shots, accuracy=res["accuracy"], ci95=res["ci95"], episodes=res["episodes"],
         seed=seed, config={"recipe": recipe.to_dict(), "model": recipe.model, "eval_seed": EVAL_SEED,
-                           **({"weights_from": shared[0].name} if shared is not None else {})},
+                           **({"weights_from": shared[0].name, "training_hardware": shared[0].hardware}
+                              if shared is not None else {})},
         metrics={"final_train": history[-1] if history else {}, "history": history[-20:],
                  # per-episode accuracies on the shared test episodes: chapter 9's paired comparisons use them
                  "per_episode": [round(a, 4) for a in res["per_episode"]]},

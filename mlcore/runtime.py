@@ -85,7 +85,8 @@ def hardware_label(hw: dict) -> str:
     """Human label for a hardware dict: the GPU name, else 'CPU (N threads)'."""
     if hw.get("gpu"):
         return hw["gpu"]
-    return f"CPU ({hw.get('cpu_threads', '?')} threads)"
+    n = hw.get("cpu_threads", "?")
+    return f"CPU ({n} thread{'' if n == 1 else 's'})"
 
 
 def git_commit(path: str | Path | None = None) -> str:

@@ -67,6 +67,7 @@ def test_shared_training_scores_the_same_weights(tmp_path, monkeypatch):
     five = mlcore.load_record(train_and_record("protonet", 5, 1, name="p5", **kw))
     twenty = mlcore.load_record(train_and_record("protonet", 20, 1, name="p20", shared_training="p5", **kw))
     assert twenty.config["weights_from"] == "p5" and twenty.ways == 20 and five.ways == 5
+    assert twenty.config["training_hardware"] == five.hardware
     assert same_training(five.config["recipe"], twenty.config["recipe"])
     a, b = (torch.load(tmp_path / f"{n}.pt", weights_only=True) for n in ("p5", "p20"))
     assert all(torch.equal(a[k], b[k]) for k in a)
