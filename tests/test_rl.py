@@ -253,6 +253,20 @@ def test_records_and_cli_eval(tmp_path):
     assert line["record"] == rec["name"] and line["trials"] == 50
 
 
+def test_reproduce_steps_sets_updates_and_lifts_the_time_limit(tmp_path):
+    from mlcore.rl.experiments import reproduce_rl2, rl2_config
+
+    spec = {"env": "bandit", "arms": 3, "pulls": 5}
+    assert rl2_config(spec, "full").time_limit_s is not None  # the GPU-sized default
+    (path,) = reproduce_rl2("full", 0, tmp_path, "cpu", spec, steps=2, progress=False,
+                            overrides={"trials_per_update": 16, "hidden": 8, "epochs": 1, "minibatches": 1})
+    rec = json.loads(path.read_text())
+    assert rec["config"]["rl2"]["updates"] == 2 and rec["config"]["rl2"]["time_limit_s"] is None
+    assert rec["metrics"]["updates_done"] == 2
+    with pytest.raises(ValueError, match="updates"):
+        reproduce_rl2("full", 0, tmp_path, "cpu", spec, steps=0)
+
+
 def test_rl_package_does_not_import_gymnasium():
     code = "import sys, mlcore.rl, mlcore.rl.experiments, mlcore.rl.rl2; print('gymnasium' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)

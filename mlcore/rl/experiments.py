@@ -94,11 +94,20 @@ def _dataset(spec: dict) -> str:
 
 
 def reproduce_rl2(budget: str | None = None, seed: int = 0, out_dir=None, device=None, spec: dict | None = None,
-                  overrides: dict | None = None, progress: bool = True, **_ignored) -> list[Path]:
-    """Train RL^2 on ``spec`` at ``budget``, score it on the evaluation trials, write record + checkpoint."""
+                  overrides: dict | None = None, progress: bool = True, steps: int | None = None,
+                  **_ignored) -> list[Path]:
+    """Train RL^2 on ``spec`` at ``budget``, score it on the evaluation trials, write record + checkpoint.
+
+    ``steps`` (``reproduce --steps``) sets the number of PPO updates and lifts the wall-clock limit of the
+    full budget, which is sized for a GPU: on a CPU that limit stops training after a few dozen updates.
+    """
     budget = budget_mod.current_budget(budget)
     spec = check_spec(spec)
     cfg = rl2_config(spec, budget)
+    if steps is not None:
+        if steps < 1:
+            raise ValueError(f"steps (PPO updates) must be >= 1, got {steps}")
+        cfg.updates, cfg.time_limit_s = steps, None
     for k, v in (overrides or {}).items():
         if k not in RL2Config.__dataclass_fields__:
             raise ValueError(f"unknown RL2Config field {k!r}")
