@@ -226,19 +226,19 @@ plt.show()
 #
 # What has the agent learned to do? For each pull $t$ of a trial we count how often each policy pulls the
 # arm of rank 1 (the best), 2, ... in that task, over 1,000 evaluation trials. A good strategy spreads its
-# early pulls and concentrates later ones on the best arm. We show RL² from the full-budget record of the
-# $n=100$, $k=5$ setting when it exists (else the live agent on $n=10$), next to UCB1 and Thompson sampling
-# on the same trials.
+# early pulls and concentrates later ones on the best arm. We show RL² from the reference record of the
+# $n=100$, $k=5$ setting when it exists, else that of $n=10$, $k=5$ (else the live agent), next to UCB1 and
+# Thompson sampling on the same trials.
 
 # %%
-key = "bandit_n100_k5" if load_json("rl2_bandit_n100_k5") else "bandit_n10_k5"
-spec_in = experiments.SPECS[key]
-if key == "bandit_n10_k5":
-    print("reference record not yet produced for bandit_n100_k5: showing the live agent on n=10, k=5")
-    policy_in, label = agent, f"RL² (live, {BUDGET})"
+key = next((k for k in ("bandit_n100_k5", "bandit_n10_k5") if load_json(f"rl2_{k}")), None)
+if key is None:
+    print("no RL² reference record for bandit_n100_k5 or bandit_n10_k5 yet: showing the live agent on n=10, k=5")
+    key, policy_in, label = "bandit_n10_k5", agent, f"RL² (live, {BUDGET})"
 else:
-    policy_in, _ = experiments.load_rl2(RESULTS_DIR / "rl2_bandit_n100_k5.json", DEVICE)
-    label = "RL² (reference record)"
+    policy_in, _ = experiments.load_rl2(RESULTS_DIR / f"rl2_{key}.json", DEVICE)
+    label = f"RL² (record rl2_{key})"
+spec_in = experiments.SPECS[key]
 env_in = envs.make_env(spec_in, 1000, experiments.EVAL_SEED)
 rank = env_in.means.argsort(-1, descending=True).argsort(-1)  # rank[b, arm]: 0 = best arm of trial b
 runs = {label: rl2.evaluate_rl2(policy_in, spec_in, 1000, experiments.EVAL_SEED, keep_actions=True)["actions"],
@@ -264,8 +264,8 @@ plt.show()
 # ## Results beside the paper
 #
 # Mean total reward per trial over 1,000 evaluation trials (seed 2016), ± 95 % CI, from the records in
-# `results/` (full budget). Baseline records are cheap and computed on a CPU; RL² records come from the
-# GPU runs. A missing record prints "not yet produced".
+# `results/` (full budget). Baseline records are cheap and computed on a CPU. Each RL² row says how many PPO
+# updates its record trained for and on what hardware; a missing record prints "not yet produced".
 
 # %%
 def fmt(r):

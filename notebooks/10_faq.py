@@ -343,9 +343,11 @@ plt.show()
 # %% [markdown]
 # A test-time ablation says what the *learned* algorithm relies on. A retrained ablation (the agent trained from
 # scratch without the reward input, or with its memory wiped, at the same budget) says whether the design decision
-# is needed at all; `mlcore.rl_ablations.reproduce_ablations` runs it. It needs a budget at which the full agent
-# learns (a run with 30 updates × 128 trials and 64 GRU units did not leave random play on this shared CPU, so
-# every variant, ablated or not, scored like random play and the comparison said nothing).
+# is needed at all: `python -m mlcore reproduce --only rl2_ablations_bandit_n10_k5` trains the full agent and
+# each ablation with chapter 6's RL² recipe for the same 60 PPO updates (about 15 CPU-minutes in all) and
+# scores them on the same 1,000 trials. It needs a budget at which the full agent learns: a smaller one (30
+# updates × 128 trials, 64 GRU units) left every variant, ablated or not, at random play, and the comparison
+# said nothing.
 
 # %%
 retrained = reference("rl2_ablations_bandit_n10_k5")

@@ -22,3 +22,6 @@ for _key, _spec in _SETTINGS.items():
                                     "eval_fn": "mlcore.rl.experiments:eval_record"}
     REPRODUCTIONS[f"baselines_{_key}"] = {"fn": "mlcore.rl.experiments:reproduce_baselines", "spec": _spec}
 del _key, _spec
+# chapter 10's question 2: RL^2 retrained without the reward input / without memory across episodes
+REPRODUCTIONS["rl2_ablations_bandit_n10_k5"] = {"fn": "mlcore.rl_ablations:reproduce_ablations",
+                                                "spec": _SETTINGS["bandit_n10_k5"]}
