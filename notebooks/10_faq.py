@@ -352,6 +352,11 @@ plt.show()
 # %%
 retrained = reference("rl2_ablations_bandit_n10_k5")
 if retrained:
+    cfg_r = retrained["config"]["rl2"]
+    print(f"each variant: {cfg_r['updates']} PPO updates x {cfg_r['trials_per_update']} trials; "
+          f"{retrained['episodes']} evaluation trials")
+    for k, v in retrained["metrics"]["variants"].items():
+        print(f"  {k:28s} {v['mean_total_reward']:.2f} ± {v['ci95']:.2f}  (trained in {v['train_wall_s']:.0f} s)")
     for k, d in retrained["metrics"]["paired_vs_full"].items():
         print(f"retrained without '{k}': {d['mean_difference']:+.2f} ± {d['ci95']:.2f} vs the full agent -> "
               f"{verdict(d)}")
