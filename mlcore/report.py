@@ -171,11 +171,86 @@ def _flatten(d: dict, prefix: str = "", depth: int = 0) -> list[tuple[str, str]]
     return out
 
 
-def other_rows(records: list[dict]) -> list[dict]:
-    """Records that are not few-shot classifiers (sinusoid regression, bandits, MDPs, ...)."""
+def _rl_key(rec: dict) -> str | None:
+    """'bandit_n10_k5' for the records ``rl2_bandit_n10_k5`` / ``baselines_bandit_n10_k5``, else None."""
+    for prefix in ("rl2_", "baselines_"):
+        if rec["name"].startswith(prefix) and rec.get("method") in ("rl2", "baselines"):
+            return rec["name"][len(prefix):]
+    return None
+
+
+def _reward(d: dict | None) -> str:
+    """'6.54 ± 0.14' (two decimals for short bandit trials, where the methods differ by tenths), '78.7 ± 1.0'."""
+    if not d or not _is_number(d.get("mean_total_reward")):
+        return "–"
+    digits = 2 if abs(d["mean_total_reward"]) < 20 else 1
+    ci = f" ± {d['ci95']:.{digits}f}" if _is_number(d.get("ci95")) else ""
+    return f"{d['mean_total_reward']:.{digits}f}{ci}"
+
+
+def rl_rows(records: list[dict]) -> list[dict]:
+    """One row per meta-RL setting: RL² and the paper's comparison columns, ours beside the paper's."""
+    from .rl.experiments import PAPER
+
+    by_key: dict[str, dict] = {}
+    for rec in records:
+        key = _rl_key(rec)
+        if key is not None:
+            by_key.setdefault(key, {})[rec["method"]] = rec
+    rows = []
+    for key in [k for k in PAPER if k in by_key]:
+        paper, recs = PAPER[key], by_key[key]
+        agent, base = recs.get("rl2"), (recs.get("baselines") or {}).get("metrics", {}).get("baselines", {})
+        best = "Gittins" if key.startswith("bandit") else "PSRL"
+        rl2 = "missing"
+        if agent is not None:
+            m = agent["metrics"]
+            rl2 = f"{_reward(m)} ({m.get('updates_done', '?')} updates, {fmt_seconds(agent.get('train_wall_s'))})"
+        rows.append({"setting": key, "rl2": rl2, "rl2_paper": paper.get("RL2"), "best": best,
+                     "best_ours": _reward(base.get(best)), "best_paper": paper.get(best),
+                     "ucb_ours": _reward(base.get("UCB1")), "ucb_paper": paper.get("UCB1"),
+                     "random_ours": _reward(base.get("random")), "random_paper": paper.get("random"),
+                     "hardware": hardware_label(agent["hardware"]) if agent and agent.get("hardware") else "–"})
+    return rows
+
+
+RL_COLUMNS = [("setting", "setting"), ("rl2", "RL², ours"), ("rl2_paper", "RL², paper"), ("best", "yardstick"),
+              ("best_ours", "yardstick, ours"), ("best_paper", "yardstick, paper"), ("ucb_ours", "UCB1, ours"),
+              ("ucb_paper", "UCB1, paper"), ("random_ours", "random, ours"), ("random_paper", "random, paper"),
+              ("hardware", "RL² hardware")]
+
+
+def sinusoid_rows(records: list[dict]) -> list[dict]:
+    """5-shot sinusoid MSE after 1 / 5 / 10 steps for MAML and the pretrained baseline, beside the paper's."""
     rows = []
     for rec in records:
-        if is_classification(rec):
+        if rec.get("dataset") != "sinusoid" or "mse" not in (rec.get("metrics") or {}):
+            continue
+        for who in ("maml", "pretrained"):
+            mse = rec["metrics"]["mse"].get(f"{who}_k5")
+            if mse is None:
+                continue
+            paper = reference.SINUSOID_5SHOT_MSE.get(who, {})
+            rows.append({"record": rec["name"], "model": who,
+                         "ours": " / ".join(f"{mse[f'steps={n}'][0]:.2f} ± {mse[f'steps={n}'][1]:.2f}"
+                                            for n in (1, 5, 10)),
+                         "paper": " / ".join(f"{paper[n]:g}" for n in (1, 5, 10)) if paper else "–",
+                         "steps": (rec.get("config") or {}).get("steps"),
+                         "train_time": fmt_seconds(rec.get("train_wall_s")),
+                         "hardware": hardware_label(rec["hardware"]) if rec.get("hardware") else "–"})
+    return rows
+
+
+SINUSOID_COLUMNS = [("model", "model"), ("ours", "ours: MSE after 1 / 5 / 10 steps (95 % CI)"),
+                    ("paper", "paper"), ("steps", "meta-iterations"), ("train_time", "train time"),
+                    ("hardware", "hardware"), ("record", "record")]
+
+
+def other_rows(records: list[dict]) -> list[dict]:
+    """Records that have no table of their own (domain shift, ablations, task similarity, ...)."""
+    rows = []
+    for rec in records:
+        if is_classification(rec) or _rl_key(rec) is not None or rec.get("dataset") == "sinusoid":
             continue
         scalars = []
         if rec.get("accuracy") is not None:
@@ -220,6 +295,15 @@ def results_markdown(directory: str | os.PathLike | None = None) -> str:
     if gaps:
         parts += ["", "Published settings with no record yet: "
                   + "; ".join(f"{m} ({', '.join(s)})" for m, s in gaps.items()) + "."]
+    rl = rl_rows(records)
+    if rl:
+        parts += ["", "Meta-RL (Duan et al. 2016): mean total reward per trial over 1,000 seeded evaluation trials "
+                  "(± 95 % CI); the yardstick is Gittins for bandits and PSRL for MDPs.", "",
+                  markdown_table(rl, RL_COLUMNS)]
+    sin = sinusoid_rows(records)
+    if sin:
+        parts += ["", "Sinusoid regression (Finn et al. 2017), 5-shot, 600 test tasks:", "",
+                  markdown_table(sin, SINUSOID_COLUMNS)]
     others = other_rows(records)
     if others:
         parts += ["", "Other records:", "", markdown_table(others, OTHER_COLUMNS)]

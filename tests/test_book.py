@@ -31,7 +31,8 @@ def results_dir(tmp_path):
         _record("siamese_lake", "siamese", 20, 1, 0.874, 0.0081, within=True),
         _record("maml_omniglot_5w1s_smoke", "maml", 5, 1, 0.61, 0.02, budget="smoke"),
         {"name": "rl2_bandit_n10_k5", "method": "rl2", "dataset": "bernoulli_bandit",
-         "metrics": {"total_reward": 6.71, "history": [1, 2], "paper": {"RL2": 6.7}}, "hardware": {},
+         "metrics": {"mean_total_reward": 6.71, "ci95": 0.14, "updates_done": 150, "history": [1, 2],
+                     "paper": {"RL2": 6.7}}, "hardware": {},
          "train_wall_s": 5000.0},
         {"name": "baselines_bandit_n10_k5", "method": "baselines", "dataset": "bernoulli_bandit",
          "metrics": {"baselines": {"UCB1": {"mean_total_reward": 6.52, "ci95": 0.1, "wall_s": 0.2, "c": 0.05},
@@ -103,10 +104,9 @@ def test_readme_section_is_rewritten_between_markers(results_dir, tmp_path):
     assert text.rstrip().endswith("## After")
     body = text[text.index(report.START):text.index(report.END)]
     assert "| Prototypical Networks | 5w1s | 98.61 ± 0.23 | 1000 | 42 s |" in body
-    assert "rl2_bandit_n10_k5" in body and "total_reward = 6.71" in body
-    assert "6.7 " not in body.split("rl2_bandit_n10_k5")[1].split("\n")[0]  # the paper's number is not ours
-    assert "baselines.UCB1.mean_total_reward = 6.52 ± 0.1;" in body
-    assert "baselines.Random.mean_total_reward = 5.01" in body and "wall_s" not in body
+    # meta-RL: ours and the paper's in separate, labelled columns; a baseline without a CI shows its mean
+    assert "| bandit_n10_k5 | 6.71 ± 0.14 (150 updates, 83.3 min) | 6.7 | Gittins | – | 6.6 | 6.52 ± 0.10 |" in body
+    assert "wall_s" not in body
     # an Omniglot analysis that is not scored on the shared test episodes is not in the comparison table
     assert "| task_similarity_omniglot |" in body and "accuracy = 91.20 ± 1.00 %" in body
     assert "| Task_similarity |" not in body
@@ -163,3 +163,27 @@ def test_config_points_everything_at_one_repository():
     assert cfg["launch_buttons"]["colab_url"] and cfg["launch_buttons"]["binderhub_url"]
     assert "book/references.bib" in cfg["bibtex_bibfiles"]
     assert "notebooks/*.py" in cfg["exclude_patterns"]
+
+
+def test_rl_and_sinusoid_tables_come_from_records():
+    """Meta-RL rows pair RL² with its baselines record and the paper's columns; missing RL² says so."""
+    base = {"name": "baselines_bandit_n10_k5", "method": "baselines", "dataset": "bernoulli_bandit",
+            "metrics": {"baselines": {"random": {"mean_total_reward": 5.023, "ci95": 0.13},
+                                      "Gittins": {"mean_total_reward": 6.564, "ci95": 0.14},
+                                      "UCB1": {"mean_total_reward": 6.588, "ci95": 0.14}}}}
+    agent = {"name": "rl2_bandit_n10_k5", "method": "rl2", "dataset": "bernoulli_bandit", "train_wall_s": 600,
+             "hardware": {"cpu_threads": 1},
+             "metrics": {"mean_total_reward": 6.6, "ci95": 0.14, "updates_done": 150}}
+    mdp = {"name": "baselines_mdp_n10", "method": "baselines", "dataset": "tabular_mdp",
+           "metrics": {"baselines": {"PSRL": {"mean_total_reward": 133.04, "ci95": 1.6}}}}
+    rows = report.rl_rows([agent, base, mdp])
+    assert [r["setting"] for r in rows] == ["bandit_n10_k5", "mdp_n10"]
+    assert rows[0]["rl2"] == "6.60 ± 0.14 (150 updates, 10.0 min)" and rows[0]["rl2_paper"] == 6.7
+    assert rows[0]["best_ours"] == "6.56 ± 0.14" and rows[0]["best_paper"] == 6.6
+    assert rows[1]["rl2"] == "missing" and rows[1]["best"] == "PSRL" and rows[1]["best_ours"] == "133.0 ± 1.6"
+    sin = {"name": "maml_sinusoid", "method": "maml_sinusoid", "dataset": "sinusoid", "config": {"steps": 70000},
+           "metrics": {"mse": {"maml_k5": {f"steps={n}": [0.5, 0.05] for n in (0, 1, 5, 10)}}}}
+    (row,) = report.sinusoid_rows([sin])
+    assert row["ours"] == "0.50 ± 0.05 / 0.50 ± 0.05 / 0.50 ± 0.05" and row["paper"] == "0.67 / 0.38 / 0.35"
+    # neither table's records are repeated under "Other records"
+    assert report.other_rows([agent, base, mdp, sin]) == []
