@@ -67,6 +67,10 @@ def main(argv: list[str] | None = None) -> int:
 
         print(ensure_omniglot(args.root))
         return 0
+    if args.cmd in ("train", "reproduce"):
+        from .runtime import git_commit
+
+        git_commit()  # read (and cache) the commit this run starts from; records written later carry it
     if args.cmd == "train":
         from .runs import train_and_record
 

@@ -5,6 +5,7 @@ switch the whole library with one environment variable (``MLCORE_DEVICE=cpu``).
 """
 from __future__ import annotations
 
+import functools
 import os
 import platform
 import random
@@ -89,8 +90,14 @@ def hardware_label(hw: dict) -> str:
     return f"CPU ({n} thread{'' if n == 1 else 's'})"
 
 
+@functools.lru_cache(maxsize=None)
 def git_commit(path: str | Path | None = None) -> str:
-    """The current git commit of the repository holding ``path`` (or 'unknown')."""
+    """The git commit of the repository holding ``path`` (or 'unknown'), read once per process.
+
+    Cached so that a record carries the commit its run *started* from: a run that takes an hour
+    must not pick up the commits made while it was running. ``python -m mlcore train|reproduce``
+    reads it before training starts.
+    """
     cwd = Path(path) if path else Path(__file__).resolve().parent
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=5)

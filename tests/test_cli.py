@@ -1,5 +1,6 @@
 """The CLI contract later chapters rely on: train -> record -> eval / mlcore.load."""
 import json
+import os
 import subprocess
 import sys
 
@@ -88,3 +89,22 @@ def test_reproduce_passes_steps_to_reproduction_functions(tmp_path):
     rec = mlcore.load_record(tmp_path / "maml_sinusoid_smoke.json")
     assert rec.config["steps"] == 7
     assert rec.metrics["mse_robust"]["maml_k5"]["steps=0"]["worse"] == 0
+
+
+def test_git_commit_is_the_one_a_run_started_from(tmp_path):
+    """A commit made while a run is going does not change the commit its record will carry."""
+    from mlcore.runtime import git_commit
+
+    env = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
+           "GIT_COMMITTER_EMAIL": "t@t", "PATH": os.environ["PATH"]}
+
+    def commit(msg):
+        subprocess.run(["git", "commit", "-q", "--allow-empty", "-m", msg], cwd=tmp_path, env=env, check=True)
+        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=tmp_path, capture_output=True, text=True,
+                              check=True).stdout.strip()
+
+    subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
+    first = commit("start")
+    assert git_commit(tmp_path) == first
+    assert commit("while running") != first
+    assert git_commit(tmp_path) == first
