@@ -49,6 +49,7 @@ from mlcore import budget as budget_mod
 from mlcore import reference as papers
 from mlcore.compare import html_table
 from mlcore.results import RESULTS_DIR
+from mlcore.runtime import hardware_label
 
 BUDGET = budget_mod.current_budget()
 if BUDGET == "smoke":
@@ -73,8 +74,7 @@ def pct(acc, ci=None):
 
 def budget_line(rec):
     steps = ((rec.get("config") or {}).get("recipe") or {}).get("steps") or (rec.get("config") or {}).get("steps")
-    hw = rec.get("hardware") or {}
-    where = hw.get("gpu") or f"CPU, {hw.get('cpu_threads', '?')} threads"
+    where = hardware_label(rec.get("hardware") or {})
     t = rec.get("train_wall_s")
     return (f"[{rec['name']}: {'' if steps is None else f'{steps:,} steps, '}"
             f"{'' if t is None else f'{t:.0f} s training, '}{where}]")
