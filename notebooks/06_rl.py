@@ -174,8 +174,8 @@ print(inspect.getsource(rl2.gae))
 #
 # At the `smoke` budget this is ten PPO updates on 256 trials each (about 20 CPU-seconds) — enough to see
 # the curve start to leave the random level, far from enough to reach the paper: a GRU with 256 units has
-# to discover, from reward alone, that its own previous action and reward are worth remembering. The full-budget runs (2,000 trials per update, hundreds
-# of updates, on a GPU) are the reference records read in §6.
+# to discover, from reward alone, that its own previous action and reward are worth remembering. The reference
+# records read below run the full recipe (2,000 trials per update) for the number of updates each row states.
 
 # %%
 cfg = experiments.rl2_config(spec, BUDGET)
@@ -211,6 +211,7 @@ for key in ref_keys:
     best = max(v["mean_total_reward"] for v in load_json(f"baselines_{key}")["metrics"]["baselines"].values())
     axes[1].plot([h["trials_seen"] for h in curve],
                  [(h["mean_total_reward"] - rand) / (best - rand) for h in curve], label=key)
+axes[1].xaxis.set_major_formatter(plt.FuncFormatter(lambda x, _: f"{x / 1e3:.0f}k"))  # 400,000 trials: no overlap
 axes[1].set(title="reference runs (full budget)", xlabel="training trials seen",
             ylabel="(reward - random) / (best baseline - random)")
 if ref_keys:
