@@ -3,8 +3,9 @@
 On a GPU lent for minutes every ``REPRODUCTIONS`` entry can start at once (small Conv-4
 runs leave most of an H100/H200 idle); on a 2-core CPU use ``--jobs 2`` with one thread
 per run. ``NAME:STEPS`` runs a full recipe at a reduced number of meta-steps (the record's
-config says how many). A run still going at the deadline is stopped, so what finished can
-be collected. Records land in ``<out>/results``; logs in ``<out>/logs``; a summary in
+config says how many). Each run gets ``--time-limit`` = what is left of the deadline minus
+``--eval-reserve`` seconds, so it stops training in time to score itself and write its
+record (the record says how many steps ran); a run still going at the deadline is killed. Records land in ``<out>/results``; logs in ``<out>/logs``; a summary in
 ``<out>/summary.json``.
 
     python benchmarks/reproduce_many.py --out /tmp/cpu --deadline 2400 --jobs 2 protonet_omniglot_20w1s:2000 ...
@@ -29,6 +30,8 @@ def main() -> int:
     ap.add_argument("--deadline", type=float, default=420.0, help="seconds from start")
     ap.add_argument("--jobs", type=int, default=16)
     ap.add_argument("--budget", default="full")
+    ap.add_argument("--eval-reserve", type=float, default=120.0,
+                    help="seconds kept back from each run's training for scoring and writing its record")
     args = ap.parse_args()
     out = Path(args.out)
     (out / "logs").mkdir(parents=True, exist_ok=True)
@@ -41,8 +44,10 @@ def main() -> int:
         while pending and len(running) < args.jobs:
             name, _, steps = pending.pop(0).partition(":")
             log = open(out / "logs" / f"{name}.log", "w")
+            train_s = args.deadline - (time.time() - t0) - args.eval_reserve
             cmd = [sys.executable, "-m", "mlcore", "reproduce", "--only", name, "--budget", args.budget,
-                   "--out", str(out / "results")] + (["--steps", steps] if steps else [])
+                   "--out", str(out / "results")] + (["--steps", steps] if steps else []) + \
+                  ["--time-limit", str(round(max(train_s, 5.0), 1))]
             running[name] = (subprocess.Popen(cmd, cwd=out, env=env, stdout=log, stderr=subprocess.STDOUT),
                              log, time.time())
         for name, (proc, log, start) in list(running.items()):

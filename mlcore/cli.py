@@ -15,6 +15,20 @@ def _positive(v: str) -> int:
     return i
 
 
+def _seconds(v: str) -> float:
+    try:
+        f = float(v)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number of seconds, got {v!r}") from None
+    if not f > 0 or f == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive, finite number of seconds, got {v}")
+    return f
+
+
+TIME_LIMIT_HELP = ("stop training after this many seconds, keep the checkpoint, score what was trained; "
+                   "the record's config.time_limited says how many steps ran")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m mlcore", description="Meta-Learning, Engineered: train, "
                                 "evaluate and reproduce the book's results.")
@@ -30,6 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--device", default=None)
     t.add_argument("--steps", type=_positive, default=None, help="override the recipe's number of meta-steps")
     t.add_argument("--distributed", action="store_true", help="split each meta-batch across torchrun ranks")
+    t.add_argument("--time-limit", type=_seconds, default=None, metavar="SECONDS", help=TIME_LIMIT_HELP)
 
     e = sub.add_parser("eval", help="score a record's learner on fresh episodes; prints one JSON line")
     e.add_argument("record")
@@ -47,6 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--device", default=None)
     r.add_argument("--steps", type=_positive, default=None,
                    help="override the recipe's meta-steps (a CPU-sized run of a full recipe; the record says so)")
+    r.add_argument("--time-limit", type=_seconds, default=None, metavar="SECONDS",
+                   help=TIME_LIMIT_HELP + " (one limit for the whole command)")
 
     sub.add_parser("list", help="list methods and reproducible records")
     d = sub.add_parser("data", help="download and cache Omniglot (official zips, sha256-checked)")
@@ -71,6 +88,10 @@ def main(argv: list[str] | None = None) -> int:
         from .runtime import git_commit
 
         git_commit()  # read (and cache) the commit this run starts from; records written later carry it
+        if args.time_limit is not None:
+            from .runtime import set_train_time_limit
+
+            set_train_time_limit(args.time_limit)
     if args.cmd == "train":
         from .runs import train_and_record
 

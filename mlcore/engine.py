@@ -32,6 +32,7 @@ class FitResult:
     wall_s: float
     history: list[dict] = field(default_factory=list)
     resumed_from: int = 0
+    stopped: str | None = None  # why training ended before ``steps`` (a deadline), else None
 
 
 def _rng_state() -> dict:
@@ -73,6 +74,7 @@ def fit(
     log_every: int = 50,
     progress: bool = True,
     stop_after: int | None = None,
+    deadline: float | None = None,
 ) -> FitResult:
     """Meta-train ``learner`` for ``steps`` outer steps on batches from ``sampler``.
 
@@ -82,6 +84,12 @@ def fit(
     loaded first, so a killed run continues exactly where it stopped. ``stop_after`` ends
     the call early (used by the tests to simulate a crash). ``val_fn(learner)`` returns a
     dict of metrics logged every ``val_every`` steps.
+
+    ``deadline`` (a :func:`time.time` value; default: the process's
+    :func:`mlcore.runtime.train_deadline`, set by ``--time-limit``) ends training after the
+    first step that finishes past it: the checkpoint is written, and ``FitResult.steps`` and
+    ``FitResult.stopped`` say where and why. No schedule depends on the planned total, so a
+    run stopped at step N is the run that ``steps=N`` would have made.
     """
     if not isinstance(steps, int) or steps < 0:
         raise ValueError(f"steps must be a non-negative int, got {steps!r}")
@@ -113,6 +121,11 @@ def fit(
             "wall_s": wall,
         }, ckpt)
 
+    if deadline is None:
+        from .runtime import train_deadline
+
+        deadline = train_deadline()
+    stopped = None
     t0 = time.perf_counter()
     end = steps if stop_after is None else min(steps, start + stop_after)
     learner.train()
@@ -165,13 +178,21 @@ def fit(
                     bar.set_postfix({k: f"{v:.3f}" for k, v in entry.items() if k != "step"}, refresh=False)
             if bar is not None:
                 bar.update(1)
+            if deadline is not None and step < end and time.time() >= deadline:
+                stopped = f"time limit reached after {step} of {steps} steps"
+                if running.get("_n"):
+                    n = running.pop("_n")
+                    history.append({"step": step, **{k: v / n for k, v in running.items()}})
+                save(step, prior_wall + time.perf_counter() - t0)
+                break
             if ckpt is not None and (step % checkpoint_every == 0 or step == end):
                 save(step, prior_wall + time.perf_counter() - t0)
     finally:
         if bar is not None:
             bar.close()
     learner.eval()
-    return FitResult(steps=step, wall_s=prior_wall + time.perf_counter() - t0, history=history, resumed_from=start)
+    return FitResult(steps=step, wall_s=prior_wall + time.perf_counter() - t0, history=history, resumed_from=start,
+                     stopped=stopped)
 
 
 def test_sampler(ways: int, shots: int, queries: int = 15, split: str = "vinyals/test", device=None,

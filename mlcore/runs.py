@@ -58,6 +58,19 @@ def _shared_weights(source: Path, recipe: Recipe, seed: int, method: str):
     return rec, torch.load(ck, map_location="cpu", weights_only=True)
 
 
+def time_limited(recipe: Recipe, fr) -> dict | None:
+    """After a fit stopped at its deadline: make ``recipe.steps`` the steps that ran, and say so.
+
+    Nothing in a recipe's schedule depends on the planned total, so the recipe then describes exactly
+    the run that happened (``--steps N`` repeats it). Returns the note for ``config.time_limited``.
+    """
+    if not getattr(fr, "stopped", None):
+        return None
+    note = {"planned_steps": recipe.steps, "steps_run": fr.steps, "reason": fr.stopped}
+    recipe.steps = fr.steps
+    return note
+
+
 def train_and_record(method: str, ways: int, shots: int, budget: str | None = None, seed: int = 0,
                      out_dir: str | Path | None = None, device=None, name: str | None = None,
                      test_episodes: int | None = None, progress: bool = True, run_dir: str | Path | None = None,
@@ -105,6 +118,7 @@ def train_and_record(method: str, ways: int, shots: int, budget: str | None = No
                  grad_clip=recipe.grad_clip, run_dir=run_dir, val_fn=val_fn, val_every=recipe.val_every,
                  progress=progress, optimizer=None)
         train_wall, history = fr.wall_s, fr.history
+    stopped = time_limited(recipe, fr) if shared is None else None
     n_test = test_episodes or budget_mod.pick(budget, smoke=100, full=1000)
     ts = test_sampler(recipe.test_ways or ways, recipe.test_shots or shots, recipe.test_queries, recipe.test_split,
                       device, within_alphabet=recipe.within_alphabet)
@@ -117,7 +131,8 @@ def train_and_record(method: str, ways: int, shots: int, budget: str | None = No
         shots=recipe.test_shots or shots, accuracy=res["accuracy"], ci95=res["ci95"], episodes=res["episodes"],
         seed=seed, config={"recipe": recipe.to_dict(), "model": recipe.model, "eval_seed": EVAL_SEED,
                            **({"weights_from": shared[0].name, "training_hardware": shared[0].hardware}
-                              if shared is not None else {})},
+                              if shared is not None else {}),
+                           **({"time_limited": stopped} if stopped else {})},
         metrics={"final_train": history[-1] if history else {}, "history": history[-20:],
                  # per-episode accuracies on the shared test episodes: chapter 9's paired comparisons use them
                  "per_episode": [round(a, 4) for a in res["per_episode"]]},

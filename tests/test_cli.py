@@ -108,3 +108,18 @@ def test_git_commit_is_the_one_a_run_started_from(tmp_path):
     assert git_commit(tmp_path) == first
     assert commit("while running") != first
     assert git_commit(tmp_path) == first
+
+
+def test_time_limit_writes_an_honest_record(tmp_path):
+    """`--time-limit` stops training early; the record's recipe says the steps that ran, and the plan."""
+    res = subprocess.run([sys.executable, "-m", "mlcore", "train", "protonet", "--ways", "5", "--shots", "1",
+                          "--budget", "smoke", "--out", str(tmp_path), "--steps", "100000", "--time-limit", "3"],
+                         capture_output=True, text=True, cwd=tmp_path, timeout=600)
+    assert res.returncode == 0, res.stderr[-2000:]
+    rec = mlcore.load_record(json.loads(res.stdout.strip().splitlines()[-1])["record"])
+    note = rec.config["time_limited"]
+    assert note["planned_steps"] == 100000 and 1 <= note["steps_run"] < 100000
+    assert rec.config["recipe"]["steps"] == note["steps_run"]
+    bad = subprocess.run([sys.executable, "-m", "mlcore", "reproduce", "--time-limit", "-5"], capture_output=True,
+                         text=True)
+    assert bad.returncode == 2 and "positive, finite number of seconds" in bad.stderr

@@ -85,3 +85,36 @@ def test_record_roundtrip(tmp_path):
     assert not list(tmp_path.glob("*.tmp"))
     with pytest.raises(FileNotFoundError, match="no record"):
         load_record(tmp_path / "missing.json")
+
+
+def test_deadline_stops_training_like_a_shorter_run(test_classes, tmp_path):
+    """A run stopped by its deadline keeps a checkpoint, says where it stopped, and equals ``steps=N``."""
+    import time
+
+    torch.manual_seed(0)
+    a, b = ProtoNet(hidden=16), ProtoNet(hidden=16)
+    b.load_state_dict(a.state_dict())
+    ra = fit(a, _sampler(test_classes), 50, lr=1e-3, lr_step=5, run_dir=tmp_path, progress=False,
+             deadline=time.time() - 1)  # already past: exactly one step runs
+    assert ra.steps == 1 and "1 of 50" in ra.stopped
+    assert torch.load(tmp_path / "last.pt", weights_only=False)["step"] == 1
+    rb = fit(b, _sampler(test_classes), 1, lr=1e-3, lr_step=5, progress=False)
+    assert rb.stopped is None
+    assert all(torch.equal(p, q) for p, q in zip(a.state_dict().values(), b.state_dict().values()))
+    # no deadline: the same run directory resumes to the planned end
+    rc = fit(a, _sampler(test_classes), 3, lr=1e-3, lr_step=5, run_dir=tmp_path, progress=False)
+    assert rc.resumed_from == 1 and rc.steps == 3 and rc.stopped is None
+
+
+def test_process_time_limit_reaches_fit(test_classes, monkeypatch):
+    from mlcore import runtime
+
+    monkeypatch.delenv(runtime.TRAIN_DEADLINE_ENV, raising=False)
+    with pytest.raises(ValueError, match="positive number of seconds"):
+        runtime.set_train_time_limit(0)
+    monkeypatch.setenv(runtime.TRAIN_DEADLINE_ENV, "1.0")  # 1970: long past
+    r = fit(ProtoNet(hidden=8), _sampler(test_classes), 5, progress=False)
+    assert r.steps == 1 and r.stopped
+    monkeypatch.setenv(runtime.TRAIN_DEADLINE_ENV, "soon")
+    with pytest.raises(ValueError, match="not a number"):
+        runtime.train_deadline()

@@ -267,6 +267,23 @@ def test_reproduce_steps_sets_updates_and_lifts_the_time_limit(tmp_path):
         reproduce_rl2("full", 0, tmp_path, "cpu", spec, steps=0)
 
 
+def test_process_time_limit_stops_rl2_and_says_so(tmp_path, monkeypatch):
+    """`--time-limit` (the process deadline) caps RL^2's training clock; the curve says it stopped."""
+    import time
+
+    from mlcore import runtime
+    from mlcore.rl.experiments import reproduce_rl2
+
+    monkeypatch.setenv(runtime.TRAIN_DEADLINE_ENV, repr(time.time() + 1.0))
+    spec = {"env": "bandit", "arms": 3, "pulls": 5}
+    (path,) = reproduce_rl2("full", 0, tmp_path, "cpu", spec, steps=100000, progress=False,
+                            overrides={"trials_per_update": 16, "hidden": 8, "epochs": 1, "minibatches": 1})
+    rec = json.loads(path.read_text())
+    assert 0 < rec["config"]["rl2"]["time_limit_s"] <= 1.0
+    assert rec["metrics"]["updates_done"] < 100000
+    assert rec["metrics"]["learning_curve"][-1]["stopped"] == "time_limit_s reached"
+
+
 def test_rl_package_does_not_import_gymnasium():
     code = "import sys, mlcore.rl, mlcore.rl.experiments, mlcore.rl.rl2; print('gymnasium' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)

@@ -372,6 +372,9 @@ def reproduce_mann(budget: str | None = None, seed: int = 0, out_dir=None, devic
     t0 = time.perf_counter()
     fr = fit(learner, sampler, recipe.steps, lr=recipe.lr, grad_clip=recipe.grad_clip,
              run_dir=Path("runs") / f"{name}{suffix}", progress=budget == "full")
+    from ..runs import time_limited
+
+    stopped = time_limited(recipe, fr)
     n_eval = budget_mod.pick(budget, smoke=100, full=1000)
     by_inst = accuracy_by_instance(learner, recipe.test_split, episodes=n_eval, seed=EVAL_SEED)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -384,7 +387,8 @@ def reproduce_mann(budget: str | None = None, seed: int = 0, out_dir=None, devic
         rec = Record(
             name=f"{name}_5w{shots}s{suffix}", method="mann", dataset="omniglot", split=recipe.test_split, ways=5,
             shots=shots, accuracy=res["accuracy"], ci95=res["ci95"], episodes=res["episodes"], seed=seed,
-            config={"recipe": rec_recipe, "model": recipe.model, "eval_seed": EVAL_SEED},
+            config={"recipe": rec_recipe, "model": recipe.model, "eval_seed": EVAL_SEED,
+                    **({"time_limited": stopped} if stopped else {})},
             metrics={"by_instance": by_inst, "paper_equivalent_instance": shots + 1,
                      "final_train": fr.history[-1] if fr.history else {}, "history": fr.history[-20:]},
             hardware=hardware(), wall_s=time.perf_counter() - t0, train_wall_s=fr.wall_s, git_commit=git_commit(),

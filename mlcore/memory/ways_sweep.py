@@ -23,7 +23,7 @@ def protonet_ways_sweep(budget: str | None = None, seed: int = 0, out_dir=None, 
     from .. import budget as budget_mod
     from ..engine import EVAL_SEED, evaluate, fit, test_sampler
     from ..results import RESULTS_DIR, Record, atomic_torch_save, save_record
-    from ..runtime import get_device, git_commit, hardware, seed_everything
+    from ..runtime import get_device, git_commit, hardware, seed_everything, train_deadline
     from .protonet import ProtoNet
 
     budget = budget_mod.current_budget(budget)
@@ -36,21 +36,25 @@ def protonet_ways_sweep(budget: str | None = None, seed: int = 0, out_dir=None, 
     out_dir = Path(out_dir) if out_dir is not None else (RESULTS_DIR if budget == "full" else Path("runs"))
     out_dir.mkdir(parents=True, exist_ok=True)
     grid, t0 = [], time.perf_counter()
+    deadline, models_left = train_deadline(), len(train_shots) * len(train_ways)
     for k in train_shots:
         for n in train_ways:
+            # under a time limit every model gets an equal share of what is left (the cell says its steps)
+            own = None if deadline is None else time.time() + max(0.0, deadline - time.time()) / models_left
+            models_left -= 1
             seed_everything(seed)
             learner = ProtoNet().to(device)
             recipe = ProtoNet.recipe(5, k, budget)
             recipe.ways, recipe.steps = n, steps
             fr = fit(learner, learner.make_train_sampler(recipe, device, seed), steps, lr=recipe.lr,
-                     lr_step=recipe.lr_step, lr_gamma=recipe.lr_gamma, progress=False)
+                     lr_step=recipe.lr_step, lr_gamma=recipe.lr_gamma, progress=False, deadline=own)
             ckpt = out_dir / f"{name}{suffix}_train{n}w{k}s.pt"
             atomic_torch_save({k_: v.detach().cpu() for k_, v in learner.state_dict().items()}, ckpt)
             for tw, ts in test_settings:
                 r = evaluate(learner, test_sampler(tw, ts, device=device), episodes, seed=EVAL_SEED)
                 grid.append({"train_ways": n, "train_shots": k, "test_ways": tw, "test_shots": ts,
                              "accuracy": r["accuracy"], "ci95": r["ci95"], "episodes": r["episodes"],
-                             "train_wall_s": fr.wall_s, "checkpoint": ckpt.name})
+                             "train_wall_s": fr.wall_s, "steps": fr.steps, "checkpoint": ckpt.name})
     rec = Record(name=f"{name}{suffix}", method="protonet_ways_sweep", dataset="omniglot", split="vinyals/test",
                  seed=seed, config={"train_ways": list(train_ways), "train_shots": list(train_shots), "steps": steps,
                                     "test_settings": [list(t) for t in test_settings], "eval_seed": EVAL_SEED},

@@ -407,6 +407,9 @@ def reproduce(budget: str | None = None, seed: int = 0, out_dir=None, device=Non
     fr = fit(learner, sampler, recipe.steps, lr=recipe.lr, lr_step=recipe.lr_step, lr_gamma=recipe.lr_gamma,
              run_dir=run_dir if run_dir is not None or budget != "full" else Path("runs") / f"{base}_train",
              progress=progress)
+    from ..runs import time_limited
+
+    stopped = time_limited(recipe, fr)
     out_dir.mkdir(parents=True, exist_ok=True)
     ckpt = out_dir / f"{base}{suffix}.pt"
     atomic_torch_save({k: v.detach().cpu() for k, v in learner.state_dict().items()}, ckpt)
@@ -425,7 +428,8 @@ def reproduce(budget: str | None = None, seed: int = 0, out_dir=None, device=Non
         rec = Record(name=name, method="siamese", dataset="omniglot", split=recipe.test_split, ways=ways,
                      shots=shots, accuracy=res["accuracy"], ci95=res["ci95"], episodes=res["episodes"], seed=seed,
                      config={"recipe": r.to_dict(), "model": learner.config, "eval_seed": EVAL_SEED,
-                             "protocol": protocol, "test_queries": queries},
+                             "protocol": protocol, "test_queries": queries,
+                             **({"time_limited": stopped} if stopped else {})},
                      metrics={"final_train": fr.history[-1] if fr.history else {}, "history": fr.history[-20:],
                               "eval_wall_s": time.perf_counter() - t1},
                      hardware=hardware(), wall_s=time.perf_counter() - t0, train_wall_s=fr.wall_s,

@@ -22,7 +22,7 @@ from ..results import (
     mean_ci95,
     save_record,
 )
-from ..runtime import get_device, git_commit, hardware
+from ..runtime import get_device, git_commit, hardware, train_deadline
 from .baselines import bandit_baselines, mdp_baselines, run_policy
 from .envs import check_spec, make_env, spec_name
 from .rl2 import RL2Config, RL2Policy, evaluate_rl2, train_rl2
@@ -112,6 +112,10 @@ def reproduce_rl2(budget: str | None = None, seed: int = 0, out_dir=None, device
         if k not in RL2Config.__dataclass_fields__:
             raise ValueError(f"unknown RL2Config field {k!r}")
         setattr(cfg, k, v)
+    deadline = train_deadline()
+    if deadline is not None:  # `--time-limit`: stop (and finish annealing) by the process's deadline
+        left = max(1.0, deadline - time.time())
+        cfg.time_limit_s = left if cfg.time_limit_s is None else min(cfg.time_limit_s, left)
     device = get_device(device)
     key = spec_name(spec)
     name = f"rl2_{key}" + ("" if budget == "full" else f"_{budget}")

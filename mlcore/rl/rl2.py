@@ -221,6 +221,9 @@ def _train_loop(policy, opt, cfg, spec, seed, device, g, history, log_every, pro
         env = make_env(spec, cfg.trials_per_update, 10_000_000 + seed * 1_000_003 + u, device)
         ro = rollout(policy, env, g)
         frac = u / max(1, cfg.updates - 1)
+        if cfg.time_limit_s is not None:
+            # anneal over whichever budget ends first, so a run stopped by its clock has finished its schedule
+            frac = min(1.0, max(frac, (time.perf_counter() - t0) / cfg.time_limit_s))
         for pg in opt.param_groups:  # linear learning-rate decay to 10 %
             pg["lr"] = cfg.lr * (1.0 - 0.9 * frac)
         st = ppo_update(policy, opt, ro, cfg, cfg.entropy * (1.0 - frac), g)

@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# Everything a short lent-GPU session should run, as one command that ends on time.
+#
+#   bash benchmarks/gpu_session.sh OUT_DIR SECONDS [NAME[:STEPS] ...]
+#
+# 1. the MAML-vs-higher and MAML-memory benchmarks on a quiet GPU;
+# 2. the GPU tests (beside the runs);
+# 3. every reproduction named (default: the ones results/ lacks), all at once, each with
+#    `--time-limit` so that it stops training in time to score itself and write its record;
+# 4. packs logs and records into OUT_DIR as files of at most 16 MB (the device tool's limit).
+#
+# Needs the data in $MLCORE_DATA (default .data/) and, for the higher benchmark, the `higher`
+# wheel in .whl/ (pip download higher==0.2.1 -d .whl). Each part has its own timeout, and a
+# failing part does not stop the others. BUDGET=smoke makes a quick rehearsal on any machine.
+set -u
+OUT=$(mkdir -p "${1:?usage: gpu_session.sh OUT_DIR SECONDS [NAMES...]}" && cd "$1" && pwd)
+TOTAL=${2:-540}
+shift 2 || shift $#
+T0=$(date +%s)
+left() { echo $((TOTAL - ($(date +%s) - T0))); }
+log() { echo "[$(($(date +%s) - T0)) s] $*" | tee -a "$OUT/summary.txt"; }
+
+export MLCORE_DATA=${MLCORE_DATA:-$PWD/.data} PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1
+BUDGET=${BUDGET:-full}
+PY=${PYTHON:-python3}
+WORK=$(mktemp -d)
+mkdir -p "$WORK/logs" "$WORK/gpu/results"
+if ls .whl/*.whl >/dev/null 2>&1; then
+  $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target "$WORK/site" .whl/*.whl \
+    >"$WORK/logs/pip.log" 2>&1 && export PYTHONPATH="$WORK/site"
+fi
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+log "start: budget $BUDGET, $TOTAL s, commit ${MLCORE_GIT_COMMIT:-?}"
+(nvidia-smi || true) >"$WORK/logs/nvidia-smi.txt" 2>&1
+
+# Many small Conv-4 processes share one GPU far better through MPS (kernels of different
+# processes run side by side); if the daemon does not work here, go on without it.
+if [ "$BUDGET" = full ] && command -v nvidia-cuda-mps-control >/dev/null; then
+  export CUDA_MPS_PIPE_DIRECTORY=$WORK/mps_pipe CUDA_MPS_LOG_DIRECTORY=$WORK/mps_log
+  mkdir -p "$CUDA_MPS_PIPE_DIRECTORY" "$CUDA_MPS_LOG_DIRECTORY"
+  if nvidia-cuda-mps-control -d && timeout 40 $PY -c "import torch; torch.ones(1).cuda().sum().item()"; then
+    log "MPS daemon running"
+  else
+    echo quit | timeout 10 nvidia-cuda-mps-control || true
+    unset CUDA_MPS_PIPE_DIRECTORY CUDA_MPS_LOG_DIRECTORY
+    log "MPS unavailable; processes time-share the GPU"
+  fi
+fi
+
+if [ "$BUDGET" = full ]; then
+  timeout 75 $PY benchmarks/maml_vs_higher.py --device cuda --iters 10 --out "$WORK/logs/maml_vs_higher_cuda.json" \
+    >"$WORK/logs/maml_vs_higher.log" 2>&1; log "maml_vs_higher rc=$? $(grep -h 'x$' "$WORK/logs/maml_vs_higher.log" | tr '\n' ' ')"
+  timeout 40 $PY benchmarks/maml_memory.py --device cuda --out "$WORK/logs/maml_memory_cuda.json" \
+    >"$WORK/logs/maml_memory.log" 2>&1; log "maml_memory rc=$?"
+  (timeout 300 $PY -m pytest -m gpu tests/test_gpu.py -q -p no:cacheprovider >"$WORK/logs/pytest_gpu.log" 2>&1;
+   echo "rc=$?" >>"$WORK/logs/pytest_gpu.log") &
+fi
+
+NAMES=("$@")
+if [ ${#NAMES[@]} -eq 0 ]; then
+  NAMES=(maml_omniglot_5w1s maml_omniglot_5w5s maml_omniglot_20w1s maml_omniglot_20w5s
+         fomaml_omniglot_5w1s fomaml_omniglot_5w5s fomaml_omniglot_20w1s fomaml_omniglot_20w5s
+         reptile_omniglot_5w1s reptile_omniglot_20w1s metasgd_omniglot_5w1s metasgd_omniglot_20w1s
+         anil_omniglot_20w1s matching_omniglot_5w5s matching_omniglot_20w1s matching_omniglot_20w5s
+         matching_fce_omniglot_5w1s matching_fce_omniglot_5w5s matching_fce_omniglot_20w1s
+         matching_fce_omniglot_20w5s relationnet_omniglot_20w1s relationnet_omniglot_20w5s
+         mann_omniglot protonet_ways_sweep siamese_omniglot_lake_20w1s
+         rl2_bandit_n100_k5 rl2_bandit_n100_k10 rl2_mdp_n10 rl2_mdp_n25 traits_accuracy_vs_shots)
+fi
+# the traits record re-uses the committed pretrained record instead of training it again
+cp results/pretrained_omniglot_5w1s.json results/pretrained_omniglot_5w1s.pt "$WORK/gpu/results/" 2>/dev/null
+RESERVE=${EVAL_RESERVE:-150}
+DEADLINE=$(( $(left) - 30 ))
+log "reproductions: ${#NAMES[@]} runs, deadline $DEADLINE s, training stops $RESERVE s before it"
+$PY benchmarks/reproduce_many.py --out "$WORK/gpu" --deadline "$DEADLINE" --jobs 64 --budget "$BUDGET" \
+  --eval-reserve "$RESERVE" "${NAMES[@]}" >"$WORK/logs/reproduce_many.log" 2>&1
+log "reproductions done: $(grep -c '"rc": 0' "$WORK/logs/reproduce_many.log") of ${#NAMES[@]} exited 0"
+wait
+cp "$WORK"/gpu/logs/*.log "$WORK/logs/" 2>/dev/null
+cp "$WORK/gpu/summary.json" "$WORK/logs/reproduce_summary.json" 2>/dev/null
+rm -f "$WORK"/gpu/results/pretrained_omniglot_5w1s.*
+for f in "$WORK"/gpu/results/*.json; do
+  [ -e "$f" ] && log "$(basename "$f" .json): $($PY -c "import json,sys; r=json.load(open(sys.argv[1])); \
+m=r.get('metrics',{}); print(r.get('accuracy') or m.get('mean_total_reward'), '+-', r.get('ci95'), \
+(r.get('config') or {}).get('time_limited', ''), 'train', round(r.get('train_wall_s') or 0), 's')" "$f" 2>&1)"
+done
+tail -3 "$WORK/logs/pytest_gpu.log" 2>/dev/null | tee -a "$OUT/summary.txt"
+tar czf "$OUT/logs.tgz" -C "$WORK" logs
+tar czf - -C "$WORK/gpu" results | split -b 16000000 -d -a 1 - "$OUT/results.tgz.part"
+log "packed: $(ls "$OUT" | tr '\n' ' ')"
