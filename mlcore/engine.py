@@ -214,6 +214,19 @@ def evaluate(learner, sampler, episodes: int = 1000, seed: int = EVAL_SEED, chun
     comparison chapter run paired tests on the very same tasks.
     """
     learner.eval()
+    while True:
+        try:
+            return _evaluate_chunks(learner, sampler, episodes, seed, chunk, progress)
+        except torch.cuda.OutOfMemoryError:  # (torch.OutOfMemoryError since 2.5; this alias works from 2.3)
+            # the episodes are drawn before chunking, so smaller chunks score the very same episodes
+            if chunk == 1:
+                raise
+            chunk = max(1, chunk // 2)
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+
+
+def _evaluate_chunks(learner, sampler, episodes: int, seed: int, chunk: int, progress: bool) -> dict:
     accs: list[float] = []
     it = sampler.fixed_set(episodes, seed=seed, chunk=chunk)
     if progress:

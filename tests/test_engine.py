@@ -118,3 +118,23 @@ def test_process_time_limit_reaches_fit(test_classes, monkeypatch):
     monkeypatch.setenv(runtime.TRAIN_DEADLINE_ENV, "soon")
     with pytest.raises(ValueError, match="not a number"):
         runtime.train_deadline()
+
+
+class _SmallMemory(ProtoNet):
+    """Runs out of (pretend) device memory on batches of more than 8 episodes."""
+
+    def predict_batch(self, ep):
+        if ep.support_x.shape[0] > 8:
+            raise torch.cuda.OutOfMemoryError("pretend: CUDA out of memory")
+        return super().predict_batch(ep)
+
+
+def test_evaluate_retries_smaller_chunks_on_the_same_episodes(test_classes):
+    torch.manual_seed(0)
+    small = _SmallMemory(hidden=8)
+    plain = ProtoNet(hidden=8)
+    plain.load_state_dict(small.state_dict())
+    sampler = EpisodeSampler(test_classes, ways=5, shots=1, queries=3, batch_size=1, seed=0)
+    a = evaluate(small, sampler, episodes=30, seed=5, chunk=30)
+    b = evaluate(plain, sampler, episodes=30, seed=5, chunk=30)
+    assert a["per_episode"] == b["per_episode"] and a["episodes"] == 30
