@@ -88,6 +88,18 @@ def _order(method: str, setting: str) -> tuple:
     return (m, method, s, setting)
 
 
+def fmt_steps(rec: dict) -> str:
+    """Meta-steps the record's training ran, "N of M" when a time limit stopped it before its recipe's M."""
+    cfg = rec.get("config") or {}
+    steps = (cfg.get("recipe") or {}).get("steps")
+    if not isinstance(steps, (int, float)):
+        return "–"
+    stopped = cfg.get("time_limited") or {}
+    planned = stopped.get("planned_steps")
+    text = f"{int(steps):,}" + (f" of {int(planned):,}" if planned else "")
+    return text + (" (shared)" if cfg.get("weights_from") else "")
+
+
 def classification_rows(records: list[dict], include_missing: bool = False) -> list[dict]:
     """One row per few-shot classification record, sorted by method then setting.
 
@@ -111,6 +123,7 @@ def classification_rows(records: list[dict], include_missing: bool = False) -> l
             "ci95": rec.get("ci95"),
             "episodes": rec.get("episodes"),
             "train_time": fmt_seconds(rec.get("train_wall_s", rec.get("wall_s"))),
+            "steps": fmt_steps(rec),
             "hardware": hardware_label(rec.get("hardware") or {}) if rec.get("hardware") else "–",
             "paper": f"{pub.text()} ({pub.cite})" if pub else "–",
             "paper_accuracy": pub.accuracy if pub else None,
@@ -252,6 +265,13 @@ def other_rows(records: list[dict]) -> list[dict]:
     for rec in records:
         if is_classification(rec) or _rl_key(rec) is not None or rec.get("dataset") == "sinusoid":
             continue
+        summary = SUMMARIES.get(rec.get("method"))
+        if summary is not None:
+            rows.append({"record": rec["name"], "method": reference.display_name(rec["method"]),
+                         "dataset": rec.get("dataset", "–"), "metrics": summary(rec),
+                         "train_time": fmt_seconds(rec.get("train_wall_s", rec.get("wall_s"))),
+                         "hardware": hardware_label(rec.get("hardware") or {}) if rec.get("hardware") else "–"})
+            continue
         scalars = []
         if rec.get("accuracy") is not None:
             scalars.append(f"accuracy = {fmt_accuracy(rec['accuracy'], rec.get('ci95'))} %")
@@ -265,6 +285,33 @@ def other_rows(records: list[dict]) -> list[dict]:
     return sorted(rows, key=lambda r: r["record"])
 
 
+def _ways_sweep_summary(rec: dict) -> str:
+    """Each test setting: accuracy by training ways (per training shot), with the steps each model ran."""
+    grid = (rec.get("metrics") or {}).get("grid") or []
+    parts = []
+    for tw, ts in sorted({(c["test_ways"], c["test_shots"]) for c in grid}):
+        cells = sorted((c for c in grid if (c["test_ways"], c["test_shots"]) == (tw, ts) and c["train_shots"] == ts),
+                       key=lambda c: c["train_ways"])
+        if cells:
+            parts.append(f"test {tw}w{ts}s: " + ", ".join(
+                f"train {c['train_ways']}-way {100 * c['accuracy']:.1f}"
+                + (f" ({c['steps']:,} ep.)" if c.get("steps") else "") for c in cells))
+    return "; ".join(parts) or "–"
+
+
+def _traits_summary(rec: dict) -> str:
+    """Accuracy (%) at each shot for each method: the data-efficiency trait of chapter 2."""
+    methods = (rec.get("metrics") or {}).get("methods") or {}
+    shots = (rec.get("metrics") or {}).get("shots") or []
+    parts = [f"{name} " + " / ".join(f"{100 * by[str(k)]['accuracy']:.1f}" for k in shots if str(k) in by)
+             for name, by in methods.items()]
+    return (f"5-way accuracy at {' / '.join(map(str, shots))} shots: " + "; ".join(parts)) if parts else "–"
+
+
+# records whose metrics read better as one sentence than as flattened keys
+SUMMARIES = {"protonet_ways_sweep": _ways_sweep_summary, "traits": _traits_summary}
+
+
 def markdown_table(rows: list[dict], columns: list[tuple[str, str]]) -> str:
     """``columns`` is a list of (row key, header)."""
     def cell(v) -> str:
@@ -276,7 +323,8 @@ def markdown_table(rows: list[dict], columns: list[tuple[str, str]]) -> str:
 
 
 CLASSIFICATION_COLUMNS = [("method", "method"), ("setting", "setting"), ("ours", "ours, % (95 % CI)"),
-                          ("episodes", "test episodes"), ("train_time", "train time"), ("hardware", "hardware"),
+                          ("episodes", "test episodes"), ("steps", "meta-steps"), ("train_time", "train time"),
+                          ("hardware", "hardware"),
                           ("paper", "paper, %"), ("record", "record")]
 OTHER_COLUMNS = [("record", "record"), ("method", "method"), ("dataset", "task"), ("metrics", "metrics"),
                  ("train_time", "train time"), ("hardware", "hardware")]
