@@ -53,6 +53,7 @@ from mlcore import budget as budget_mod
 from mlcore.data import EpisodeSampler, load_split, preprocess
 from mlcore.engine import evaluate, fit, test_sampler
 from mlcore.results import RESULTS_DIR, load_record
+from mlcore.runtime import hardware_label
 
 BUDGET = budget_mod.current_budget()
 if BUDGET == "smoke":
@@ -287,7 +288,18 @@ r = load_record(live_lake[0])
 print(f"live {r.name}: {100 * r.accuracy:.1f} ± {100 * r.ci95:.1f} %  ({r.episodes} trials of 20 queries)")
 ref = reference("siamese_omniglot_lake_20w1s")
 if ref is not None:
-    print(f"reference {ref.name}: {100 * ref.accuracy:.1f} ± {100 * ref.ci95:.1f} %  (Koch et al.: 92.0 %)")
+    planned = ref.config.get("time_limited", {}).get("planned_steps")
+    print(f"reference {ref.name}: {100 * ref.accuracy:.1f} ± {100 * ref.ci95:.1f} %  (Koch et al.: 92.0 %; "
+          f"{ref.config['recipe']['steps']:,}{f' of {planned:,}' if planned else ''} steps, "
+          f"{ref.train_wall_s / 60:.1f} min on {hardware_label(ref.hardware)})")
+
+# %% [markdown]
+# The reference network falls well short of Koch's 92.0 %: 74.0 ± 0.8 % on the fixed within-alphabet trials.
+# It trained for 4.5 minutes on a GPU shared with 29 other runs, and a time limit stopped it at 4,144 of the
+# recipe's 5,000 steps. Its training pair accuracy was 97.8 % at the end, so verification is largely learned.
+# One-shot discrimination between look-alike characters of one alphabet is not: that is where the budget shows.
+# Koch et al. also trained at 105×105, not 56×56. The record's weights are stored at half
+# precision to keep the repository small; `mlcore.load` casts them back to float32.
 
 # %% [markdown]
 # The record loads with `mlcore.load`, and its `predict` takes any 20 support images and queries made by
@@ -385,11 +397,18 @@ plt.show()
 # shown with its CI and its budget.
 
 # %%
+def of_planned(rec) -> str:
+    """' of N' when a time limit stopped the recipe's N steps early, else ''."""
+    planned = rec.config.get("time_limited", {}).get("planned_steps")
+    return f" of {planned:,}" if planned else ""
+
+
 for (setting, target) in {"5w1s": 99.6, "5w5s": 99.8, "20w1s": 97.6, "20w5s": 99.1}.items():
     r = reference(f"relationnet_omniglot_{setting}")
     if r is not None:
         print(f"relationnet {setting}: {100 * r.accuracy:.1f} ± {100 * r.ci95:.1f} %  (paper {target}; "
-              f"{r.config['recipe']['steps']} episodes, {r.train_wall_s:.0f} s on {r.hardware.get('gpu', 'CPU')})")
+              f"{r.config['recipe']['steps']:,}{of_planned(r)} episodes, {r.train_wall_s:.0f} s on "
+              f"{hardware_label(r.hardware)})")
 
 # %% [markdown]
 # ## A metric between tasks, and nearest-task transfer
