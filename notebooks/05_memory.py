@@ -409,7 +409,8 @@ if ref is not None:
 # and 2.2 points short. **Full-context embeddings** are ahead of plain Matching Networks in every setting.
 # Most of those rows also trained longer, though: 97.98 against 96.73 at 5w1s compares 6,000 episodes with
 # 3,000. The clean comparison is 5w5s, where FCE leads (99.23 against 98.89) on *fewer* episodes (6,000
-# against 9,749). The paper reports no FCE numbers for Omniglot, so that row has nothing in brackets.
+# against 9,749). The paper's Omniglot table has a single Matching Networks row and does not say whether it
+# used FCE, so this table puts no paper number beside our FCE row (chapter 9 compares both rows with it).
 #
 # **The MANN record is at chance** (20 %) at both shots, and its accuracy by presentation *falls* after the first.
 # That is the signature of a MANN that has not yet learned to use its memory. It has learned only that a new

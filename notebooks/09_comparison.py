@@ -245,6 +245,9 @@ else:
 # A method that is one point better but needs ten times the training is not always the better choice. Each
 # record carries its training wall time and hardware; the plot puts them side by side (log-scale time). Compare
 # times only between records of the same hardware: the table at the top says which machine each came from.
+# The H100 records of this edition were trained while 30 (later 12) runs shared one card for a few minutes each,
+# and the CPU records while 4–6 runs shared two cores. Their times are what those runs took, not what a dedicated
+# machine would take.
 
 # %%
 POINTS = compare.cost_points(RECORDS)

@@ -103,7 +103,7 @@ def test_readme_section_is_rewritten_between_markers(results_dir, tmp_path):
     assert "old table" not in text and text.startswith("# Title\n\nintro\n")
     assert text.rstrip().endswith("## After")
     body = text[text.index(report.START):text.index(report.END)]
-    assert "| Prototypical Networks | 5w1s | 98.61 ± 0.23 | 1000 | 42 s |" in body
+    assert "| Prototypical Networks | 5w1s | 98.61 ± 0.23 | 1000 | – | 42 s |" in body  # no recipe: no steps
     # meta-RL: ours and the paper's in separate, labelled columns; a baseline without a CI shows its mean
     assert "| bandit_n10_k5 | 6.71 ± 0.14 (150 updates, 83.3 min) | 6.7 | Gittins | – | 6.6 | 6.52 ± 0.10 |" in body
     assert "wall_s" not in body
@@ -187,3 +187,22 @@ def test_rl_and_sinusoid_tables_come_from_records():
     assert row["ours"] == "0.50 ± 0.05 / 0.50 ± 0.05 / 0.50 ± 0.05" and row["paper"] == "0.67 / 0.38 / 0.35"
     # neither table's records are repeated under "Other records"
     assert report.other_rows([agent, base, mdp, sin]) == []
+
+
+def test_steps_column_and_one_line_summaries():
+    """The README says how many meta-steps each row ran, and sweep/traits records read as sentences."""
+    cut = {"config": {"recipe": {"steps": 1217}, "time_limited": {"planned_steps": 2000, "steps_run": 1217}}}
+    assert report.fmt_steps(cut) == "1,217 of 2,000"
+    assert report.fmt_steps({"config": {"recipe": {"steps": 2500}, "weights_from": "p5"}}) == "2,500 (shared)"
+    assert report.fmt_steps({"config": {}}) == "–"
+    cell = {"train_shots": 1, "test_ways": 5, "test_shots": 1, "accuracy": 0.9644, "steps": 997}
+    sweep = {"name": "protonet_ways_sweep", "method": "protonet_ways_sweep", "dataset": "omniglot",
+             "metrics": {"grid": [{**cell, "train_ways": 20}, {**cell, "train_ways": 5, "accuracy": 0.8645,
+                                                                "steps": 584}]}}
+    traits = {"name": "traits_accuracy_vs_shots", "method": "traits", "dataset": "omniglot",
+              "metrics": {"shots": [1, 5], "methods": {"scratch": {"1": {"accuracy": 0.704}, "5": {"accuracy": 0.9285}},
+                                                       "protonet": {"1": {"accuracy": 0.988}, "5": {"accuracy": 0.997}}}}}
+    rows = {r["record"]: r["metrics"] for r in report.other_rows([sweep, traits])}
+    assert rows["protonet_ways_sweep"] == ("test 5w1s: train 5-way 86.5 (584 ep.), train 20-way 96.4 (997 ep.)")
+    assert rows["traits_accuracy_vs_shots"] == ("5-way accuracy at 1 / 5 shots: scratch 70.4 / 92.8; "
+                                                 "protonet 98.8 / 99.7")
