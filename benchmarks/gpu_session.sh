@@ -12,6 +12,12 @@
 # Needs the data in $MLCORE_DATA (default .data/) and, for the higher benchmark, the `higher`
 # wheel in .whl/ (pip download higher==0.2.1 -d .whl). Each part has its own timeout, and a
 # failing part does not stop the others. BUDGET=smoke makes a quick rehearsal on any machine.
+#
+# The device tool sends the working tree, and at most 64 MiB of it. The committed checkpoints in
+# results/*.pt are larger than that (~95 MB, two 20–40 MB Siamese nets), and no GPU run needs them
+# except the pretrained one. Move them aside for the call and back afterwards:
+#   mkdir -p /tmp/pt && mv results/*.pt /tmp/pt/ && cp /tmp/pt/pretrained_omniglot_5w1s.pt results/
+#   ... device call ...  then: mv /tmp/pt/*.pt results/
 set -u
 OUT=$(mkdir -p "${1:?usage: gpu_session.sh OUT_DIR SECONDS [NAMES...]}" && cd "$1" && pwd)
 TOTAL=${2:-540}
