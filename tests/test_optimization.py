@@ -160,6 +160,52 @@ def test_reptile_loss_gradient_is_the_reptile_direction():
         assert torch.allclose(theta.grad, direction, rtol=1e-9, atol=1e-12)
 
 
+def test_reptile_inner_mini_batches():
+    """With ``inner_batch`` each inner step uses its own slice of a reshuffled pass over the task's images."""
+    m = tiny(Reptile, inner_steps=3, inner_lr=0.25, inner_batch=4)
+    torch.manual_seed(5)
+    batches = m.inner_batches(10, torch.device("cpu"))
+    assert [len(b) for b in batches] == [4, 4, 4]
+    assert len(set(torch.cat(batches[:2]).tolist())) == 8  # no image repeats within a pass
+    assert all(b is None for b in Reptile(ways=3, hidden=4, inner_batch=None).inner_batches(10, "cpu"))
+    assert all(b is None for b in tiny(Reptile, inner_batch=12).inner_batches(10, "cpu"))  # batch >= task: whole task
+    with pytest.raises(ValueError, match="inner_batch"):
+        Reptile(ways=3, inner_batch=0)
+
+    ep = tiny_episode()  # 3 ways x (2 + 2) = 12 images per task
+    torch.manual_seed(7)
+    batches = m.inner_batches(12, torch.device("cpu"))
+    torch.manual_seed(7)  # meta_loss draws the very same batches
+    m.zero_grad()
+    m.meta_loss(ep)[0].backward()
+    import copy
+
+    phis = []
+    for i in range(ep.batch_size):
+        net = copy.deepcopy(m.net)
+        x = torch.cat([ep.support_x[i], ep.query_x[i]])
+        y = torch.cat([ep.support_y[i], ep.query_y[i]])
+        for idx in batches:
+            gs = torch.autograd.grad(F.cross_entropy(net(x[idx]), y[idx]), list(net.parameters()))
+            with torch.no_grad():
+                for p, g in zip(net.parameters(), gs):
+                    p -= 0.25 * g
+        phis.append([p.detach() for p in net.parameters()])
+    for j, theta in enumerate(m.net.parameters()):
+        direction = theta.detach() - torch.stack([ph[j] for ph in phis]).mean(0)
+        assert torch.allclose(theta.grad, direction, rtol=1e-9, atol=1e-12)
+    # and mini-batches really change φ̄ compared with whole-task steps
+    full = tiny(Reptile, inner_steps=3, inner_lr=0.25)
+    full.zero_grad()
+    full.meta_loss(ep)[0].backward()
+    assert not torch.allclose(full.net.head.weight.grad, m.net.head.weight.grad)
+
+    r = Reptile.recipe(5, 1, "full")
+    assert r.shots + r.queries == 10 and r.model["inner_batch"] == 10 and r.model["inner_steps"] == 5
+    r20 = Reptile.recipe(20, 1, "full")
+    assert r20.model["inner_batch"] == 20 and r20.model["inner_steps"] == 10
+
+
 def test_batch_norm_uses_the_current_batch_statistics():
     """Transductive BN as in the MAML paper: no running stats, same behaviour in train and eval mode."""
     m = tiny()
