@@ -338,6 +338,22 @@ print(inspect.getsource(Reptile.meta_loss))
 # The book's engine feeds that gradient to Adam (lr 1e-3), a use of the Reptile direction the paper itself
 # suggests, so Reptile trains with the same `fit` as every other learner.
 #
+# One detail decides whether Reptile learns at all. The term that favours agreeing gradients comes from
+# gradients on *different* mini-batches of the same task. If all $k$ inner steps train on the same batch, that
+# term only ever compares a batch with itself. So each inner step gets its own slice of a reshuffled pass over
+# the task's images. Following the paper, that is 10 images per class, in batches of 10 for 5-way and 20 for
+# 20-way:
+
+# %%
+print(inspect.getsource(Reptile.inner_batches))
+
+# %% [markdown]
+# An earlier version of this library stepped on the whole task every time. Measured on a CPU at 5-way 1-shot
+# (meta-batch 8, 200 outer steps, 200 test episodes), it reached 54.1 ± 1.6 %. The mini-batch version reached
+# 78.2 ± 1.4 %, level with first-order MAML's 78.5 ± 1.4 %, and each step cost 3.4× less. Changing the outer
+# update to the paper's interpolation, or raising the inner learning rate, did not close that gap; only the
+# mini-batches did.
+#
 # * **ANIL** keeps second order but adapts only the linear head in the inner loop; the features are computed
 #   once per task and shared by all inner steps. Raghu et al. found this matches MAML, evidence that MAML's
 #   inner loop mostly *reuses* features rather than learning new ones.
