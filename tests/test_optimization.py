@@ -136,12 +136,9 @@ def test_anil_adapts_only_the_head_and_matches_the_generic_path():
     assert torch.allclose(fast, generic.mean(), rtol=1e-10)
 
 
-def test_reptile_loss_gradient_is_the_reptile_direction():
-    m = tiny(Reptile, inner_steps=3, inner_lr=0.25)
-    ep = tiny_episode()
-    m.zero_grad()
-    m.meta_loss(ep)[0].backward()
-    # independent reference: plain SGD per task with torch.autograd on a deep copy of the net
+def assert_reptile_direction(m, ep, batches, lr):
+    """Independent reference: plain SGD per task (torch.autograd on a deep copy of the net), one step per
+    entry of ``batches`` (image indices, or None for the whole task); θ.grad must equal θ − mean φ."""
     import copy
 
     phis = []
@@ -149,15 +146,24 @@ def test_reptile_loss_gradient_is_the_reptile_direction():
         net = copy.deepcopy(m.net)
         x = torch.cat([ep.support_x[i], ep.query_x[i]])
         y = torch.cat([ep.support_y[i], ep.query_y[i]])
-        for _ in range(3):
-            gs = torch.autograd.grad(F.cross_entropy(net(x), y), list(net.parameters()))
+        for idx in batches:
+            xb, yb = (x, y) if idx is None else (x[idx], y[idx])
+            gs = torch.autograd.grad(F.cross_entropy(net(xb), yb), list(net.parameters()))
             with torch.no_grad():
                 for p, g in zip(net.parameters(), gs):
-                    p -= 0.25 * g
+                    p -= lr * g
         phis.append([p.detach() for p in net.parameters()])
     for j, theta in enumerate(m.net.parameters()):
         direction = theta.detach() - torch.stack([ph[j] for ph in phis]).mean(0)
         assert torch.allclose(theta.grad, direction, rtol=1e-9, atol=1e-12)
+
+
+def test_reptile_loss_gradient_is_the_reptile_direction():
+    m = tiny(Reptile, inner_steps=3, inner_lr=0.25)
+    ep = tiny_episode()
+    m.zero_grad()
+    m.meta_loss(ep)[0].backward()
+    assert_reptile_direction(m, ep, [None] * 3, lr=0.25)
 
 
 def test_reptile_inner_mini_batches():
@@ -178,22 +184,7 @@ def test_reptile_inner_mini_batches():
     torch.manual_seed(7)  # meta_loss draws the very same batches
     m.zero_grad()
     m.meta_loss(ep)[0].backward()
-    import copy
-
-    phis = []
-    for i in range(ep.batch_size):
-        net = copy.deepcopy(m.net)
-        x = torch.cat([ep.support_x[i], ep.query_x[i]])
-        y = torch.cat([ep.support_y[i], ep.query_y[i]])
-        for idx in batches:
-            gs = torch.autograd.grad(F.cross_entropy(net(x[idx]), y[idx]), list(net.parameters()))
-            with torch.no_grad():
-                for p, g in zip(net.parameters(), gs):
-                    p -= 0.25 * g
-        phis.append([p.detach() for p in net.parameters()])
-    for j, theta in enumerate(m.net.parameters()):
-        direction = theta.detach() - torch.stack([ph[j] for ph in phis]).mean(0)
-        assert torch.allclose(theta.grad, direction, rtol=1e-9, atol=1e-12)
+    assert_reptile_direction(m, ep, batches, lr=0.25)
     # and mini-batches really change φ̄ compared with whole-task steps
     full = tiny(Reptile, inner_steps=3, inner_lr=0.25)
     full.zero_grad()
