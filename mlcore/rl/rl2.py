@@ -223,7 +223,8 @@ def _train_loop(policy, opt, cfg, spec, seed, device, g, history, log_every, pro
         frac = u / max(1, cfg.updates - 1)
         if cfg.time_limit_s is not None:
             # anneal over whichever budget ends first, so a run stopped by its clock has finished its schedule
-            frac = min(1.0, max(frac, (time.perf_counter() - t0) / cfg.time_limit_s))
+            clock = (time.perf_counter() - t0) / cfg.time_limit_s if cfg.time_limit_s > 0 else 1.0
+            frac = min(1.0, max(frac, clock))
         for pg in opt.param_groups:  # linear learning-rate decay to 10 %
             pg["lr"] = cfg.lr * (1.0 - 0.9 * frac)
         st = ppo_update(policy, opt, ro, cfg, cfg.entropy * (1.0 - frac), g)
