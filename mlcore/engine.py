@@ -85,7 +85,7 @@ def fit(
     the call early (used by the tests to simulate a crash). ``val_fn(learner)`` returns a
     dict of metrics logged every ``val_every`` steps.
 
-    ``deadline`` (a :func:`time.time` value; default: the process's
+    ``deadline`` (a ``time.time()`` value; default: the process's
     :func:`mlcore.runtime.train_deadline`, set by ``--time-limit``) ends training after the
     first step that finishes past it: the checkpoint is written, and ``FitResult.steps`` and
     ``FitResult.stopped`` say where and why. No schedule depends on the planned total, so a

@@ -45,7 +45,7 @@ def set_train_time_limit(seconds: float | None) -> float | None:
 
     Training loops (:func:`mlcore.engine.fit`, RL^2's PPO loop) stop at the deadline, keep their
     checkpoint, and the record they write says how many steps ran. ``None`` removes the limit.
-    Returns the deadline (a :func:`time.time` value) or None.
+    Returns the deadline (a ``time.time()`` value) or None.
     """
     import math
     import time
