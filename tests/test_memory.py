@@ -8,15 +8,18 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from mlcore.data.episodes import Episode
 from mlcore.memory.mann import (
     MANN,
     SequenceSampler,
+    class_similarity,
     cosine_read_weights,
     episode_to_sequence,
     init_memory,
     instance_numbers,
+    key_class_similarity,
     least_used,
     lrua_step,
 )
@@ -164,6 +167,29 @@ def test_mann_shapes_and_gradients(encoder):
     out = m.predict(ep.support_x[0], ep.support_y[0], ep.query_x[0])
     assert out.shape == (3, 3)
     assert torch.allclose(m.predict_batch(ep)[0], out, atol=1e-5)
+
+
+def test_class_similarity_on_hand_made_keys():
+    labels = torch.tensor([[0, 1, 0, 1, 2]])
+    one_hot = F.one_hot(labels, 3).float()  # keys that *are* the class: same 1, different 0
+    assert class_similarity(one_hot, labels) == {"same_class": 1.0, "different_class": 0.0, "gap": 1.0}
+    # identical keys for every step carry no class information: the gap is 0 whatever the labels
+    flat = torch.ones(1, 5, 4)
+    assert abs(class_similarity(flat, labels)["gap"]) < 1e-6
+    # pairs are taken within a sequence only: label 0 in sequence 2 is not the class of label 0 in sequence 1
+    two = torch.tensor([[[1.0, 0.0], [1.0, 0.0]], [[-1.0, 0.0], [0.0, 1.0]]])
+    res = class_similarity(two, torch.tensor([[0, 0], [0, 1]]))
+    assert res["same_class"] == 1.0 and res["different_class"] == 0.0
+    with pytest.raises(ValueError, match=r"\(B, T, D\)"):
+        class_similarity(flat[0], labels)
+
+
+def test_key_class_similarity_traces_the_keys():
+    torch.manual_seed(0)
+    m = MANN(ways=3, image_size=10, controller=8, slots=8, slot_width=4, heads=2)
+    res = key_class_similarity(m, episodes=4, ways=3, instances=3)
+    assert set(res) == {"same_class", "different_class", "gap"}
+    assert -1.0 <= res["different_class"] <= 1.0 and -1.0 <= res["same_class"] <= 1.0
 
 
 def test_mann_bad_inputs_raise_clear_errors():

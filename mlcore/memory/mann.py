@@ -239,6 +239,7 @@ class MANN(FewShotLearner):
         strength = 1 + F.softplus(self.strength(h)) if self.strength is not None else None
         mem, write_w = lrua_step(mem, keys, self.write_gate(h), self.gamma, strength)
         if trace is not None:
+            trace.setdefault("keys", []).append(keys.detach())
             trace.setdefault("read_w", []).append(mem.read_w.detach())
             trace.setdefault("write_w", []).append(write_w.detach())
             trace.setdefault("usage", []).append(mem.usage.detach())
@@ -339,6 +340,42 @@ def accuracy_by_instance(learner: MANN, split: str = "vinyals/test", episodes: i
     stats = [mean_ci95(acc[:, i]) for i in range(instances)]
     return {"instance": list(range(1, instances + 1)), "accuracy": [s[0] for s in stats],
             "ci95": [s[1] for s in stats], "episodes": int(acc.shape[0])}
+
+
+def class_similarity(vectors: torch.Tensor, labels: torch.Tensor) -> dict:
+    """Mean cosine between vectors of the same class and of different classes, within each sequence.
+
+    vectors (B, T, D), labels (B, T). Pairs are taken inside a sequence only (labels are episode-local)
+    and a vector is never paired with itself. Returns ``{"same_class", "different_class", "gap"}``.
+    """
+    if vectors.dim() != 3 or labels.shape != vectors.shape[:2]:
+        raise ValueError(f"expected vectors (B, T, D) and labels (B, T); got {tuple(vectors.shape)} and "
+                         f"{tuple(labels.shape)}")
+    v = F.normalize(vectors.float(), dim=-1)
+    cos = v @ v.transpose(1, 2)  # (B, T, T)
+    same = labels.unsqueeze(2) == labels.unsqueeze(1)
+    off_diag = ~torch.eye(labels.shape[1], dtype=torch.bool, device=labels.device)
+    s, d = cos[same & off_diag].mean().item(), cos[~same].mean().item()
+    return {"same_class": s, "different_class": d, "gap": s - d}
+
+
+@torch.no_grad()
+def key_class_similarity(learner: MANN, split: str = "vinyals/test", episodes: int = 200, ways: int = 5,
+                         instances: int = 10, seed: int = 2017) -> dict:
+    """Do the MANN's write keys encode class? :func:`class_similarity` of the keys over held-out sequences.
+
+    A MANN that addresses memory by class writes similar keys for images of the same class; on the
+    plateau before it learns to use its memory the gap is ~0 (same-class and different-class keys
+    equally alike). The heads' keys are concatenated per step.
+    """
+    from ..data.omniglot import load_split
+
+    learner.eval()
+    seq = SequenceSampler(load_split(split), ways, instances, episodes, learner.device, seed).sample()
+    trace: dict = {}
+    learner.forward_sequence(seq.x, seq.y, trace)
+    keys = torch.stack(trace["keys"], 1).flatten(2)  # (B, T, heads * width)
+    return class_similarity(keys, seq.y)
 
 
 # ----------------------------------------------------------------------------------------------
