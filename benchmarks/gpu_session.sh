@@ -18,6 +18,9 @@
 # except the pretrained one. Move them aside for the call and back afterwards:
 #   mkdir -p /tmp/pt && mv results/*.pt /tmp/pt/ && cp /tmp/pt/pretrained_omniglot_5w1s.pt results/
 #   ... device call ...  then: mv /tmp/pt/*.pt results/
+#
+# TTA_MINUTES=N first runs benchmarks/time_to_accuracy.py (MAML 5w1s to 98.5 %, at most N minutes of
+# training) alone on the card, before anything else starts: a time-to-accuracy needs a quiet GPU.
 set -u
 OUT=$(mkdir -p "${1:?usage: gpu_session.sh OUT_DIR SECONDS [NAMES...]}" && cd "$1" && pwd)
 TOTAL=${2:-540}
@@ -51,6 +54,12 @@ if [ "$BUDGET" = full ] && command -v nvidia-cuda-mps-control >/dev/null; then
     unset CUDA_MPS_PIPE_DIRECTORY CUDA_MPS_LOG_DIRECTORY
     log "MPS unavailable; processes time-share the GPU"
   fi
+fi
+
+if [ "$BUDGET" = full ] && [ -n "${TTA_MINUTES:-}" ]; then
+  timeout $(( TTA_MINUTES * 60 + 120 )) $PY benchmarks/time_to_accuracy.py --device cuda --max-minutes "$TTA_MINUTES" \
+    ${TTA_ARGS:-} --out "$WORK/logs/time_to_accuracy_cuda.json" >"$WORK/logs/time_to_accuracy.log" 2>&1
+  log "time_to_accuracy rc=$? $(tail -1 "$WORK/logs/time_to_accuracy.log")"
 fi
 
 export PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True  # 30 processes share the card: give back what is freed

@@ -1,0 +1,42 @@
+"""benchmarks/time_to_accuracy.py: stops at the target, keeps its timeline on disk, rejects bad input."""
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+_path = Path(__file__).resolve().parents[1] / "benchmarks" / "time_to_accuracy.py"
+_spec = importlib.util.spec_from_file_location("time_to_accuracy", _path)
+tta = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(tta)
+
+
+def test_stops_at_the_first_check_that_reaches_the_target(tmp_path):
+    out = tmp_path / "tta.json"
+    # ProtoNet's smoke recipe: 5w1s checks sit near 55-60 % after 5 steps (chance 20 %), so 0.4 is met at once
+    rep = tta.time_to_accuracy("protonet", 5, 1, 0.4, "cpu", check_every=5, check_episodes=20, max_minutes=1,
+                               overrides={"meta_batch": 2}, final_episodes=40, out=out, budget="smoke")
+    assert rep["reached"] and len(rep["timeline"]) == 1 and rep["steps"] == 5
+    assert rep["recipe"]["meta_batch"] == 2
+    assert rep["timeline"][0]["check_accuracy"] >= 0.4
+    assert json.loads(out.read_text()) == json.loads(json.dumps(rep))
+    assert not out.with_suffix(".tmp").exists()
+
+
+def test_gives_up_after_max_minutes_and_says_the_target_was_not_met(tmp_path):
+    rep = tta.time_to_accuracy("protonet", 5, 1, 1.0, "cpu", check_every=2, check_episodes=5,
+                               max_minutes=1e-4, final_episodes=20, budget="smoke")
+    assert not rep["reached"] and not rep["target_met"] and rep["steps"] == 2
+
+
+def test_bad_input_gets_clear_errors():
+    with pytest.raises(ValueError, match="target is an accuracy"):
+        tta.time_to_accuracy("protonet", 5, 1, 98.5, "cpu", budget="smoke")
+    with pytest.raises(ValueError, match="key=value"):
+        tta.parse_overrides(["meta_batch"])
+    with pytest.raises(ValueError, match="unknown recipe field"):
+        tta.time_to_accuracy("protonet", 5, 1, 0.5, "cpu", overrides={"inner_lr": 0.1}, budget="smoke")
+    assert tta.parse_overrides(["meta_batch=16", "train_split=vinyals/train"]) == {
+        "meta_batch": 16, "train_split": "vinyals/train"}
