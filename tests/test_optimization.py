@@ -299,3 +299,5 @@ def test_task_batch_norm_equals_torch_batch_norm():
     x = torch.randn(6, 4, 5, 5, dtype=torch.float64)
     assert torch.allclose(net(x), torch.nn.functional.batch_norm(x, None, None, ref.weight, ref.bias, True),
                           atol=1e-12)
+    plain = use_task_batch_norm(nn.Sequential(nn.BatchNorm2d(4, affine=False, track_running_stats=False)))
+    assert torch.allclose(plain(x), torch.nn.functional.batch_norm(x, None, None, None, None, True), atol=1e-12)
