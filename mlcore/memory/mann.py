@@ -202,7 +202,7 @@ class MANN(FewShotLearner):
         # the model sits on a plateau (keys carry no class information, ~28 % after the 1st presentation)
         # for ~4,000 updates and only then learns to use its memory. 2,000 updates at batch 64 (the old
         # recipe) never left it; at batch 16 it escaped between 4,000 and 4,500 updates (CPU probe, two
-        # seeds of the key design). 20,000 updates are ~80 min on one CPU thread (~0.24 s each).
+        # seeds of the key design). 20,000 updates took 58 min on one CPU thread (~0.17 s each).
         # Training ignores the test shot: one model serves every K (it is read off the sequence).
         return Recipe(ways=5, shots=9, queries=1, meta_batch=pick(budget, smoke=4, full=16),
                       steps=pick(budget, smoke=30, full=20000), lr=1e-3, grad_clip=10.0,
