@@ -5,7 +5,7 @@
 #
 # 1. the MAML-vs-higher and MAML-memory benchmarks on a quiet GPU;
 # 2. the GPU tests (beside the runs);
-# 3. every reproduction named (default: the ones results/ lacks), all at once, each with
+# 3. every reproduction named (default: missing or trained short, see short_records.py), all at once, each with
 #    `--time-limit` so that it stops training in time to score itself and write its record;
 # 4. packs logs and records into OUT_DIR as files of at most 16 MB (the device tool's limit).
 #
@@ -74,14 +74,8 @@ fi
 
 NAMES=("$@")
 if [ ${#NAMES[@]} -eq 0 ]; then
-  NAMES=(maml_omniglot_5w1s maml_omniglot_5w5s maml_omniglot_20w1s maml_omniglot_20w5s
-         fomaml_omniglot_5w1s fomaml_omniglot_5w5s fomaml_omniglot_20w1s fomaml_omniglot_20w5s
-         reptile_omniglot_5w1s reptile_omniglot_20w1s metasgd_omniglot_5w1s metasgd_omniglot_20w1s
-         anil_omniglot_20w1s matching_omniglot_5w5s matching_omniglot_20w1s matching_omniglot_20w5s
-         matching_fce_omniglot_5w1s matching_fce_omniglot_5w5s matching_fce_omniglot_20w1s
-         matching_fce_omniglot_20w5s relationnet_omniglot_20w1s relationnet_omniglot_20w5s
-         mann_omniglot protonet_ways_sweep siamese_omniglot_lake_20w1s
-         rl2_bandit_n100_k5 rl2_bandit_n100_k10 rl2_mdp_n10 rl2_mdp_n25 traits_accuracy_vs_shots)
+  # every reproduction with no record or trained short of its recipe (benchmarks/short_records.py)
+  mapfile -t NAMES < <($PY benchmarks/short_records.py)
 fi
 # the traits record re-uses the committed pretrained record instead of training it again
 cp results/pretrained_omniglot_5w1s.json results/pretrained_omniglot_5w1s.pt "$WORK/gpu/results/" 2>/dev/null
