@@ -24,11 +24,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import torch  # noqa: E402
+import torch
 
-from mlcore.data import load_split  # noqa: E402
-from mlcore.engine import fit  # noqa: E402
-from mlcore.memory.mann import MANN, SequenceSampler, accuracy_by_instance, key_class_similarity  # noqa: E402
+from mlcore.data import load_split
+from mlcore.engine import fit
+from mlcore.memory.mann import MANN, SequenceSampler, accuracy_by_instance, key_class_similarity
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -16,10 +16,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from mlcore import registry  # noqa: E402
-from mlcore.results import RESULTS_DIR, load_record  # noqa: E402
-from mlcore.runs import build_recipe  # noqa: E402
-
+from mlcore import registry
+from mlcore.results import RESULTS_DIR, load_record
+from mlcore.runs import build_recipe
 
 # reproduction functions whose records are not named after the reproduction
 RECORD_GLOBS = {"siamese_omniglot_vinyals": "siamese_omniglot_[0-9]*w*s.json"}

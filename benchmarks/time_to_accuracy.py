@@ -31,9 +31,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from mlcore.engine import EVAL_SEED, evaluate, fit, test_sampler  # noqa: E402
-from mlcore.runs import build_recipe  # noqa: E402
-from mlcore.runtime import get_device, git_commit, hardware, seed_everything  # noqa: E402
+import torch
+
+from mlcore.engine import EVAL_SEED, evaluate, fit, test_sampler
+from mlcore.runs import build_recipe
+from mlcore.runtime import get_device, git_commit, hardware, seed_everything
 
 CHECK_SEED = EVAL_SEED + 7919  # any seed but the evaluation one: the checks must not peek at the reported episodes
 
@@ -65,8 +67,9 @@ def time_to_accuracy(method: str, ways: int, shots: int, target: float, device=N
     seed_everything(seed)
     learner = cls.from_config(recipe.model).to(device)
     sampler = learner.make_train_sampler(recipe, device, seed)
-    checks = test_sampler(recipe.test_ways or ways, recipe.test_shots or shots, recipe.test_queries,
-                          recipe.test_split, device)
+    # one test-split sampler for the checks and the final score: its episodes are fixed by the seed passed
+    tests = test_sampler(recipe.test_ways or ways, recipe.test_shots or shots, recipe.test_queries,
+                         recipe.test_split, device)
     report = {"method": method, "ways": ways, "shots": shots, "target": target, "recipe": recipe.to_dict(),
               "check_every": check_every, "check_episodes": check_episodes, "check_seed": CHECK_SEED,
               "max_minutes": max_minutes, "seed": seed, "hardware": hardware(), "git_commit": git_commit(),
@@ -88,13 +91,11 @@ def time_to_accuracy(method: str, ways: int, shots: int, target: float, device=N
                      lr_gamma=recipe.lr_gamma, grad_clip=recipe.grad_clip, run_dir=run_dir,
                      checkpoint_every=10 ** 9, progress=False)
             if device.type == "cuda":
-                import torch
-
                 torch.cuda.synchronize(device)
             train_s += time.perf_counter() - t0
             steps = fr.steps
             t0 = time.perf_counter()
-            acc = evaluate(learner, checks, check_episodes, seed=CHECK_SEED)["accuracy"]
+            acc = evaluate(learner, tests, check_episodes, seed=CHECK_SEED)["accuracy"]
             check_s += time.perf_counter() - t0
             report["timeline"].append({"steps": steps, "train_s": round(train_s, 2), "check_accuracy": acc})
             print(f"step {steps:>6}  train {train_s:8.1f} s  check {100 * acc:6.2f} %", flush=True)
@@ -102,9 +103,7 @@ def time_to_accuracy(method: str, ways: int, shots: int, target: float, device=N
             if acc >= target:
                 report["reached"] = True
                 break
-    final = evaluate(learner, test_sampler(recipe.test_ways or ways, recipe.test_shots or shots,
-                                           recipe.test_queries, recipe.test_split, device), final_episodes,
-                     seed=EVAL_SEED)
+    final = evaluate(learner, tests, final_episodes, seed=EVAL_SEED)
     report.update(steps=steps, train_s=round(train_s, 2), check_s=round(check_s, 2),
                   final_accuracy=final["accuracy"], final_ci95=final["ci95"], final_episodes=final["episodes"],
                   target_met=final["accuracy"] >= target)
