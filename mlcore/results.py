@@ -11,13 +11,52 @@ import math
 import os
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import torch
 
-RESULTS_DIR = Path(__file__).resolve().parent.parent / "results"
+RESULTS_ENV = "MLCORE_RESULTS"
+_PACKAGE_RESULTS = Path(__file__).resolve().parent.parent / "results"  # right only for an editable install
+
+
+def _holds_records(d: Path) -> bool:
+    """Whether ``d`` has a record JSON (a dict naming ``name``, ``method`` and ``dataset``) among its first files."""
+    for p in sorted(d.glob("*.json"))[:5]:
+        try:
+            data = json.loads(p.read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(data, dict) and {"name", "method", "dataset"} <= data.keys():
+            return True
+    return False
+
+
+def results_dir(directory: str | os.PathLike | None = None) -> Path:
+    """Where the records live: ``directory``, else ``$MLCORE_RESULTS``, else a ``results/`` with records
+    found walking up from the working directory, else the package's sibling ``results/``.
+
+    The package-relative path is only right for an editable install; ``pip install git+...``
+    (the Colab cell) puts the package in site-packages, away from the book's records.
+    """
+    if directory is not None:
+        return Path(directory)
+    env = os.environ.get(RESULTS_ENV)
+    if env:
+        return Path(env).expanduser()
+    try:
+        cwd = Path.cwd().resolve()
+    except OSError:  # the working directory was deleted
+        cwd = None
+    for d in ([cwd, *cwd.parents] if cwd is not None else []):
+        if (d / "results").is_dir() and _holds_records(d / "results"):
+            return d / "results"
+    return _PACKAGE_RESULTS
+
+
+RESULTS_DIR = results_dir()  # resolved once at import; functions here call results_dir() to see later changes
 
 
 @dataclass
@@ -46,7 +85,7 @@ class Record:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "Record":
+    def from_dict(cls, d: dict) -> Record:
         known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
         missing = [k for k in ("name", "method", "dataset") if k not in known]
         if missing:
@@ -64,39 +103,49 @@ def mean_ci95(values) -> tuple[float, float]:
     return float(t.mean()), float(1.96 * t.std(unbiased=True) / math.sqrt(t.numel()))
 
 
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], Any]) -> None:
+    """Write ``path`` all-or-nothing: ``write(f)`` fills a temp file beside it, flushed, fsynced, then renamed.
+
+    A crash or an exception mid-write leaves the old file (or none) and no temp file, never a
+    half-written one; records and checkpoints are read by other users, so the file is 0644.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; records are read by other users and tools
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+    try:  # make the rename itself durable (best effort: not every platform can open a directory)
+        dfd = os.open(path.parent, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(dfd)
+    except OSError:
+        pass
+    finally:
+        os.close(dfd)
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    atomic_write(path, lambda f: f.write(text.encode()))
 
 
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; a committed checkpoint must be readable by everyone
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic_write(path, lambda f: torch.save(obj, f))
 
 
 def save_record(record: Record, directory: str | os.PathLike | None = None) -> Path:
-    """Write ``<directory>/<record.name>.json`` atomically (default: the repository's ``results/``)."""
-    d = Path(directory) if directory is not None else RESULTS_DIR
+    """Write ``<directory>/<record.name>.json`` atomically (default: :func:`results_dir`)."""
+    d = results_dir(directory)
     path = d / f"{record.name}.json"
     atomic_write_text(path, json.dumps(record.to_dict(), indent=2, sort_keys=False) + "\n")
     return path
@@ -105,11 +154,13 @@ def save_record(record: Record, directory: str | os.PathLike | None = None) -> P
 def load_record(path: str | os.PathLike) -> Record:
     path = Path(path)
     if not path.exists():
-        candidate = RESULTS_DIR / path.name if path.suffix == ".json" else RESULTS_DIR / f"{path}.json"
+        rdir = results_dir()
+        candidate = rdir / path.name if path.suffix == ".json" else rdir / f"{path}.json"
         if candidate.exists():
             path = candidate
         else:
-            raise FileNotFoundError(f"no record at {path}; records live in {RESULTS_DIR} as <name>.json")
+            raise FileNotFoundError(f"no record at {path}; records live in {rdir} as <name>.json (set {RESULTS_ENV} "
+                                    "to point elsewhere)")
     try:
         data = json.loads(path.read_text())
     except json.JSONDecodeError as e:
@@ -120,12 +171,12 @@ def load_record(path: str | os.PathLike) -> Record:
 
 
 def list_records(directory: str | os.PathLike | None = None) -> list[Record]:
-    d = Path(directory) if directory is not None else RESULTS_DIR
+    d = results_dir(directory)
     return [load_record(p) for p in sorted(d.glob("*.json"))]
 
 
 def checkpoint_path(record: Record) -> Path | None:
     if not record.checkpoint:
         return None
-    base = Path(getattr(record, "_path", RESULTS_DIR / f"{record.name}.json")).parent
+    base = Path(getattr(record, "_path", results_dir() / f"{record.name}.json")).parent
     return (base / record.checkpoint).resolve()

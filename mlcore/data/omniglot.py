@@ -75,18 +75,9 @@ def sha256_of(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
 
 
 def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    from ..results import atomic_write  # the one atomic writer (temp file, fsync, rename)
+
+    atomic_write(path, lambda f: f.write(data))
 
 
 # --------------------------------------------------------------------------- download + convert
