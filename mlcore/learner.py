@@ -30,6 +30,8 @@ class Recipe:
     lr: float = 1e-3
     lr_step: int | None = None
     lr_gamma: float = 0.5
+    optimizer: str = "adam"  # the outer optimizer: "adam", or "sgd" (Reptile's plain step on its direction)
+    lr_final: float | None = None  # anneal lr linearly to this over ``steps`` (None: constant or lr_step)
     grad_clip: float | None = None
     train_split: str = "vinyals/trainval"
     test_split: str = "vinyals/test"
@@ -40,6 +42,9 @@ class Recipe:
     test_shots: int | None = None
     test_queries: int = 15
     within_alphabet: bool = False
+    # draw classes among unrotated characters and turn the whole episode by one random multiple
+    # of 90 degrees (Sung et al.'s augmentation), instead of treating each rotation as a class
+    episode_rotation: bool = False
     model: dict = field(default_factory=dict)
     extra: dict = field(default_factory=dict)
 
@@ -112,7 +117,7 @@ class FewShotLearner(nn.Module):
 
         return EpisodeSampler(load_split(recipe.train_split), recipe.ways, recipe.shots, recipe.queries,
                               batch_size=recipe.meta_batch, device=device, seed=seed,
-                              within_alphabet=recipe.within_alphabet)
+                              within_alphabet=recipe.within_alphabet, episode_rotation=recipe.episode_rotation)
 
     @property
     def device(self) -> torch.device:

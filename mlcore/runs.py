@@ -40,9 +40,38 @@ EVAL_ONLY_FIELDS = ("test_ways", "test_shots", "test_queries")
 
 
 def same_training(a: dict, b: dict) -> bool:
-    """Whether two recipe dicts describe the same training run (they may differ in how it is scored)."""
-    strip = lambda d: {k: v for k, v in d.items() if k not in EVAL_ONLY_FIELDS}  # noqa: E731
+    """Whether two recipe dicts describe the same training run (they may differ in how it is scored).
+
+    Both are read through :class:`Recipe` first, so a record written before a field existed compares
+    equal to a recipe that leaves that field at its default.
+    """
+    def strip(d: dict) -> dict:
+        return {k: v for k, v in Recipe.from_dict(d).to_dict().items() if k not in EVAL_ONLY_FIELDS}
+
     return strip(a) == strip(b)
+
+
+OPTIMIZERS = ("adam", "sgd")
+
+
+def make_optimizer(learner: torch.nn.Module, recipe: Recipe):
+    """The outer optimizer and schedule a recipe names: Adam or SGD at ``lr``; StepLR or a linear anneal."""
+    if recipe.optimizer not in OPTIMIZERS:
+        raise ValueError(f"recipe.optimizer must be one of {OPTIMIZERS}, got {recipe.optimizer!r}")
+    params = [p for p in learner.parameters() if p.requires_grad]
+    opt = (torch.optim.Adam(params, lr=recipe.lr) if recipe.optimizer == "adam"
+           else torch.optim.SGD(params, lr=recipe.lr))
+    if recipe.lr_final is not None:
+        if recipe.lr_step:
+            raise ValueError("a recipe anneals either linearly (lr_final) or in steps (lr_step), not both")
+        total, final = max(recipe.steps, 1), recipe.lr_final / recipe.lr
+        # step s (0-based) uses lr * ((1 - s/T) + final * s/T), as Nichol et al. anneal the outer step
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: (1 - s / total) + final * s / total)
+    elif recipe.lr_step:
+        sched = torch.optim.lr_scheduler.StepLR(opt, step_size=recipe.lr_step, gamma=recipe.lr_gamma)
+    else:
+        sched = None
+    return opt, sched
 
 
 def _shared_weights(source: Path, recipe: Recipe, seed: int, method: str):
@@ -67,6 +96,10 @@ def time_limited(recipe: Recipe, fr) -> dict | None:
     if not getattr(fr, "stopped", None):
         return None
     note = {"planned_steps": recipe.steps, "steps_run": fr.steps, "reason": fr.stopped}
+    if recipe.lr_final is not None:
+        # a linear anneal is planned over the whole run: a cut run is not the shorter run, so keep the plan
+        note["schedule"] = f"linear anneal planned over {recipe.steps} steps, cut at {fr.steps}"
+        return note
     recipe.steps = fr.steps
     return note
 
@@ -95,8 +128,8 @@ def train_and_record(method: str, ways: int, shots: int, budget: str | None = No
         # NHWC convolutions are ~1.25x faster for Conv-4 on a 2-core AVX2 CPU (measured in chapter 8)
         learner = learner.to(memory_format=torch.channels_last)
     sampler = learner.make_train_sampler(recipe, device, seed)
-    name = name or record_name(method, ways, shots, suffix="" if budget == "full" else f"_{budget}")
-    out_dir = Path(out_dir) if out_dir is not None else (RESULTS_DIR if budget == "full" else Path("runs"))
+    name = name or record_name(method, ways, shots, suffix="" if budget in ("full", "cpu") else f"_{budget}")
+    out_dir = Path(out_dir) if out_dir is not None else (RESULTS_DIR if budget in ("full", "cpu") else Path("runs"))
     run_dir = Path(run_dir) if run_dir is not None else Path("runs") / (shared_training or name)
     shared = _shared_weights(out_dir / f"{shared_training}.json", recipe, seed, method) if shared_training else None
     val_fn = None
@@ -114,9 +147,10 @@ def train_and_record(method: str, ways: int, shots: int, budget: str | None = No
         learner.load_state_dict(state)
         train_wall, history = source.train_wall_s, source.metrics.get("history", [])
     else:
-        fr = fit(learner, sampler, recipe.steps, lr=recipe.lr, lr_step=recipe.lr_step, lr_gamma=recipe.lr_gamma,
+        optimizer, scheduler = make_optimizer(learner, recipe)
+        fr = fit(learner, sampler, recipe.steps, lr=recipe.lr, optimizer=optimizer, scheduler=scheduler,
                  grad_clip=recipe.grad_clip, run_dir=run_dir, val_fn=val_fn, val_every=recipe.val_every,
-                 progress=progress, optimizer=None)
+                 progress=progress)
         train_wall, history = fr.wall_s, fr.history
     stopped = time_limited(recipe, fr) if shared is None else None
     n_test = test_episodes or budget_mod.pick(budget, smoke=100, full=1000)
@@ -134,6 +168,9 @@ def train_and_record(method: str, ways: int, shots: int, budget: str | None = No
                               if shared is not None else {}),
                            **({"time_limited": stopped} if stopped else {})},
         metrics={"final_train": history[-1] if history else {}, "history": history[-20:],
+                 # validation accuracy against meta-steps: the learning curve of the whole run
+                 **({"learning_curve": [{"step": h["step"], "val_accuracy": h["val_accuracy"]} for h in history
+                                        if "val_accuracy" in h]} if any("val_accuracy" in h for h in history) else {}),
                  # per-episode accuracies on the shared test episodes: chapter 9's paired comparisons use them
                  "per_episode": [round(a, 4) for a in res["per_episode"]]},
         hardware=hardware(), wall_s=time.perf_counter() - t0, train_wall_s=train_wall, git_commit=git_commit(),

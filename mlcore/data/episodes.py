@@ -68,12 +68,17 @@ class EpisodeSampler:
         tasks per call of :meth:`sample`.
     within_alphabet
         draw all N classes of a task from one alphabet (Lake's protocol).
+    episode_rotation
+        draw the N classes among the split's unrotated characters and rotate the whole task by
+        one random multiple of 90 degrees (Sung et al.'s augmentation for Relation Networks),
+        rather than treating each rotation of a character as a class of its own.
     seed
         seeds the CPU generator; :meth:`state_dict` captures it for exact resume.
     """
 
     def __init__(self, classes: ClassSet, ways: int, shots: int, queries: int, batch_size: int = 1,
-                 device: str | torch.device = "cpu", seed: int = 0, within_alphabet: bool = False):
+                 device: str | torch.device = "cpu", seed: int = 0, within_alphabet: bool = False,
+                 episode_rotation: bool = False):
         _check_positive(ways=ways, shots=shots, queries=queries, batch_size=batch_size)
         if ways < 2:
             raise ValueError(f"ways must be at least 2 (a 1-way task has nothing to classify), got {ways}")
@@ -87,8 +92,17 @@ class EpisodeSampler:
         self.classes = classes.to(self.device)
         self.ways, self.shots, self.queries, self.batch_size = ways, shots, queries, batch_size
         self.within_alphabet = within_alphabet
+        self.episode_rotation = episode_rotation
         self.seed = seed
         self.generator = torch.Generator().manual_seed(seed)
+        self._upright = None
+        if episode_rotation:
+            if within_alphabet:
+                raise ValueError("episode_rotation and within_alphabet cannot be combined")
+            self._upright = torch.nonzero(classes.class_rot.cpu() == 0).flatten()
+            if len(self._upright) < ways:
+                raise ValueError(f"episode_rotation needs >= {ways} unrotated classes; split {classes.name!r} has "
+                                 f"{len(self._upright)}")
         if within_alphabet:
             alph = classes.class_alphabet.cpu()
             groups = [torch.nonzero(alph == a).flatten() for a in range(len(classes.alphabets))]
@@ -108,6 +122,9 @@ class EpisodeSampler:
     # -- sampling --------------------------------------------------------------------
     def _draw_classes(self, b: int) -> torch.Tensor:
         g = self.generator
+        if self._upright is not None:
+            pick = torch.rand(b, len(self._upright), generator=g).argsort(dim=1)[:, : self.ways]
+            return self._upright[pick]
         if not self.within_alphabet:
             return torch.rand(b, self.classes.num_classes, generator=g).argsort(dim=1)[:, : self.ways]
         out = []
@@ -121,15 +138,21 @@ class EpisodeSampler:
         b = batch_size or self.batch_size
         cls = self._draw_classes(b)
         drawers = torch.rand(b, self.ways, DRAWERS, generator=self.generator).argsort(dim=2)
-        return cls, drawers[:, :, : self.shots + self.queries]
+        drawers = drawers[:, :, : self.shots + self.queries]
+        if self._upright is not None:
+            # the episode's one rotation, carried in the drawer indices' spare high bits: k * DRAWERS
+            turn = torch.randint(4, (b, 1, 1), generator=self.generator)
+            drawers = drawers + turn * DRAWERS
+        return cls, drawers
 
     def episode_from_indices(self, cls: torch.Tensor, drawers: torch.Tensor) -> Episode:
         cs, dev = self.classes, self.device
         cls_d, drw_d = cls.to(dev), drawers.to(dev)
         b, n, m = drw_d.shape
+        turn, drw_d = drw_d // DRAWERS, drw_d % DRAWERS  # an episode-wide rotation, if episode_rotation
         chars = cs.class_char[cls_d]  # (B, N)
         x = cs.images[chars[..., None], drw_d]  # (B, N, K+Q, C, H, W)
-        rot = cs.class_rot[cls_d][..., None].expand(b, n, m)
+        rot = (cs.class_rot[cls_d][..., None].expand(b, n, m) + turn) % 4
         if bool((rot != 0).any()):
             rotated = torch.stack([torch.rot90(x, k, dims=(-2, -1)) for k in range(4)])
             x = rotated.gather(0, rot[None, ..., None, None, None].expand(1, *x.shape)).squeeze(0)
