@@ -65,7 +65,7 @@ class RelationNet(FewShotLearner):
         # training characters, rotations as augmentation rather than as classes).
         queries = {(5, 1): 19, (5, 5): 15, (20, 1): 10, (20, 5): 5}.get((ways, shots), 5 if ways >= 20 else 15)
         return Recipe(ways=ways, shots=shots, queries=pick(budget, smoke=min(queries, 5), full=queries),
-                      meta_batch=1, steps=pick(budget, smoke=40, full=1_000_000, cpu=20_000), lr=1e-3,
+                      meta_batch=1, steps=pick(budget, smoke=40, full=1_000_000, cpu=40_000), lr=1e-3,
                       lr_step=pick(budget, smoke=None, full=100_000), lr_gamma=0.5, grad_clip=0.5,
                       episode_rotation=True, test_ways=ways, test_shots=shots,
                       model=pick(budget, smoke={"hidden": 32}, full={"hidden": 64}),

@@ -1,0 +1,47 @@
+"""One long reproduction, resumable: train a record's recipe in a run directory outside the work tree.
+
+    python benchmarks/long_run.py reptile 5 1 --budget cpu --time-limit 5100
+
+The run directory (``$MLCORE_RUNS``, default ``~/.cache/mlcore/runs``, then ``<record name>_<budget>``)
+holds the training checkpoint; run the same command again, on the same machine, and it resumes
+exactly. The record and its checkpoint are written to ``--out`` (default: the results directory) when
+training ends. Run it from a clean checkout (e.g. a ``git worktree`` of the commit to reproduce), so the
+record's git commit names the code that trained it.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from pathlib import Path
+
+import torch
+
+from mlcore.runs import record_name, train_and_record
+from mlcore.runtime import git_commit, set_train_time_limit
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("method")
+    ap.add_argument("ways", type=int)
+    ap.add_argument("shots", type=int)
+    ap.add_argument("--budget", default="cpu", choices=("full", "cpu", "smoke"))
+    ap.add_argument("--time-limit", type=float, default=None, help="seconds of training before it stops")
+    ap.add_argument("--out", default=None, help="where the record goes (default: the results directory)")
+    ap.add_argument("--threads", type=int, default=1)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    git_commit()  # read before training, so the record names the code it started from
+    name = record_name(args.method, args.ways, args.shots)
+    runs = Path(os.environ.get("MLCORE_RUNS", Path.home() / ".cache" / "mlcore" / "runs"))
+    if args.time_limit is not None:
+        set_train_time_limit(args.time_limit)
+    t0 = time.time()
+    path = train_and_record(args.method, args.ways, args.shots, budget=args.budget, out_dir=args.out,
+                            run_dir=runs / f"{name}_{args.budget}", progress=False)
+    print(f"wrote {path} after {time.time() - t0:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
