@@ -8,11 +8,14 @@ returns the mean accuracy with its 95 % confidence interval.
 """
 from __future__ import annotations
 
+import json
 import math
 import time
+import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
@@ -48,6 +51,51 @@ def _set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def _fingerprint_json(fingerprint: Any) -> str | None:
+    """The fingerprint as canonical JSON: the checkpoint stays loadable with ``weights_only=True``."""
+    if fingerprint is None:
+        return None
+    try:
+        return json.dumps(fingerprint, sort_keys=True)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"fit's fingerprint must be JSON-serialisable (a dict of plain values), got {e}") from None
+
+
+def _flat(d: Any, prefix: str = "") -> dict:
+    """Nested dicts as one level of dotted keys, so a difference is named by its path."""
+    if isinstance(d, dict) and d:
+        out: dict = {}
+        for k, v in d.items():
+            out.update(_flat(v, f"{prefix}.{k}" if prefix else str(k)))
+        return out
+    return {prefix or "(fingerprint)": d}
+
+
+def _check_fingerprint(run_dir: Path, stored: str | None, new: str | None) -> None:
+    """Refuse to resume a checkpoint written by a different run (another recipe, model or seed)."""
+    if new is None or stored == new:
+        return
+    if stored is None:
+        warnings.warn(f"{run_dir / CHECKPOINT_NAME} has no fingerprint (written before fit stored one); resuming "
+                      "without checking that it belongs to this run", stacklevel=3)
+        return
+    old, cur = _flat(json.loads(stored)), _flat(json.loads(new))
+    keys = [k for k in sorted(old.keys() | cur.keys()) if old.get(k, "<absent>") != cur.get(k, "<absent>")]
+    shown = ", ".join(f"{k}: {old.get(k, '<absent>')!r} -> {cur.get(k, '<absent>')!r}" for k in keys[:4])
+    more = f" and {len(keys) - 4} more" if len(keys) > 4 else ""
+    raise ValueError(f"the checkpoint in {run_dir} belongs to a different run ({shown}{more}); delete {run_dir} to "
+                     "start afresh or pass a different run_dir")
+
+
+def run_fingerprint(recipe: dict, **extra: Any) -> dict:
+    """A :func:`fit` fingerprint from a recipe dict (plus e.g. ``method``, ``seed``), without its ``steps``.
+
+    The planned length is left out so a run can be extended (``--steps 40000`` after 20,000):
+    no schedule depends on it, so the longer run continues the same trajectory.
+    """
+    return {"recipe": {k: v for k, v in recipe.items() if k != "steps"}, **extra}
+
+
 def default_optimizer(learner: torch.nn.Module, lr: float, lr_step: int | None, lr_gamma: float):
     params = [p for p in learner.parameters() if p.requires_grad]
     opt = torch.optim.Adam(params, lr=lr)
@@ -75,6 +123,7 @@ def fit(
     progress: bool = True,
     stop_after: int | None = None,
     deadline: float | None = None,
+    fingerprint: dict | None = None,
 ) -> FitResult:
     """Meta-train ``learner`` for ``steps`` outer steps on batches from ``sampler``.
 
@@ -89,7 +138,14 @@ def fit(
     :func:`mlcore.runtime.train_deadline`, set by ``--time-limit``) ends training after the
     first step that finishes past it: the checkpoint is written, and ``FitResult.steps`` and
     ``FitResult.stopped`` say where and why. No schedule depends on the planned total, so a
-    run stopped at step N is the run that ``steps=N`` would have made.
+    run stopped at step N is the run that ``steps=N`` would have made. A learner with an
+    ``agree_to_stop(local: bool) -> bool`` method (the distributed wrapper) is asked every
+    step, so all ranks stop at the same step whatever their own clocks say.
+
+    ``fingerprint`` (a JSON-serialisable dict saying what defines the run, e.g.
+    :func:`run_fingerprint` of the recipe) is stored in the checkpoint; resuming from a
+    checkpoint with another fingerprint raises ``ValueError`` instead of continuing (or,
+    past ``steps``, silently keeping) a different run. ``None`` skips the check.
     """
     if not isinstance(steps, int) or steps < 0:
         raise ValueError(f"steps must be a non-negative int, got {steps!r}")
@@ -97,12 +153,15 @@ def fit(
         raise ValueError(f"lr must be a positive finite number, got {lr!r}")
     if optimizer is None:
         optimizer, scheduler = default_optimizer(learner, lr, lr_step, lr_gamma)
+    fp_json = _fingerprint_json(fingerprint)
     run_dir = Path(run_dir) if run_dir is not None else None
     ckpt = run_dir / CHECKPOINT_NAME if run_dir is not None else None
     start, history, prior_wall = 0, [], 0.0
     if ckpt is not None and resume and ckpt.exists():
+        # weights_only: a checkpoint is tensors, numbers, strings and containers, so loading one runs no pickled code
         state = torch.load(ckpt, map_location=learner.device if hasattr(learner, "device") else "cpu",
-                           weights_only=False)
+                           weights_only=True)
+        _check_fingerprint(run_dir, state.get("fingerprint"), fp_json)
         learner.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         if scheduler is not None and state.get("scheduler") is not None:
@@ -118,7 +177,7 @@ def fit(
             "model": learner.state_dict(), "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict() if scheduler is not None else None,
             "sampler": sampler.state_dict(), "rng": _rng_state(), "step": step, "history": history,
-            "wall_s": wall,
+            "wall_s": wall, "fingerprint": fp_json,
         }, ckpt)
 
     if deadline is None:
@@ -178,7 +237,10 @@ def fit(
                     bar.set_postfix({k: f"{v:.3f}" for k, v in entry.items() if k != "step"}, refresh=False)
             if bar is not None:
                 bar.update(1)
-            if deadline is not None and step < end and time.time() >= deadline:
+            stop = deadline is not None and time.time() >= deadline
+            if hasattr(learner, "agree_to_stop"):  # a collective: every rank votes every step
+                stop = learner.agree_to_stop(stop)
+            if stop and step < end:
                 stopped = f"time limit reached after {step} of {steps} steps"
                 if running.get("_n"):
                     n = running.pop("_n")

@@ -8,7 +8,7 @@ import torch
 from mlcore.data import EpisodeSampler
 from mlcore.engine import NonFiniteLossError, evaluate, fit
 from mlcore.memory.protonet import ProtoNet
-from mlcore.results import Record, load_record, mean_ci95, save_record
+from mlcore.results import Record, atomic_torch_save, atomic_write_text, load_record, mean_ci95, save_record
 
 
 def _sampler(classes, seed=0):
@@ -45,7 +45,7 @@ def test_nan_guard_stops_and_keeps_last_good_checkpoint(test_classes, tmp_path):
     m = _Exploding(hidden=8)
     with pytest.raises(NonFiniteLossError, match="step 4"):
         fit(m, _sampler(test_classes), 10, run_dir=tmp_path, checkpoint_every=2, progress=False)
-    state = torch.load(tmp_path / "last.pt", weights_only=False)
+    state = torch.load(tmp_path / "last.pt", weights_only=True)
     assert state["step"] == 2
     assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
 
@@ -64,7 +64,7 @@ def test_evaluate_returns_ci_over_fixed_episodes(test_classes):
     r2 = evaluate(m, s, episodes=20, seed=5, chunk=20)
     assert r1["per_episode"] == r2["per_episode"]
     assert r1["episodes"] == 20 and 0 <= r1["accuracy"] <= 1
-    mean, ci = mean_ci95(r1["per_episode"])
+    _mean, ci = mean_ci95(r1["per_episode"])
     assert r1["ci95"] == pytest.approx(ci) and ci > 0
 
 
@@ -97,7 +97,7 @@ def test_deadline_stops_training_like_a_shorter_run(test_classes, tmp_path):
     ra = fit(a, _sampler(test_classes), 50, lr=1e-3, lr_step=5, run_dir=tmp_path, progress=False,
              deadline=time.time() - 1)  # already past: exactly one step runs
     assert ra.steps == 1 and "1 of 50" in ra.stopped
-    assert torch.load(tmp_path / "last.pt", weights_only=False)["step"] == 1
+    assert torch.load(tmp_path / "last.pt", weights_only=True)["step"] == 1
     rb = fit(b, _sampler(test_classes), 1, lr=1e-3, lr_step=5, progress=False)
     assert rb.stopped is None
     assert all(torch.equal(p, q) for p, q in zip(a.state_dict().values(), b.state_dict().values()))
@@ -138,3 +138,120 @@ def test_evaluate_retries_smaller_chunks_on_the_same_episodes(test_classes):
     a = evaluate(small, sampler, episodes=30, seed=5, chunk=30)
     b = evaluate(plain, sampler, episodes=30, seed=5, chunk=30)
     assert a["per_episode"] == b["per_episode"] and a["episodes"] == 30
+
+
+def test_resume_checks_the_fingerprint(test_classes, tmp_path):
+    """The same fingerprint resumes exactly; another run's checkpoint is refused with the differing key named."""
+    from mlcore.engine import run_fingerprint
+
+    fp = run_fingerprint({"lr": 1e-3, "steps": 12, "model": {"hidden": 16}}, method="protonet", seed=0)
+    torch.manual_seed(0)
+    a, b = ProtoNet(hidden=16), ProtoNet(hidden=16)
+    b.load_state_dict(a.state_dict())
+    fit(a, _sampler(test_classes), 6, lr=1e-3, progress=False)
+    fit(b, _sampler(test_classes), 6, lr=1e-3, run_dir=tmp_path, progress=False, stop_after=4, fingerprint=fp)
+    # a longer plan (steps is not part of the run's identity) still resumes
+    longer = run_fingerprint({"lr": 1e-3, "steps": 40, "model": {"hidden": 16}}, method="protonet", seed=0)
+    rb = fit(b, _sampler(test_classes), 6, lr=1e-3, run_dir=tmp_path, progress=False, fingerprint=longer)
+    assert rb.resumed_from == 4 and rb.steps == 6
+    assert all(torch.equal(p, q) for p, q in zip(a.state_dict().values(), b.state_dict().values()))
+    # the checkpoint is at step 6 >= steps: a different config must not "train nothing" and look finished
+    other = run_fingerprint({"lr": 1e-3, "steps": 12, "model": {"hidden": 32}}, method="protonet", seed=0)
+    with pytest.raises(ValueError, match=r"different run \(recipe\.model\.hidden: 16 -> 32\).*delete"):
+        fit(ProtoNet(hidden=16), _sampler(test_classes), 6, run_dir=tmp_path, progress=False, fingerprint=other)
+    with pytest.raises(ValueError, match="JSON-serialisable"):
+        fit(ProtoNet(hidden=8), _sampler(test_classes), 1, progress=False, fingerprint={"f": object()})
+
+
+def test_checkpoint_without_fingerprint_resumes_with_a_warning(test_classes, tmp_path):
+    fit(ProtoNet(hidden=8), _sampler(test_classes), 2, run_dir=tmp_path, progress=False)
+    assert torch.load(tmp_path / "last.pt", weights_only=True)["fingerprint"] is None
+    with pytest.warns(UserWarning, match="no fingerprint"):
+        r = fit(ProtoNet(hidden=8), _sampler(test_classes), 3, run_dir=tmp_path, progress=False, fingerprint={"a": 1})
+    assert r.resumed_from == 2
+    # ... and from then on the checkpoint carries it
+    assert json.loads(torch.load(tmp_path / "last.pt", weights_only=True)["fingerprint"]) == {"a": 1}
+
+
+def test_checkpoint_loads_with_weights_only(test_classes, tmp_path):
+    """Every part of a training checkpoint (optimizer, scheduler, sampler, RNG, history, fingerprint) is plain data."""
+    m = ProtoNet(hidden=8)
+    fit(m, _sampler(test_classes), 4, lr_step=2, run_dir=tmp_path, progress=False, log_every=2,
+        val_fn=lambda lrn: {"accuracy": 0.5}, val_every=2, fingerprint={"recipe": {"lr": 1e-3}, "seed": 0})
+    state = torch.load(tmp_path / "last.pt", weights_only=True)
+    assert state["step"] == 4 and state["scheduler"]["last_epoch"] == 4
+    assert state["history"][-1]["val_accuracy"] == 0.5 and isinstance(state["sampler"]["generator"], torch.Tensor)
+
+
+def test_results_dir_comes_from_argument_env_cwd_then_package(tmp_path, monkeypatch):
+    from mlcore import results
+
+    monkeypatch.delenv(results.RESULTS_ENV, raising=False)
+    book = tmp_path / "book"
+    save_record(Record(name="r", method="protonet", dataset="omniglot"), book / "results")
+    (tmp_path / "book" / "benchmarks" / "results").mkdir(parents=True)
+    (tmp_path / "book" / "benchmarks" / "results" / "t.json").write_text('{"timeline": []}')  # not a record
+    monkeypatch.chdir(book / "benchmarks")
+    assert results.results_dir() == (book / "results").resolve()  # walked up past benchmarks/results
+    assert load_record("r").name == "r"
+    monkeypatch.setenv(results.RESULTS_ENV, str(tmp_path / "elsewhere"))
+    assert results.results_dir() == tmp_path / "elsewhere"
+    assert results.results_dir(tmp_path / "given") == tmp_path / "given"
+    monkeypatch.delenv(results.RESULTS_ENV)
+    monkeypatch.chdir(tmp_path)  # no results/ with records above: the package's own (editable install)
+    empty = tmp_path / "results"
+    empty.mkdir()
+    assert results.results_dir() == results._PACKAGE_RESULTS
+    assert isinstance(results.RESULTS_DIR, type(tmp_path))
+
+
+class _Unpicklable:
+    def __reduce__(self):
+        raise RuntimeError("pretend: the disk filled up mid-write")
+
+
+def test_atomic_writes_leave_no_partial_file_or_temp(tmp_path, monkeypatch):
+    import os
+
+    from mlcore import results
+
+    synced = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(results.os, "fsync", lambda fd: (synced.append(fd), real_fsync(fd)))
+    target = tmp_path / "ck.pt"
+    with pytest.raises(RuntimeError, match="mid-write"):  # big tensor written, then the pickle fails
+        atomic_torch_save({"w": torch.zeros(100_000), "z": _Unpicklable()}, target)
+    assert list(tmp_path.iterdir()) == []
+    atomic_write_text(target, "old")
+    assert synced and oct(target.stat().st_mode & 0o777) == "0o644"
+
+    def half(f):
+        f.write(b"half of the new text")
+        raise OSError("pretend: no space left on device")
+
+    with pytest.raises(OSError, match="no space"):
+        results.atomic_write(target, half)
+    assert target.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["ck.pt"]
+
+
+_LOADED_CODE = []
+
+
+def _side_effect():
+    _LOADED_CODE.append("ran")
+    return {}
+
+
+class _Payload:
+    def __reduce__(self):
+        return _side_effect, ()
+
+
+def test_resume_refuses_a_checkpoint_that_would_run_code(test_classes, tmp_path):
+    """fit loads its checkpoint with weights_only=True: a pickled callable is rejected, never called."""
+    import pickle
+
+    torch.save({"model": _Payload(), "step": 1}, tmp_path / "last.pt")
+    with pytest.raises(pickle.UnpicklingError):
+        fit(ProtoNet(hidden=8), _sampler(test_classes), 2, run_dir=tmp_path, progress=False)
+    assert _LOADED_CODE == []
