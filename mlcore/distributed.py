@@ -60,7 +60,7 @@ def setup(backend: str | None = None, device: str | torch.device | None = None) 
     if missing and not dist.is_initialized():
         raise ValueError(f"distributed training needs the environment variables {missing}; launch with "
                          "`torchrun --standalone --nproc_per_node=N -m mlcore train ... --distributed`")
-    local_rank = int(os.environ.get("LOCAL_RANK", 0))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     if device is None:
         device = torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
     device = torch.device(device)
@@ -91,7 +91,7 @@ def task_slice(batch_size: int, rank: int, world_size: int) -> slice:
 def split_episode(ep: Episode, rank: int, world_size: int) -> Episode:
     """Rank ``rank``'s share of the tasks of ``ep`` (an :class:`~mlcore.data.episodes.Episode`)."""
     if not isinstance(ep, Episode):
-        raise ValueError(f"distributed training splits Episode batches of tasks; this learner's sampler gives "
+        raise ValueError(f"distributed training splits Episode batches of tasks; this learner's sampler gives "  # noqa: TRY004
                          f"{type(ep).__name__}")
     s = task_slice(ep.batch_size, rank, world_size)
     return Episode(ep.support_x[s], ep.support_y[s], ep.query_x[s], ep.query_y[s], ep.ways, ep.shots, ep.queries,
@@ -106,7 +106,8 @@ class DistributedMetaLearner(nn.Module):
     number and the NaN guard trips on all ranks together) and whose *gradient* is the
     local gradient scaled by ``b_r / B``. ``after_backward`` sums the gradients across
     ranks (one flattened ``all_reduce``, like a DDP bucket); ``after_step`` averages the
-    buffers (batch-norm running statistics).
+    buffers (batch-norm running statistics); ``agree_to_stop`` makes the time-limit decision
+    collective.
     """
 
     def __init__(self, learner: nn.Module, rank: int, world_size: int):
@@ -149,6 +150,16 @@ class DistributedMetaLearner(nn.Module):
         if hasattr(self.learner, "after_step"):
             self.learner.after_step()
         average_buffers(self.learner, self.world_size)
+
+    def agree_to_stop(self, local: bool) -> bool:
+        """Stop when any rank wants to (one all_reduce MAX of a flag), so all ranks leave ``fit`` at the same step.
+
+        Each rank's deadline comes from its own clock and start time; a rank that stopped
+        alone would leave the others waiting forever in the next step's all_reduce.
+        """
+        flag = torch.tensor([1.0 if local else 0.0], device=self.device)
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        return bool(flag.item())
 
 
 def broadcast_parameters(module: nn.Module, src: int = 0) -> None:
@@ -200,7 +211,7 @@ def free_port() -> int:
 
 def _small_run(method: str, config: dict, split: str, ways: int, shots: int, queries: int, meta_batch: int,
                steps: int, lr: float, seed: int, per_task: bool, optimizer: str = "sgd", rank: int = 0,
-               world_size: int = 1) -> nn.Module:
+               world_size: int = 1):
     from .data.episodes import EpisodeSampler
     from .data.omniglot import load_split
     from .engine import fit
@@ -218,21 +229,60 @@ def _small_run(method: str, config: dict, split: str, ways: int, shots: int, que
     # SGD by default: Adam divides by sqrt(v), which turns the float noise on parameters whose true
     # gradient is 0 (a conv bias right before batch norm) into lr-sized steps of random sign
     opt = torch.optim.SGD(params, lr=lr) if optimizer == "sgd" else torch.optim.Adam(params, lr=lr)
-    fit(model, sampler, steps, lr=lr, optimizer=opt, progress=False, log_every=max(steps, 1))
-    return learner
+    fr = fit(model, sampler, steps, lr=lr, optimizer=opt, progress=False, log_every=max(steps, 1))
+    return learner, fr
 
 
-def _worker(rank: int, world_size: int, port: int, out: str, runs: list[dict]) -> None:
+def _worker(rank: int, world_size: int, port: int, out: str, runs: list[dict],
+            deadlines: list[float | None] | None = None) -> None:
+    from .runtime import TRAIN_DEADLINE_ENV
+
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world_size))
+    if deadlines is not None:  # this rank's own deadline, as `--time-limit` sets it at each rank's start
+        os.environ.pop(TRAIN_DEADLINE_ENV, None)
+        if deadlines[rank] is not None:
+            os.environ[TRAIN_DEADLINE_ENV] = repr(float(deadlines[rank]))
     torch.set_num_threads(1)
     setup(backend="gloo", device="cpu")
     try:
-        states = [{k: v.detach().clone() for k, v in _small_run(**r, rank=rank, world_size=world_size)
-                   .named_parameters()} for r in runs]
-        if rank == 0:
-            torch.save(states, out)
+        results = []
+        for r in runs:
+            learner, fr = _small_run(**r, rank=rank, world_size=world_size)
+            results.append({"state": {k: v.detach().clone() for k, v in learner.named_parameters()},
+                            "steps": fr.steps, "stopped": fr.stopped})
+        torch.save(results, Path(out) / f"rank{rank}.pt")
     finally:
         cleanup()
+
+
+def run_ranks(runs: list[dict], world_size: int = 2, deadlines: list[float | None] | None = None,
+              timeout_s: float | None = None) -> list[list[dict]]:
+    """Train each small run on ``world_size`` local CPU processes; per rank, per run ``{"state", "steps", "stopped"}``.
+
+    ``deadlines[r]`` (a ``time.time()`` value or None) is rank ``r``'s own training deadline.
+    With ``timeout_s`` the ranks are killed and ``TimeoutError`` raised when they have not all
+    finished by then (a rank stuck in a collective fails instead of hanging the caller).
+    """
+    import tempfile
+
+    import torch.multiprocessing as mp
+
+    if deadlines is not None and len(deadlines) != world_size:
+        raise ValueError(f"deadlines needs one entry per rank ({world_size}), got {len(deadlines)}")
+    with tempfile.TemporaryDirectory() as tmp:
+        ctx = mp.start_processes(_worker, args=(world_size, free_port(), tmp, runs, deadlines), nprocs=world_size,
+                                 join=False, start_method="spawn")
+        end = None if timeout_s is None else time.monotonic() + timeout_s
+        while not ctx.join(timeout=1.0):
+            if end is not None and time.monotonic() > end:
+                for p in ctx.processes:
+                    if p.is_alive():
+                        p.kill()
+                for p in ctx.processes:
+                    p.join()
+                raise TimeoutError(f"the {world_size} ranks did not finish within {timeout_s} s; one is probably "
+                                   "waiting in a collective the others left")
+        return [torch.load(Path(tmp) / f"rank{r}.pt", weights_only=True) for r in range(world_size)]
 
 
 def run_data_parallel(runs: list[dict], world_size: int = 2) -> list[dict]:
@@ -245,20 +295,12 @@ def run_data_parallel(runs: list[dict], world_size: int = 2) -> list[dict]:
     is ``"sgd"`` (default) or ``"adam"``. Only the parameters are returned: BN running
     statistics are updated per forward, so their momentum sequence depends on the split.
     """
-    import tempfile
-
-    import torch.multiprocessing as mp
-
-    with tempfile.TemporaryDirectory() as tmp:
-        out = str(Path(tmp) / "states.pt")
-        mp.start_processes(_worker, args=(world_size, free_port(), out, runs), nprocs=world_size, join=True,
-                           start_method="spawn")
-        return torch.load(out, weights_only=True)
+    return [r["state"] for r in run_ranks(runs, world_size)[0]]
 
 
 def run_single_process(runs: list[dict]) -> list[dict]:
     """The same small runs in this process, without any process group (the reference)."""
-    return [{k: v.detach().clone() for k, v in _small_run(**r).named_parameters()} for r in runs]
+    return [{k: v.detach().clone() for k, v in _small_run(**r)[0].named_parameters()} for r in runs]
 
 
 # ----------------------------------------------------------------------------- the CLI entry point
@@ -273,7 +315,7 @@ def train_distributed(method: str, ways: int, shots: int, budget: str | None = N
     task; the record's recipe says so (``extra.distributed``).
     """
     from . import budget as budget_mod
-    from .engine import EVAL_SEED, evaluate, fit, test_sampler
+    from .engine import EVAL_SEED, evaluate, fit, run_fingerprint, test_sampler
     from .results import RESULTS_DIR, Record, atomic_torch_save, save_record
     from .runs import build_recipe, record_name
     from .runtime import git_commit, hardware, seed_everything
@@ -298,7 +340,8 @@ def train_distributed(method: str, ways: int, shots: int, budget: str | None = N
         run_dir = Path(run_dir) if run_dir is not None else Path("runs") / name
         t0 = time.perf_counter()
         fr = fit(wrapped, sampler, recipe.steps, lr=recipe.lr, lr_step=recipe.lr_step, lr_gamma=recipe.lr_gamma,
-                 grad_clip=recipe.grad_clip, run_dir=run_dir / f"rank{rank}", progress=progress and rank == 0)
+                 grad_clip=recipe.grad_clip, run_dir=run_dir / f"rank{rank}", progress=progress and rank == 0,
+                 fingerprint=run_fingerprint(recipe.to_dict(), method=method, seed=seed))
         path = None
         if rank == 0:
             n_test = budget_mod.pick(budget, smoke=100, full=1000)

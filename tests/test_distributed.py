@@ -3,9 +3,10 @@ import pytest
 import torch
 
 from mlcore.data.episodes import Episode
-from mlcore.distributed import run_data_parallel, run_single_process, split_episode, task_slice
+from mlcore.distributed import run_data_parallel, run_ranks, run_single_process, split_episode, task_slice
 
-BASE = dict(split="vinyals/test", ways=5, shots=1, queries=2, meta_batch=4, steps=3, lr=1e-2, seed=3)
+BASE = {"split": "vinyals/test", "ways": 5, "shots": 1, "queries": 2, "meta_batch": 4, "steps": 3, "lr": 1e-2,
+        "seed": 3}
 RUNS = [
     # ProtoNet with every task through its own forward: per-task BN statistics, so the split is exact
     dict(method="protonet", config={"hidden": 8}, per_task=True, **BASE),
@@ -59,3 +60,15 @@ def test_split_episode_rejects_non_episodes():
     ep = Episode(torch.zeros(4, 5, 1, 28, 28), torch.zeros(4, 5, dtype=torch.long), torch.zeros(4, 5, 1, 28, 28),
                  torch.zeros(4, 5, dtype=torch.long), 5, 1, 1)
     assert split_episode(ep, 1, 2).batch_size == 2
+
+
+def test_ranks_with_different_deadlines_stop_at_the_same_step():
+    """Rank 0's deadline has passed, rank 1 has none: both stop after step 1 (a lone stop would hang rank 1)."""
+    import time
+
+    run = dict(BASE, method="protonet", config={"hidden": 8}, per_task=False, meta_batch=2, steps=6)
+    ranks = run_ranks([run], world_size=2, deadlines=[time.time() - 1, None], timeout_s=90)
+    (r0,), (r1,) = ranks
+    assert r0["steps"] == r1["steps"] == 1
+    assert r0["stopped"] and r1["stopped"]
+    assert all(torch.equal(r0["state"][k], r1["state"][k]) for k in r0["state"])
