@@ -88,12 +88,14 @@ def _check_fingerprint(run_dir: Path, stored: str | None, new: str | None) -> No
 
 
 def run_fingerprint(recipe: dict, **extra: Any) -> dict:
-    """A :func:`fit` fingerprint from a recipe dict (plus e.g. ``method``, ``seed``), without its ``steps``.
+    """A :func:`fit` fingerprint from a recipe dict (plus e.g. ``method``, ``seed``).
 
-    The planned length is left out so a run can be extended (``--steps 40000`` after 20,000):
-    no schedule depends on it, so the longer run continues the same trajectory.
+    The planned length ``steps`` is left out so a run can be extended (``--steps 40000`` after
+    20,000: the longer run continues the same trajectory), unless the schedule is planned over
+    it (a linear anneal to ``lr_final``): then another length is another run.
     """
-    return {"recipe": {k: v for k, v in recipe.items() if k != "steps"}, **extra}
+    planned = recipe.get("lr_final") is not None
+    return {"recipe": {k: v for k, v in recipe.items() if k != "steps" or planned}, **extra}
 
 
 def default_optimizer(learner: torch.nn.Module, lr: float, lr_step: int | None, lr_gamma: float):

@@ -161,6 +161,9 @@ def test_resume_checks_the_fingerprint(test_classes, tmp_path):
         fit(ProtoNet(hidden=16), _sampler(test_classes), 6, run_dir=tmp_path, progress=False, fingerprint=other)
     with pytest.raises(ValueError, match="JSON-serialisable"):
         fit(ProtoNet(hidden=8), _sampler(test_classes), 1, progress=False, fingerprint={"f": object()})
+    # a schedule planned over the run (linear anneal) makes its length part of the run's identity
+    assert "steps" not in fp["recipe"]
+    assert run_fingerprint({"steps": 12, "lr_final": 0.0})["recipe"]["steps"] == 12
 
 
 def test_checkpoint_without_fingerprint_resumes_with_a_warning(test_classes, tmp_path):
