@@ -184,6 +184,15 @@ def test_checkpoint_loads_with_weights_only(test_classes, tmp_path):
     state = torch.load(tmp_path / "last.pt", weights_only=True)
     assert state["step"] == 4 and state["scheduler"]["last_epoch"] == 4
     assert state["history"][-1]["val_accuracy"] == 0.5 and isinstance(state["sampler"]["generator"], torch.Tensor)
+    # SGD with a LambdaLR linear anneal (the Reptile recipe's schedule) saves plain data too, and resumes
+    m = ProtoNet(hidden=8)
+    opt = torch.optim.SGD(m.parameters(), lr=0.1)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1 - s / 8)
+    fit(m, _sampler(test_classes), 3, optimizer=opt, scheduler=sched, run_dir=tmp_path / "sgd", progress=False)
+    opt2 = torch.optim.SGD(m.parameters(), lr=0.1)
+    sched2 = torch.optim.lr_scheduler.LambdaLR(opt2, lambda s: 1 - s / 8)
+    r = fit(m, _sampler(test_classes), 4, optimizer=opt2, scheduler=sched2, run_dir=tmp_path / "sgd", progress=False)
+    assert r.resumed_from == 3 and sched2.last_epoch == 4
 
 
 def test_results_dir_comes_from_argument_env_cwd_then_package(tmp_path, monkeypatch):
