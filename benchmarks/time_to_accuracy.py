@@ -8,17 +8,19 @@ paper's setup takes 12-16 h). The protocol, DAWNBench-style:
 
 * train with the method's full recipe (``--set key=value`` overrides a recipe field, e.g.
   ``--set meta_batch=16``), in chunks of ``--check-every`` meta-steps;
-* after each chunk, score ``--check-episodes`` test-split episodes drawn with a seed that is *not*
-  the book's evaluation seed; the clock for "time to target" counts training only, and the
-  checks' own time is reported beside it;
+* after each chunk, score ``--check-episodes`` episodes of the validation split ``vinyals/val``;
+  the clock for "time to target" counts training only, and the checks' own time is reported
+  beside it;
 * when a check reaches the target (or ``--max-minutes`` of training pass), score the book's fixed
   1,000 test episodes once and report that accuracy with its 95 % CI. Only that number says
   whether the target was met: a check on 200 episodes has a CI of about +-0.5 points.
 
-The recipe trains on ``vinyals/trainval``, so there is no held-out validation split left; the
-check episodes come from the test classes, as in DAWNBench's time-to-accuracy on ImageNet's
-validation set. The JSON (written after every check, so an interrupted run keeps its timeline)
-holds the config, the timeline, hardware, and the git commit.
+Deciding when to stop is model selection, so the checks must not see the test classes: a stop
+chosen on test episodes would flatter the final test score. The validation classes must not be
+trained on either, so a recipe that trains on ``vinyals/trainval`` trains on ``vinyals/train``
+here (the report's recipe says so), and a ``--set train_split=...`` that shares characters with
+``vinyals/val`` is refused. The JSON (written after every check, so an interrupted run keeps its
+timeline) holds the config, the timeline, hardware, and the git commit.
 """
 from __future__ import annotations
 
@@ -33,11 +35,29 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch
 
+from mlcore.data.omniglot import load_split
 from mlcore.engine import EVAL_SEED, evaluate, fit, test_sampler
+from mlcore.results import atomic_write_text
 from mlcore.runs import build_recipe
 from mlcore.runtime import get_device, git_commit, hardware, seed_everything
 
-CHECK_SEED = EVAL_SEED + 7919  # any seed but the evaluation one: the checks must not peek at the reported episodes
+CHECK_SPLIT = "vinyals/val"  # stopping is model selection: the checks see validation classes, never test ones
+CHECK_SEED = EVAL_SEED + 7919
+
+
+def _characters(split: str) -> set[str]:
+    """The Omniglot characters of a split (``Alphabet/characterNN``; a character's rotations are one character)."""
+    return {"/".join(name.split("/")[:2]) for name in load_split(split).class_names}
+
+
+def held_out_train_split(recipe_split: str, explicit: bool) -> str:
+    """The split to train on so that the check split stays unseen: ``vinyals/trainval`` becomes ``vinyals/train``."""
+    split = "vinyals/train" if recipe_split == "vinyals/trainval" and not explicit else recipe_split
+    shared = _characters(split) & _characters(CHECK_SPLIT)
+    if shared:
+        raise ValueError(f"train_split {split!r} shares {len(shared)} characters with the check split {CHECK_SPLIT!r}, "
+                         "so the checks would score trained classes; train on vinyals/train")
+    return split
 
 
 def parse_overrides(pairs: list[str]) -> dict:
@@ -64,23 +84,22 @@ def time_to_accuracy(method: str, ways: int, shots: int, target: float, device=N
         raise ValueError("check_every and check_episodes must be >= 1 and max_minutes > 0")
     device = get_device(device)
     cls, recipe = build_recipe(method, ways, shots, budget, overrides)
+    recipe.train_split = held_out_train_split(recipe.train_split, "train_split" in (overrides or {}))
     seed_everything(seed)
     learner = cls.from_config(recipe.model).to(device)
     sampler = learner.make_train_sampler(recipe, device, seed)
-    # one test-split sampler for the checks and the final score: its episodes are fixed by the seed passed
-    tests = test_sampler(recipe.test_ways or ways, recipe.test_shots or shots, recipe.test_queries,
-                         recipe.test_split, device)
+    test_ways, test_shots = recipe.test_ways or ways, recipe.test_shots or shots
+    checks = test_sampler(test_ways, test_shots, recipe.test_queries, CHECK_SPLIT, device)
+    tests = test_sampler(test_ways, test_shots, recipe.test_queries, recipe.test_split, device)
     report = {"method": method, "ways": ways, "shots": shots, "target": target, "recipe": recipe.to_dict(),
-              "check_every": check_every, "check_episodes": check_episodes, "check_seed": CHECK_SEED,
+              "check_every": check_every, "check_episodes": check_episodes, "check_split": CHECK_SPLIT,
+              "check_seed": CHECK_SEED,
               "max_minutes": max_minutes, "seed": seed, "hardware": hardware(), "git_commit": git_commit(),
               "timeline": [], "reached": False}
 
     def write() -> None:
         if out is not None:
-            out.parent.mkdir(parents=True, exist_ok=True)
-            tmp = out.with_suffix(".tmp")
-            tmp.write_text(json.dumps(report, indent=1))
-            tmp.replace(out)
+            atomic_write_text(out, json.dumps(report, indent=1))
 
     train_s = check_s = 0.0
     steps = 0
@@ -95,10 +114,10 @@ def time_to_accuracy(method: str, ways: int, shots: int, target: float, device=N
             train_s += time.perf_counter() - t0
             steps = fr.steps
             t0 = time.perf_counter()
-            acc = evaluate(learner, tests, check_episodes, seed=CHECK_SEED)["accuracy"]
+            acc = evaluate(learner, checks, check_episodes, seed=CHECK_SEED)["accuracy"]
             check_s += time.perf_counter() - t0
             report["timeline"].append({"steps": steps, "train_s": round(train_s, 2), "check_accuracy": acc})
-            print(f"step {steps:>6}  train {train_s:8.1f} s  check {100 * acc:6.2f} %", flush=True)
+            print(f"step {steps:>6}  train {train_s:8.1f} s  val check {100 * acc:6.2f} %", flush=True)
             write()
             if acc >= target:
                 report["reached"] = True

@@ -1,4 +1,4 @@
-"""benchmarks/time_to_accuracy.py: stops at the target, keeps its timeline on disk, rejects bad input."""
+"""benchmarks/time_to_accuracy.py: stops at the target on validation checks, keeps its timeline, rejects bad input."""
 from __future__ import annotations
 
 import importlib.util
@@ -13,16 +13,26 @@ tta = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(tta)
 
 
-def test_stops_at_the_first_check_that_reaches_the_target(tmp_path):
+def test_stops_at_the_first_check_that_reaches_the_target(tmp_path, monkeypatch):
     out = tmp_path / "tta.json"
+    scored, real_evaluate = [], tta.evaluate
+
+    def evaluate(learner, sampler, episodes, seed):
+        scored.append((sampler.classes.name, episodes, seed))
+        return real_evaluate(learner, sampler, episodes, seed=seed)
+
+    monkeypatch.setattr(tta, "evaluate", evaluate)
     # ProtoNet's smoke recipe: 5w1s checks sit near 55-60 % after 5 steps (chance 20 %), so 0.4 is met at once
     rep = tta.time_to_accuracy("protonet", 5, 1, 0.4, "cpu", check_every=5, check_episodes=20, max_minutes=1,
                                overrides={"meta_batch": 2}, final_episodes=40, out=out, budget="smoke")
     assert rep["reached"] and len(rep["timeline"]) == 1 and rep["steps"] == 5
     assert rep["recipe"]["meta_batch"] == 2
     assert rep["timeline"][0]["check_accuracy"] >= 0.4
+    # the stop is decided on validation classes (not trained on); only the final verdict sees the test episodes
+    assert scored == [("vinyals/val", 20, tta.CHECK_SEED), ("vinyals/test", 40, tta.EVAL_SEED)]
+    assert rep["check_split"] == "vinyals/val" and rep["recipe"]["train_split"] == "vinyals/train"
     assert json.loads(out.read_text()) == json.loads(json.dumps(rep))
-    assert not out.with_suffix(".tmp").exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["tta.json"]
 
 
 def test_gives_up_after_max_minutes_and_says_the_target_was_not_met(tmp_path):
@@ -36,6 +46,9 @@ def test_bad_input_gets_clear_errors():
         tta.time_to_accuracy("protonet", 5, 1, 98.5, "cpu", budget="smoke")
     with pytest.raises(ValueError, match="key=value"):
         tta.parse_overrides(["meta_batch"])
+    with pytest.raises(ValueError, match="shares .* characters with the check split 'vinyals/val'"):
+        tta.time_to_accuracy("protonet", 5, 1, 0.5, "cpu", overrides={"train_split": "vinyals/trainval"},
+                             budget="smoke")
     with pytest.raises(ValueError, match="unknown recipe field"):
         tta.time_to_accuracy("protonet", 5, 1, 0.5, "cpu", overrides={"inner_lr": 0.1}, budget="smoke")
     assert tta.parse_overrides(["meta_batch=16", "train_split=vinyals/train"]) == {
