@@ -91,8 +91,8 @@ def task_slice(batch_size: int, rank: int, world_size: int) -> slice:
 def split_episode(ep: Episode, rank: int, world_size: int) -> Episode:
     """Rank ``rank``'s share of the tasks of ``ep`` (an :class:`~mlcore.data.episodes.Episode`)."""
     if not isinstance(ep, Episode):
-        raise ValueError(f"distributed training splits Episode batches of tasks; this learner's sampler gives "  # noqa: TRY004
-                         f"{type(ep).__name__}")
+        msg = f"distributed training splits Episode batches of tasks; this learner's sampler gives {type(ep).__name__}"
+        raise ValueError(msg)  # noqa: TRY004 - every bad input to the library is a ValueError
     s = task_slice(ep.batch_size, rank, world_size)
     return Episode(ep.support_x[s], ep.support_y[s], ep.query_x[s], ep.query_y[s], ep.ways, ep.shots, ep.queries,
                    None if ep.classes is None else ep.classes[s])

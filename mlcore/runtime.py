@@ -124,7 +124,7 @@ def hardware_label(hw: dict) -> str:
     return f"CPU ({n} thread{'' if n == 1 else 's'})"
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def git_commit(path: str | Path | None = None) -> str:
     """The git commit of the repository holding ``path`` (or 'unknown'), read once per process.
 
@@ -134,10 +134,11 @@ def git_commit(path: str | Path | None = None) -> str:
     """
     cwd = Path(path) if path else Path(__file__).resolve().parent
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=5)
+        out = subprocess.run(["git", "rev-parse", "HEAD"], check=False, cwd=cwd, capture_output=True, text=True,
+                             timeout=5)
         sha = out.stdout.strip()
         if out.returncode == 0 and sha:
-            dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd,
+            dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], check=False, cwd=cwd,
                                    capture_output=True, text=True, timeout=5).stdout.strip()
             return sha + ("-dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
