@@ -139,8 +139,9 @@ def fit(
     ``deadline`` (a ``time.time()`` value; default: the process's
     :func:`mlcore.runtime.train_deadline`, set by ``--time-limit``) ends training after the
     first step that finishes past it: the checkpoint is written, and ``FitResult.steps`` and
-    ``FitResult.stopped`` say where and why. No schedule depends on the planned total, so a
-    run stopped at step N is the run that ``steps=N`` would have made. A learner with an
+    ``FitResult.stopped`` say where and why. fit's own schedule (StepLR) does not depend on the
+    planned total, so such a run stopped at step N is the run that ``steps=N`` would have made
+    (a scheduler planned over ``steps``, like a linear anneal, is the exception). A learner with an
     ``agree_to_stop(local: bool) -> bool`` method (the distributed wrapper) is asked every
     step, so all ranks stop at the same step whatever their own clocks say.
 
