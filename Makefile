@@ -2,9 +2,10 @@
 #
 #   make book     build the rendered book (creates or reuses .venv); prints where index.html is
 #   make test     every check CI runs: unit tests, notebooks under nbval (smoke budget),
-#                 jupytext pairing + output hygiene, and the book build with warnings as errors
+#                 jupytext pairing + output hygiene, the book build with warnings as errors, and the
+#                 browser check of the built book (make browser-check; needs chromium)
 #
-# Other targets: setup, notebook NB=03_metric, notebooks, reproduce [ONLY=name] [BUDGET=full],
+# Other targets: setup, browser-check, notebook NB=03_metric, notebooks, reproduce [ONLY=name] [BUDGET=full],
 # report, bench, clean.
 
 SHELL := /bin/bash
@@ -39,11 +40,12 @@ NOTEBOOKS := $(sort $(wildcard notebooks/*.ipynb))
 BUDGET ?= full
 NB ?=
 
-.PHONY: help setup book test unit nbval notebook notebooks reproduce report bench clean
+.PHONY: help setup book browser-check test unit nbval notebook notebooks reproduce report bench clean
 
 help:
 	@echo "make book    build the book (prints where index.html is)"
-	@echo "make test    run every test (unit, notebooks at smoke budget, hygiene, book with -W)"
+	@echo "make test    run every test (unit, notebooks at smoke budget, hygiene, book with -W, browser check)"
+	@echo "make browser-check   open every built page in headless Chromium, offline (after make book)"
 	@echo "make notebook NB=03_metric   pair + execute (smoke) + sync one chapter"
 	@echo "make reproduce [ONLY=name] [BUDGET=full]   regenerate results/ and the README table"
 	@echo "make bench   run the benchmarks"
@@ -68,6 +70,13 @@ book: setup
 	@test -f _build/html/index.html || { echo "error: _build/html/index.html was not built" >&2; exit 1; }
 	@echo "The book is at $(abspath _build/html/index.html)"
 
+# Every page of the built book in headless Chromium with every non-local request blocked: formulas
+# typeset by the book's own MathJax, images loaded, no console errors. Screenshots (1280 and 390 px
+# wide) go to _build/screenshots. CHROMIUM=/path/to/chromium picks the browser.
+browser-check: setup
+	@test -f _build/html/index.html || { echo "error: no book in _build/html; run make book first" >&2; exit 1; }
+	python tools/check_book.py --html _build/html --screenshots _build/screenshots
+
 unit: setup
 	python -m pytest -q tests
 
@@ -82,6 +91,7 @@ test: setup
 	$(MAKE) --no-print-directory unit
 	$(MAKE) --no-print-directory nbval
 	$(MAKE) --no-print-directory book
+	$(MAKE) --no-print-directory browser-check
 
 # Edit notebooks/$(NB).py, then: pair it, execute it at the smoke budget, sync both files.
 notebook: setup
