@@ -9,6 +9,8 @@
 * :func:`paired`: two records scored on the *same* test episodes (same ``EVAL_SEED``, ways, shots,
   queries, split and number of episodes) give per-episode differences; their mean with a 95 % CI,
   win/tie/loss counts, a sign test and a Wilcoxon signed-rank test say whether a gap is real.
+* :func:`holm` and :func:`holm_table`: the Holm–Bonferroni correction for a family of paired tests
+  (chapter 9 runs one per pair of methods and setting), so a verdict holds for the family at 5 %.
 * :func:`cost_points`: (training wall time, accuracy) per record for the cost-vs-accuracy plot.
 
 Record selection, the table formats and the papers' numbers are reused from :mod:`mlcore.report`
@@ -211,7 +213,7 @@ def paired(a: dict, b: dict) -> dict:
     losses = sum(x < -1e-12 for x in d)
     out = {"a": a["name"], "b": b["name"], "setting": setting_of(a), "episodes": len(d),
            "mean_difference": mean, "ci95": ci, "wins": wins, "ties": len(d) - wins - losses, "losses": losses,
-           "sign_test_p": sign_test_p(wins, losses), "wilcoxon_p": None}
+           "sign_test_p": sign_test_p(wins, losses), "wilcoxon_p": None, "p": mean_difference_p(mean, ci)}
     if wins + losses > 0:
         try:
             from scipy.stats import wilcoxon  # optional: the sign test above needs no scipy
@@ -248,6 +250,66 @@ def paired_table(records: list[dict], settings: tuple[str, ...] = GRID_SETTINGS 
     return rows
 
 
+def mean_difference_p(mean: float, ci95: float) -> float:
+    """Two-sided p-value of a mean difference under the normal approximation its 95 % CI uses.
+
+    The CI is ``mean ± 1.96 se``, so ``se = ci95 / 1.96`` and ``p = P(|Z| >= |mean| / se)``;
+    ``p < 0.05`` exactly when the CI excludes 0 (up to 1.96 vs 1.95996).
+    """
+    if math.isnan(mean) or math.isnan(ci95):
+        return float("nan")
+    if ci95 <= 0:
+        return 1.0 if mean == 0 else 0.0
+    return math.erfc(abs(mean) / (ci95 / 1.96) / math.sqrt(2))
+
+
+def holm(pvalues) -> list[float]:
+    """Holm–Bonferroni adjusted p-values, in the order given.
+
+    Sort the m p-values ascending, p_(1) <= ... <= p_(m); the adjusted value of p_(i) is
+    ``max over j <= i of min(1, (m - j + 1) p_(j))``. Rejecting every hypothesis whose adjusted
+    p-value is below alpha keeps the probability of *any* false rejection in the family at most
+    alpha, whatever the dependence between the tests (Holm 1979). Example: (0.01, 0.04, 0.03,
+    0.005) -> (0.03, 0.06, 0.06, 0.02).
+    """
+    p = [float(x) for x in pvalues]
+    bad = [x for x in p if math.isnan(x) or not 0.0 <= x <= 1.0]
+    if bad:
+        raise ValueError(f"p-values must lie in [0, 1], got {bad[:3]}")
+    m = len(p)
+    adjusted = [0.0] * m
+    running = 0.0
+    for rank, i in enumerate(sorted(range(m), key=lambda i: p[i])):
+        running = max(running, min(1.0, (m - rank) * p[i]))
+        adjusted[i] = running
+    return adjusted
+
+
+def holm_table(rows: list[dict], alpha: float = 0.05) -> list[dict]:
+    """``rows`` of :func:`paired_table` with the family's Holm correction applied.
+
+    Every compared (not skipped) row is one test of the family; each gets ``holm_p`` (its adjusted
+    :func:`mean_difference_p`) and ``holm_verdict``: the better method "at these budgets" when
+    ``holm_p < alpha``, else "no detectable difference at these budgets". The verdicts describe the
+    records (their training budgets and seeds), not the methods in general. Skipped rows are returned
+    unchanged.
+    """
+    tested = [i for i, r in enumerate(rows) if "skipped" not in r]
+    pvals = [rows[i].get("p") for i in tested]
+    pvals = [mean_difference_p(rows[i]["mean_difference"], rows[i]["ci95"]) if p is None else p
+             for i, p in zip(tested, pvals)]
+    pvals = [1.0 if math.isnan(p) else p for p in pvals]
+    out = [dict(r) for r in rows]
+    for i, p, hp in zip(tested, pvals, holm(pvals)):
+        r = out[i]
+        r["p"], r["holm_p"] = p, hp
+        if hp < alpha and r["verdict"] != "no detectable difference":  # it names the better method
+            r["holm_verdict"] = f"{r['verdict']} at these budgets"
+        else:
+            r["holm_verdict"] = "no detectable difference at these budgets"
+    return out
+
+
 def fmt_paired(row: dict) -> dict:
     """A paired row in percent points for tables."""
     if "skipped" in row:
@@ -258,7 +320,10 @@ def fmt_paired(row: dict) -> dict:
             "difference": f"{100 * row['mean_difference']:+.2f} ± {100 * row['ci95']:.2f}",
             "unpaired": f"± {100 * row['unpaired_ci95']:.2f}",
             "W/T/L": f"{row['wins']}/{row['ties']}/{row['losses']}", "sign p": f"{row['sign_test_p']:.2g}",
-            "Wilcoxon p": "–" if wp is None else f"{wp:.2g}", "verdict": row["verdict"]}
+            "Wilcoxon p": "–" if wp is None else f"{wp:.2g}",
+            "p": "–" if row.get("p") is None else f"{row['p']:.2g}",
+            "Holm p": "–" if row.get("holm_p") is None else f"{row['holm_p']:.2g}",
+            "verdict": row.get("holm_verdict", row["verdict"])}
 
 
 def html_table(rows: list[dict], columns: list[tuple[str, str]]) -> str:
@@ -324,4 +389,5 @@ def plot_cost_accuracy(points: list[dict], ax=None, settings: tuple[str, ...] = 
 
 __all__ = ["GRID_SETTINGS", "MISSING", "PAPER_STEPS", "steps_of", "is_reference", "classification_records",
            "comparison_grid", "pivot", "lake_rows", "same_episodes", "sign_test_p", "paired", "paired_table",
+           "mean_difference_p", "holm", "holm_table",
            "fmt_paired", "html_table", "cost_points", "plot_cost_accuracy"]

@@ -169,3 +169,34 @@ def test_html_table_escapes_and_marks_missing():
     out = compare.html_table([{"a": "<b>", "b": None}], [("a", "A & B"), ("b", "second")])
     assert "&lt;b&gt;" in out and "A &amp; B" in out and "<td>–</td>" in out
     assert out.startswith('<div style="overflow-x:auto">')
+
+
+def test_holm_matches_hand_computation():
+    # sorted: 0.005 (x4 = 0.02), 0.01 (x3 = 0.03), 0.03 (x2 = 0.06), 0.04 (x1 = 0.04 -> monotone: 0.06)
+    adjusted = compare.holm([0.01, 0.04, 0.03, 0.005])
+    assert all(math.isclose(x, y) for x, y in zip(adjusted, [0.03, 0.06, 0.06, 0.02]))
+    assert [x < 0.05 for x in adjusted] == [True, False, False, True]
+    assert compare.holm([0.5, 0.6]) == [1.0, 1.0]  # capped at 1
+    assert compare.holm([]) == [] and compare.holm([0.2]) == [0.2]  # one test: no correction
+    with pytest.raises(ValueError):
+        compare.holm([0.1, float("nan")])
+
+
+def test_mean_difference_p_agrees_with_the_ci():
+    assert math.isclose(compare.mean_difference_p(1.96, 1.96), 0.05, rel_tol=1e-3)  # CI just touches 0
+    assert compare.mean_difference_p(0.0, 0.1) == 1.0
+    assert compare.mean_difference_p(0.3, 0.1) < 1e-6
+
+
+def test_holm_table_corrects_the_family(tmp_path):
+    make_record(tmp_path, "p5", "protonet", 5, 1, episodes(200, 0.9, 0))
+    make_record(tmp_path, "m5", "maml", 5, 1, episodes(200, 0.8, 1))
+    make_record(tmp_path, "r5", "reptile", 5, 1, episodes(200, 0.797, 2))
+    rows = compare.holm_table(compare.paired_table(compare.classification_records(tmp_path)))
+    assert len(rows) == 3 and all(r["holm_p"] >= r["p"] for r in rows)
+    expected = compare.holm([r["p"] for r in rows])
+    assert all(math.isclose(x, r["holm_p"]) for x, r in zip(expected, rows))
+    by = {(r["a"], r["b"]): r for r in rows}
+    assert by[("p5", "m5")]["holm_verdict"] == "Prototypical Networks better at these budgets"
+    assert by[("m5", "r5")]["holm_verdict"] == "no detectable difference at these budgets"
+    assert compare.fmt_paired(by[("p5", "m5")])["verdict"].endswith("at these budgets")
