@@ -54,7 +54,7 @@ from mlcore.rl import baselines as bl
 from mlcore.rl import envs, experiments, rl2
 
 BUDGET = budget.current_budget()
-DEVICE = "cpu"  # the live cells are small; full-budget RL² runs use a GPU (see the end of the chapter)
+DEVICE = "cpu"  # the live cells are small; each full-budget record states its own hardware (end of the chapter)
 print("budget:", BUDGET)
 
 # %% [markdown]
