@@ -15,18 +15,30 @@ with the reward it buys in episode 5.
 
 Everything is batched: one update rolls out ``trials_per_update`` trials in lockstep (one GRU step for
 all of them per time step), then re-runs the GRU over the stored input sequences for the PPO epochs.
+
+Reproducibility. The learning rate, the entropy bonus and the entropy floor are annealed on the *update
+index* only (:func:`rl2_schedule`), never on the wall clock, so ``updates=N`` is the same run on any
+machine. A time limit (``RL2Config.time_limit_s`` or a process deadline) only *stops* training: the
+schedule is then cut where it was, and the curve's last row says so. With ``run_dir`` the policy,
+optimiser, update index, RNG states and curve are checkpointed atomically every few updates, and a
+second call with the same ``run_dir`` resumes the run exactly (the tasks of update ``u`` come from a
+sampler seeded by ``u``, so they need no saved state). A non-finite loss or gradient stops training
+with :class:`mlcore.engine.NonFiniteLossError` before the step is taken, keeping the last good checkpoint.
 """
 from __future__ import annotations
 
 import json
+import math
 import time
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..results import mean_ci95
+from ..engine import NonFiniteLossError
+from ..results import atomic_torch_save, mean_ci95
 from .baselines import POLICY_SEED_OFFSET
 from .envs import TrialEnv, check_spec, cpu_threads, make_env
 
@@ -134,7 +146,32 @@ def gae(rewards: torch.Tensor, values: torch.Tensor, gamma: float, lam: float) -
 
 @dataclass
 class RL2Config:
-    """Hyper-parameters of one RL^2 training run (the record stores them)."""
+    """Hyper-parameters of one RL^2 training run (the record stores them).
+
+    Schedules (:func:`rl2_schedule`) run over the *planned* ``updates``: the learning rate decays linearly
+    to 10 %, the entropy bonus and the entropy floor to 0.
+
+    Two guards against the policy collapsing before it has learnt to explore (the 10-episode MDP agent
+    trained under the old wall-clock schedule went from entropy 1.60 to 0.36 nats in 37 updates, then its
+    reward stayed flat):
+
+    * ``entropy_floor`` -- a hinge penalty ``entropy_floor_coef * max(0, floor - H)`` on the mean policy
+      entropy ``H`` of each minibatch, with ``floor = entropy_floor * log(num_actions)`` at the start of
+      training, decayed to 0 with the schedule. Above the floor it does nothing; below it, it adds
+      ``entropy_floor_coef`` (0.1) to the entropy coefficient (at most 0.01). It decays because a
+      trained RL^2 agent *should* end almost deterministic (the 10-pull bandit agents finish at
+      0.04 nats): only an *early* collapse is premature. ``0`` turns it off.
+    * ``target_kl`` -- early stop of the PPO epochs (as in Stable-Baselines3 and CleanRL): before each
+      minibatch step, the approximate KL(old || new) on that minibatch is measured, and once it exceeds
+      ``target_kl`` the rest of this update's epochs are skipped. 8 epochs x 4 minibatches on one
+      rollout can otherwise move the policy far past the region where the clipped objective is a good
+      surrogate. ``None`` turns it off. (The reference runs' mean KL per update was 0.001-0.012, so
+      it only cuts outlying updates.)
+
+    ``time_limit_s`` is a safety stop, not a schedule: training ends after the first update that finishes
+    this many seconds into the call; the curve's last row says ``stopped``. It is the one field a resumed
+    run may change.
+    """
 
     spec: dict
     hidden: int = 256
@@ -146,60 +183,164 @@ class RL2Config:
     clip: float = 0.2
     epochs: int = 4
     minibatches: int = 4
-    entropy: float = 0.01      # linearly decayed to 0 over training
+    entropy: float = 0.01      # entropy bonus, linearly decayed to 0 over the planned updates
+    entropy_floor: float = 0.25  # fraction of log(num_actions) below which the hinge penalty acts (decayed to 0)
+    entropy_floor_coef: float = 0.1
+    target_kl: float | None = 0.02  # stop this update's PPO epochs once a minibatch's approx KL exceeds it
     value_coef: float = 0.5
     grad_clip: float = 1.0
     reward_scale: float = 1.0  # rewards are multiplied by this inside the loss only (MDP returns are large)
-    time_limit_s: float | None = None  # stop early (and say so in the curve) after this much training time
+    time_limit_s: float | None = None  # safety stop only (the curve says so); never changes the schedule
     extra: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return asdict(self)
 
+    def check(self) -> RL2Config:
+        """Reject values that would fail (or silently do nothing) deep inside training."""
+        ints = {"hidden": self.hidden, "updates": self.updates, "trials_per_update": self.trials_per_update,
+                "epochs": self.epochs, "minibatches": self.minibatches}
+        for k, v in ints.items():
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise ValueError(f"RL2Config.{k} must be an int >= 1, got {v!r}")
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise ValueError(f"RL2Config.lr must be a positive finite number, got {self.lr!r}")
+        for k in ("entropy", "entropy_floor", "entropy_floor_coef"):
+            v = getattr(self, k)
+            if not (math.isfinite(v) and v >= 0):
+                raise ValueError(f"RL2Config.{k} must be a finite number >= 0, got {v!r}")
+        if self.target_kl is not None and not (math.isfinite(self.target_kl) and self.target_kl > 0):
+            raise ValueError(f"RL2Config.target_kl must be None (off) or a positive number, got {self.target_kl!r}")
+        if self.time_limit_s is not None and not self.time_limit_s >= 0:
+            raise ValueError(f"RL2Config.time_limit_s must be None or >= 0 seconds, got {self.time_limit_s!r}")
+        return self
+
+
+def rl2_schedule(cfg: RL2Config, update: int) -> dict:
+    """Learning rate, entropy coefficient and entropy-floor fraction at 0-based ``update``: a function of
+    ``update / (cfg.updates - 1)`` alone, so two machines at the same update use the same values."""
+    frac = min(1.0, update / max(1, cfg.updates - 1))
+    return {"lr": cfg.lr * (1.0 - 0.9 * frac), "entropy_coef": cfg.entropy * (1.0 - frac),
+            "entropy_floor": cfg.entropy_floor * (1.0 - frac)}
+
 
 def ppo_update(policy: RL2Policy, optimizer: torch.optim.Optimizer, ro: Rollout, cfg: RL2Config,
-               entropy_coef: float, generator: torch.Generator) -> dict:
-    """PPO-clip epochs over minibatches of whole trials; the GRU re-reads each trial from a zero state."""
+               entropy_coef: float, generator: torch.Generator, entropy_floor: float = 0.0) -> dict:
+    """PPO-clip epochs over minibatches of whole trials; the GRU re-reads each trial from a zero state.
+
+    ``entropy_floor`` is in nats (the hinge of :class:`RL2Config`); ``cfg.target_kl`` may end the epochs
+    early. Returns the means over the minibatches evaluated of the losses, the entropy, the approximate
+    KL and the fraction of minibatches below the floor, plus ``ppo_steps`` (optimiser steps taken) and
+    ``kl_stopped``. Raises :class:`NonFiniteLossError` before stepping on a non-finite loss or gradient.
+    """
     rewards = ro.rewards * cfg.reward_scale
     adv = gae(rewards, ro.values, cfg.gamma, cfg.gae_lambda)
     returns = adv + ro.values
     adv = (adv - adv.mean()) / (adv.std() + 1e-8)
     B = ro.actions.shape[0]
     mb = max(1, B // cfg.minibatches)
-    stats = {"policy_loss": 0.0, "value_loss": 0.0, "entropy": 0.0, "approx_kl": 0.0}
-    n = 0
-    for _ in range(cfg.epochs):
+    stats = {"policy_loss": 0.0, "value_loss": 0.0, "entropy": 0.0, "approx_kl": 0.0, "floor_active": 0.0}
+    n, steps, kl_stopped = 0, 0, False
+    for epoch in range(cfg.epochs):
         perm = torch.randperm(B, generator=generator, device=generator.device).to(ro.actions.device)
         for i in range(0, B, mb):
             idx = perm[i:i + mb]
             logits, values, _ = policy(ro.inputs[idx])
             logp_all = torch.log_softmax(logits, -1)
             logp = logp_all.gather(-1, ro.actions[idx, :, None])[..., 0]
-            ratio = torch.exp(logp - ro.logp[idx])
+            logratio = logp - ro.logp[idx]
+            ratio = torch.exp(logratio)
             a = adv[idx]
             pg = -torch.minimum(ratio * a, ratio.clamp(1 - cfg.clip, 1 + cfg.clip) * a).mean()
             vl = F.mse_loss(values, returns[idx])
             ent = -(logp_all.exp() * logp_all).sum(-1).mean()
-            loss = pg + cfg.value_coef * vl - entropy_coef * ent
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            nn.utils.clip_grad_norm_(policy.parameters(), cfg.grad_clip)
-            optimizer.step()
+            below = torch.clamp(entropy_floor - ent, min=0.0)  # 0 unless the policy is less random than the floor
+            loss = pg + cfg.value_coef * vl - entropy_coef * ent + cfg.entropy_floor_coef * below
+            if not torch.isfinite(loss):
+                raise NonFiniteLossError(f"PPO loss is {float(loss.detach())} (epoch {epoch + 1}, minibatch {i // mb + 1})")
             with torch.no_grad():
-                stats["approx_kl"] += float((ro.logp[idx] - logp).mean())
+                # KL(old || new) by the low-variance, non-negative estimator E[(r - 1) - log r] (as in CleanRL)
+                kl = float(((ratio - 1) - logratio).mean())
+            stats["approx_kl"] += kl
             stats["policy_loss"] += float(pg.detach())
             stats["value_loss"] += float(vl.detach())
             stats["entropy"] += float(ent.detach())
+            stats["floor_active"] += float(below.detach() > 0)
             n += 1
-    return {k: v / n for k, v in stats.items()}
+            if cfg.target_kl is not None and kl > cfg.target_kl:
+                kl_stopped = True  # measured before stepping: this minibatch's step is not taken
+                break
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            norm = nn.utils.clip_grad_norm_(policy.parameters(), cfg.grad_clip)
+            if not torch.isfinite(norm):
+                raise NonFiniteLossError(f"gradient norm is {float(norm)} (epoch {epoch + 1}, minibatch {i // mb + 1})")
+            optimizer.step()
+            steps += 1
+        if kl_stopped:
+            break
+    return {**{k: v / n for k, v in stats.items()}, "ppo_steps": steps, "kl_stopped": kl_stopped}
+
+
+CHECKPOINT_NAME = "last.pt"
+
+
+def _run_identity(cfg: RL2Config, seed: int, policy: RL2Policy) -> dict:
+    """What a checkpoint must match to be resumed: everything that shapes the run except the safety stop."""
+    config = {k: v for k, v in cfg.to_dict().items() if k != "time_limit_s"}
+    return {"config": config, "seed": seed, "policy": type(policy).__name__, "model": policy.config()}
+
+
+def _save_checkpoint(path: Path, policy, opt, g: torch.Generator, update: int, history: list[dict],
+                     wall_s: float, identity: dict, counts: dict) -> None:
+    # tensors and plain Python only (non-tensor state as JSON strings), so it loads with weights_only=True
+    atomic_torch_save({
+        "policy": {k: v.detach().cpu() for k, v in policy.state_dict().items()},
+        "optimizer": opt.state_dict(), "update": update, "wall_s": wall_s,
+        "rng_torch": torch.get_rng_state(), "rng_generator": g.get_state().cpu(),
+        "history": json.dumps(history), "identity": json.dumps(identity, sort_keys=True),
+        "counts": json.dumps(counts),
+    }, path)
+
+
+def _load_checkpoint(path: Path, policy, opt, g: torch.Generator, identity: dict) -> tuple[int, list, float, dict]:
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    saved = json.loads(state["identity"])
+    if saved != json.loads(json.dumps(identity, sort_keys=True)):
+        flat = lambda d: {**d["config"], "seed": d["seed"], "policy": d["policy"], "model": d["model"]}
+        old, new = flat(saved), flat(json.loads(json.dumps(identity)))
+        diff = "; ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in sorted(old.keys() | new.keys())
+                         if old.get(k) != new.get(k))
+        raise ValueError(f"{path} holds a different RL^2 run ({diff}); resume it with the same config and "
+                         f"seed, or use another run_dir")
+    policy.load_state_dict(state["policy"])
+    opt.load_state_dict(state["optimizer"])
+    torch.set_rng_state(state["rng_torch"])
+    g.set_state(state["rng_generator"])
+    return int(state["update"]), json.loads(state["history"]), float(state["wall_s"]), json.loads(state["counts"])
 
 
 def train_rl2(cfg: RL2Config, seed: int = 0, device=None, log_every: int = 10, progress: bool = False,
-              policy: RL2Policy | None = None) -> tuple[RL2Policy, list[dict]]:
+              policy: RL2Policy | None = None, run_dir: str | Path | None = None, checkpoint_every: int = 10,
+              stop_after: int | None = None, deadline: float | None = None) -> tuple[RL2Policy, list[dict]]:
     """Meta-train an RL^2 policy on ``cfg.spec``'s task distribution. Every update draws
     ``cfg.trials_per_update`` fresh tasks (training seeds ``seed * 1_000_003 + update``, disjoint from
-    the evaluation seeds the book uses). Returns the policy and a learning curve."""
+    the evaluation seeds the book uses). Returns the policy and a learning curve: one row every
+    ``log_every`` updates (and the last) with that update's reward, losses, policy entropy, approximate
+    KL, PPO steps taken and schedule values, and ``kl_stops`` / ``floor_updates``: how many updates so
+    far had their epochs cut by ``target_kl`` / met the entropy floor.
+
+    ``run_dir``: checkpoint there every ``checkpoint_every`` updates and when training ends, and resume
+    from an existing checkpoint (refused with a ValueError if it belongs to another config or seed).
+    ``stop_after``: end this call after that many updates (a simulated crash, for tests; no row says so).
+    ``deadline`` (a ``time.time()`` value, e.g. :func:`mlcore.runtime.train_deadline`) and
+    ``cfg.time_limit_s`` stop training early; the schedule is not changed, and the last row of the
+    curve gets ``stopped``.
+    """
     spec = check_spec(cfg.spec)
+    cfg.check()
+    if not isinstance(checkpoint_every, int) or checkpoint_every < 1:
+        raise ValueError(f"checkpoint_every must be an int >= 1, got {checkpoint_every!r}")
     device = torch.device(device or "cpu")
     torch.manual_seed(seed)
     probe = make_env(spec, 1, 0, "cpu")
@@ -209,36 +350,65 @@ def train_rl2(cfg: RL2Config, seed: int = 0, device=None, log_every: int = 10, p
     opt = torch.optim.Adam(policy.parameters(), lr=cfg.lr, eps=1e-5)
     g = torch.Generator(device=device)
     g.manual_seed(seed)
-    history = []
+    ckpt = Path(run_dir) / CHECKPOINT_NAME if run_dir is not None else None
+    identity = _run_identity(cfg, seed, policy)
+    # updates so far whose PPO epochs the KL stop cut / in which the entropy floor acted: every row carries
+    # them, so a guard that fired between two logged rows still shows
+    start, history, prior_wall, counts = 0, [], 0.0, {"kl_stops": 0, "floor_updates": 0}
+    if ckpt is not None and ckpt.exists():
+        start, history, prior_wall, counts = _load_checkpoint(ckpt, policy, opt, g, identity)
     with cpu_threads(device):
-        _train_loop(policy, opt, cfg, spec, seed, device, g, history, log_every, progress)
+        _train_loop(policy, opt, cfg, spec, seed, device, g, history, log_every, progress, start, prior_wall,
+                    ckpt, checkpoint_every, stop_after, deadline, identity, counts)
     return policy, history
 
 
-def _train_loop(policy, opt, cfg, spec, seed, device, g, history, log_every, progress) -> None:
+def _train_loop(policy, opt, cfg, spec, seed, device, g, history, log_every, progress, start, prior_wall,
+                ckpt, checkpoint_every, stop_after, deadline, identity, counts) -> None:
     t0 = time.perf_counter()
-    for u in range(cfg.updates):
+    wall = lambda: prior_wall + time.perf_counter() - t0
+    end = cfg.updates if stop_after is None else min(cfg.updates, start + stop_after)
+    max_entropy = math.log(policy.num_actions)
+    last_good = start
+    for u in range(start, end):
         env = make_env(spec, cfg.trials_per_update, 10_000_000 + seed * 1_000_003 + u, device)
         ro = rollout(policy, env, g)
-        frac = u / max(1, cfg.updates - 1)
-        if cfg.time_limit_s is not None:
-            # anneal over whichever budget ends first, so a run stopped by its clock has finished its schedule
-            clock = (time.perf_counter() - t0) / cfg.time_limit_s if cfg.time_limit_s > 0 else 1.0
-            frac = min(1.0, max(frac, clock))
-        for pg in opt.param_groups:  # linear learning-rate decay to 10 %
-            pg["lr"] = cfg.lr * (1.0 - 0.9 * frac)
-        st = ppo_update(policy, opt, ro, cfg, cfg.entropy * (1.0 - frac), g)
-        if u % log_every == 0 or u == cfg.updates - 1:
-            row = {"update": u + 1, "trials_seen": (u + 1) * cfg.trials_per_update,
-                   "mean_total_reward": float(ro.total.mean()), "wall_s": round(time.perf_counter() - t0, 2),
-                   **{k: round(v, 5) for k, v in st.items()}}
+        sched = rl2_schedule(cfg, u)  # the update index alone sets the schedule, never the clock
+        for pg in opt.param_groups:
+            pg["lr"] = sched["lr"]
+        floor = sched["entropy_floor"] * max_entropy
+        try:
+            st = ppo_update(policy, opt, ro, cfg, sched["entropy_coef"], g, floor)
+        except NonFiniteLossError as e:
+            kept = (f"the last good checkpoint ({ckpt}, update {last_good}) is kept" if ckpt is not None
+                    and ckpt.exists() else "no checkpoint was written (no run_dir)")
+            raise NonFiniteLossError(f"RL^2 update {u + 1}: {e}; training stopped before that step, {kept}. "
+                                     "Lower lr or grad_clip, then resume.") from None
+        counts["kl_stops"] += int(st["kl_stopped"])
+        counts["floor_updates"] += int(st["floor_active"] > 0)
+        done = u + 1
+        stopped = None
+        if done < cfg.updates:
+            if cfg.time_limit_s is not None and time.perf_counter() - t0 >= cfg.time_limit_s:
+                stopped = f"time_limit_s reached after {done} of {cfg.updates} updates"
+            elif deadline is not None and time.time() >= deadline:
+                stopped = f"process time limit reached after {done} of {cfg.updates} updates"
+        if u % log_every == 0 or done == cfg.updates or stopped:
+            row = {"update": done, "trials_seen": done * cfg.trials_per_update,
+                   "mean_total_reward": float(ro.total.mean()), "wall_s": round(wall(), 2),
+                   **{k: round(v, 5) for k, v in st.items() if isinstance(v, float)},
+                   "ppo_steps": st["ppo_steps"], "kl_stopped": st["kl_stopped"],
+                   "lr": round(sched["lr"], 8), "entropy_coef": round(sched["entropy_coef"], 8),
+                   "entropy_floor": round(floor, 5), **counts}
+            if stopped:
+                row["stopped"] = stopped
             history.append(row)
             if progress:
                 print(json.dumps({"rl2_train": row}), flush=True)
-        if cfg.time_limit_s is not None and time.perf_counter() - t0 > cfg.time_limit_s and u < cfg.updates - 1:
-            history.append({"update": u + 1, "trials_seen": (u + 1) * cfg.trials_per_update,
-                            "mean_total_reward": float(ro.total.mean()),
-                            "wall_s": round(time.perf_counter() - t0, 2), "stopped": "time_limit_s reached"})
+        if ckpt is not None and (done % checkpoint_every == 0 or done == end or stopped):
+            _save_checkpoint(ckpt, policy, opt, g, done, history, wall(), identity, counts)
+            last_good = done
+        if stopped:
             break
 
 
@@ -279,6 +449,7 @@ __all__ = [
     "evaluate_rl2",
     "gae",
     "ppo_update",
+    "rl2_schedule",
     "rollout",
     "train_rl2",
 ]
