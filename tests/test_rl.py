@@ -241,7 +241,9 @@ def test_records_and_cli_eval(tmp_path):
                             overrides={"updates": 3, "hidden": 16, "time_limit_s": 0.0}, progress=False)
     rec = json.loads(path.read_text())
     assert rec["metrics"]["updates_done"] == 1  # the time limit stops training and the record says so
-    assert rec["metrics"]["learning_curve"][-1]["stopped"].startswith("time_limit_s reached")
+    assert rec["metrics"]["learning_curve"][-1]["stopped"] == "time_limit_s reached after 1 of 3 updates"
+    assert rec["config"]["time_limited"] == {"planned_steps": 3, "steps_run": 1,
+                                             "reason": "time_limit_s reached after 1 of 3 updates"}
     assert rec["method"] == "rl2" and (tmp_path / rec["checkpoint"]).exists()
     assert 0 <= rec["metrics"]["mean_total_reward"] <= 5
     again = eval_record(path, episodes=100, seed=123)
@@ -253,35 +255,45 @@ def test_records_and_cli_eval(tmp_path):
     assert line["record"] == rec["name"] and line["trials"] == 50
 
 
-def test_reproduce_steps_sets_updates_and_lifts_the_time_limit(tmp_path):
-    from mlcore.rl.experiments import reproduce_rl2, rl2_config
+def test_reproduce_steps_sets_updates(tmp_path):
+    from mlcore.rl.experiments import SPECS, reproduce_rl2, rl2_config
 
     spec = {"env": "bandit", "arms": 3, "pulls": 5}
-    assert rl2_config(spec, "full").time_limit_s is not None  # the GPU-sized default
+    # the full recipe is a number of updates, not a wall-clock budget
+    assert all(rl2_config(s, "full").time_limit_s is None for s in SPECS.values())
     (path,) = reproduce_rl2("full", 0, tmp_path, "cpu", spec, steps=2, progress=False,
                             overrides={"trials_per_update": 16, "hidden": 8, "epochs": 1, "minibatches": 1})
     rec = json.loads(path.read_text())
     assert rec["config"]["rl2"]["updates"] == 2 and rec["config"]["rl2"]["time_limit_s"] is None
-    assert rec["metrics"]["updates_done"] == 2
+    assert rec["metrics"]["updates_done"] == 2 and "time_limited" not in rec["config"]
     with pytest.raises(ValueError, match="updates"):
         reproduce_rl2("full", 0, tmp_path, "cpu", spec, steps=0)
 
 
 def test_process_time_limit_stops_rl2_and_says_so(tmp_path, monkeypatch):
-    """`--time-limit` (the process deadline) caps RL^2's training clock; the curve says it stopped."""
+    """`--time-limit` (the process deadline) stops RL^2's training without touching its schedule: the
+    config keeps the planned updates, the curve's rows carry the planned schedule's values, and the record
+    says how many updates ran."""
     import time
 
     from mlcore import runtime
     from mlcore.rl.experiments import reproduce_rl2
+    from mlcore.rl.rl2 import RL2Config, rl2_schedule
 
     monkeypatch.setenv(runtime.TRAIN_DEADLINE_ENV, repr(time.time() + 1.0))
     spec = {"env": "bandit", "arms": 3, "pulls": 5}
     (path,) = reproduce_rl2("full", 0, tmp_path, "cpu", spec, steps=100000, progress=False,
                             overrides={"trials_per_update": 16, "hidden": 8, "epochs": 1, "minibatches": 1})
     rec = json.loads(path.read_text())
-    assert 0 < rec["config"]["rl2"]["time_limit_s"] <= 1.0
-    assert rec["metrics"]["updates_done"] < 100000
-    assert rec["metrics"]["learning_curve"][-1]["stopped"].startswith("time_limit_s reached")
+    assert rec["config"]["rl2"]["time_limit_s"] is None and rec["config"]["rl2"]["updates"] == 100000
+    done = rec["metrics"]["updates_done"]
+    assert 0 < done < 100000
+    assert rec["metrics"]["learning_curve"][-1]["stopped"].startswith("process time limit reached")
+    assert rec["config"]["time_limited"]["planned_steps"] == 100000 and rec["config"]["time_limited"]["steps_run"] == done
+    cfg = RL2Config(**rec["config"]["rl2"])
+    for row in rec["metrics"]["learning_curve"]:  # the schedule is cut, not compressed into the time left
+        assert row["lr"] == round(rl2_schedule(cfg, row["update"] - 1)["lr"], 8)
+    assert rec["metrics"]["learning_curve"][-1]["lr"] > 0.99 * cfg.lr
 
 
 def test_rl_package_does_not_import_gymnasium():

@@ -64,7 +64,10 @@ def rl2_config(spec: dict, budget: str | None = None) -> RL2Config:
     """The RL^2 recipe per setting and budget.
 
     ``smoke`` keeps each run under ~20 s on two laptop cores (long trials: a 3-update pipeline check);
-    ``full`` is sized for one GPU shared with other runs (<= 6 min; see the chapter for timings).
+    ``full`` is a number of PPO updates, with no time limit: the schedules run over those updates, so the
+    record is the same run on any machine (measured on one shared GPU: about 15 min for the n=100 bandits
+    and the n=10 MDPs, 17 min for the n=25 MDPs; see the chapter). ``--time-limit`` may still stop it
+    early, and the record then says how many updates ran (``config.time_limited``).
     """
     spec = check_spec(spec)
     budget = budget_mod.current_budget(budget)
@@ -78,11 +81,12 @@ def rl2_config(spec: dict, budget: str | None = None) -> RL2Config:
         # long trials: a CPU GRU step costs the same for 16 trials as for 256, so keep it to a pipeline check
         return RL2Config(spec=spec, updates=3, trials_per_update=32, lr=3e-3, epochs=2, minibatches=1,
                          reward_scale=scale)
-    updates = {10: 500, 100: 300, 250: 150}.get(steps, 150)
-    # 2,000 trials per update, 8 PPO epochs x 4 minibatches of 500 whole trials; training stops at 300 s so
-    # that training + evaluation fit in 6 min even on a GPU shared with other runs (the record says when).
+    # 10-pull bandits: the 150- and 200-update records had levelled off at 6.5-6.7 by update ~100, so 200;
+    # long trials were still improving when the old 300 s cap stopped them (43-102 updates), so 300 / 150
+    updates = {10: 200, 100: 300, 250: 150}.get(steps, 150)
+    # 2,000 trials per update, 8 PPO epochs x 4 minibatches of 500 whole trials
     return RL2Config(spec=spec, updates=updates, trials_per_update=2000, lr=2e-3, epochs=8, minibatches=4,
-                     reward_scale=scale, time_limit_s=300.0)
+                     reward_scale=scale)
 
 
 def _out_dir(out_dir, budget: str) -> Path:
@@ -95,11 +99,14 @@ def _dataset(spec: dict) -> str:
 
 def reproduce_rl2(budget: str | None = None, seed: int = 0, out_dir=None, device=None, spec: dict | None = None,
                   overrides: dict | None = None, progress: bool = True, steps: int | None = None,
-                  **_ignored) -> list[Path]:
+                  run_dir=None, **_ignored) -> list[Path]:
     """Train RL^2 on ``spec`` at ``budget``, score it on the evaluation trials, write record + checkpoint.
 
-    ``steps`` (``reproduce --steps``) sets the number of PPO updates and lifts the wall-clock limit of the
-    full budget, which is sized for a GPU: on a CPU that limit stops training after a few dozen updates.
+    ``steps`` (``reproduce --steps``) sets the number of PPO updates; the schedules then run over those
+    updates. The process's ``--time-limit`` only stops training: the schedule is cut where it was, and
+    ``config.time_limited`` gives the planned and the run updates. ``run_dir`` holds the resumable training
+    checkpoint (default: ``runs/<name>`` when ``out_dir`` is not given, i.e. for the CLI's own records,
+    else none): the same command again resumes a run that a crash or a time limit stopped.
     """
     budget = budget_mod.current_budget(budget)
     spec = check_spec(spec)
@@ -107,22 +114,27 @@ def reproduce_rl2(budget: str | None = None, seed: int = 0, out_dir=None, device
     if steps is not None:
         if steps < 1:
             raise ValueError(f"steps (PPO updates) must be >= 1, got {steps}")
-        cfg.updates, cfg.time_limit_s = steps, None
+        cfg.updates = steps
     for k, v in (overrides or {}).items():
         if k not in RL2Config.__dataclass_fields__:
             raise ValueError(f"unknown RL2Config field {k!r}")
         setattr(cfg, k, v)
-    deadline = train_deadline()
-    if deadline is not None:  # `--time-limit`: stop (and finish annealing) by the process's deadline
-        left = max(1.0, deadline - time.time())
-        cfg.time_limit_s = left if cfg.time_limit_s is None else min(cfg.time_limit_s, left)
     device = get_device(device)
     key = spec_name(spec)
     name = f"rl2_{key}" + ("" if budget == "full" else f"_{budget}")
+    if run_dir is None and out_dir is None:
+        run_dir = Path("runs") / name
     t0 = time.perf_counter()
+    # `--time-limit` (the process deadline) stops training; it leaves cfg, and so the schedule, as it is
     policy, history = train_rl2(cfg, seed=seed, device=device, log_every=max(1, cfg.updates // 50),
-                                progress=progress)
-    train_wall = time.perf_counter() - t0
+                                progress=progress, run_dir=run_dir, deadline=train_deadline())
+    # training seconds over every call that made this run (a resumed run counts its earlier calls too)
+    train_wall = history[-1]["wall_s"] if history else time.perf_counter() - t0
+    updates_done = history[-1]["update"] if history else 0
+    stopped = history[-1].get("stopped") if history else None
+    # the keys of mlcore.runs.time_limited, which the report and benchmarks/short_records.py read
+    time_limited = ({"planned_steps": cfg.updates, "steps_run": updates_done, "reason": stopped}
+                    if stopped else None)
     trials = budget_mod.pick(budget, smoke=200, full=EVAL_TRIALS)
     res = evaluate_rl2(policy, spec, trials, EVAL_SEED, device)
     res_argmax = evaluate_rl2(policy, spec, trials, EVAL_SEED, device, greedy=True)
@@ -133,12 +145,13 @@ def reproduce_rl2(budget: str | None = None, seed: int = 0, out_dir=None, device
     rec = Record(
         name=name, method="rl2", dataset=_dataset(spec), episodes=trials, ci95=res["ci95"], seed=seed,
         config={"spec": spec, "rl2": cfg.to_dict(), "model": policy.config(), "eval_seed": EVAL_SEED,
-                "eval_policy": "sample (the stochastic policy as trained)"},
+                "eval_policy": "sample (the stochastic policy as trained)",
+                **({"time_limited": time_limited} if time_limited else {})},
         metrics={"mean_total_reward": res["mean_total_reward"], "ci95": res["ci95"], "trials": trials,
                  "argmax_policy": {k: res_argmax[k] for k in ("mean_total_reward", "ci95")},
                  "paper": PAPER.get(key, {}), "learning_curve": history,
-                 "updates_done": history[-1]["update"] if history else 0,
-                 "seconds_per_update": train_wall / max(1, history[-1]["update"] if history else 1),
+                 "updates_done": updates_done,
+                 "seconds_per_update": train_wall / max(1, updates_done),
                  "device": str(device)},
         hardware=hardware(), wall_s=time.perf_counter() - t0, train_wall_s=train_wall, git_commit=git_commit(),
         checkpoint=ckpt.name, budget=budget,
