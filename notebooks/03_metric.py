@@ -25,7 +25,7 @@
 #
 # 1. say what a *learned metric* is and why a fixed one (pixels) fails on one-shot problems;
 # 2. train a Siamese network {cite}`koch2015siamese` as a same/different verifier and use it for N-way K-shot
-#    classification, and recognise (and fix) the three defects of the article's Siamese listing;
+#    classification, and recognise (and fix) the three defects of the Siamese listing of the article's §5.1;
 # 3. explain how a Relation Network {cite}`sung2018relation` learns the comparison itself;
 # 4. write the article's task-similarity loss $\sum (f_\theta(T_i,T_j)-y_{ij})^2$, train it with labels that
 #    mean something, and measure when retrieving the nearest training task helps a new task.
@@ -69,7 +69,7 @@ def show_source(obj):
 
 
 def reference(name):
-    """The full-budget record `results/<name>.json`, or None (and say so) if the GPU run has not produced it."""
+    """The full-budget record `results/<name>.json`, or None (and say so) if it has not been produced."""
     path = RESULTS_DIR / f"{name}.json"
     if not path.exists():
         print(f"{name}: reference record not yet produced")
@@ -114,14 +114,15 @@ for label, s in [("5-way 1-shot, Vinyals test split", test_sampler(5, 1, 15)),
 #
 # ### The article's listing, and what is wrong with it
 #
-# The article's §5.1 prints a short PyTorch Siamese network. We do not have its exact text, so the listing
-# below is a **reconstruction** with exactly the three defects the printed code has. It lives in
-# `mlcore.metric.article_siamese` as a string (Chapter 8 reuses it); `diagnose` compiles and parses it.
+# The article's §5.1 prints a short PyTorch Siamese network. The listing below is **our reconstruction of that
+# code, not the article's text**: a short Siamese network written to have the three defects described below.
+# It lives in `mlcore.metric.article_siamese` as a string (Chapter 8 reuses it); `diagnose` compiles and
+# parses it.
 
 # %%
 from mlcore.metric import article_siamese
 
-print(f"# {article_siamese.ARTICLE_LABEL}\n")
+print("# reconstruction of the Siamese listing of the article's §5.1 (not its verbatim text)\n")
 print(article_siamese.ARTICLE_LISTING)
 
 # %%
@@ -258,8 +259,9 @@ for agg in ("mean_logit", "max"):
 siamese_live.aggregate = "max"
 
 # %% [markdown]
-# **Reference records** (full budget, one GPU; Vinyals protocol). The targets are the Siamese numbers that
-# Vinyals et al. report for their re-implementation: 96.7 / 98.4 / 88.0 / 96.5 %.
+# **Reference records** (full budget, Vinyals protocol; one network trained once and scored in all four
+# settings, on the hardware each line prints). The targets are the Siamese numbers that Vinyals et al. report
+# for their re-implementation: 96.7 / 98.4 / 88.0 / 96.5 %.
 
 # %%
 targets = {"5w1s": 96.7, "5w5s": 98.4, "20w1s": 88.0, "20w5s": 96.5}
@@ -267,7 +269,7 @@ for setting, target in targets.items():
     r = reference(f"siamese_omniglot_{setting}")
     if r is not None:
         print(f"siamese {setting}: {100 * r.accuracy:.1f} ± {100 * r.ci95:.1f} %  (target {target}; "
-              f"{r.config['recipe']['steps']} steps, {r.train_wall_s:.0f} s on {r.hardware.get('gpu', 'CPU')})")
+              f"{r.config['recipe']['steps']} steps, {r.train_wall_s:.0f} s on {hardware_label(r.hardware)})")
 
 # %% [markdown]
 # ### Lake's protocol: 20-way within-alphabet one-shot
@@ -295,8 +297,9 @@ if ref is not None:
 
 # %% [markdown]
 # The reference network falls well short of Koch's 92.0 %: 74.0 ± 0.8 % on the fixed within-alphabet trials.
-# It trained for 4.5 minutes on a GPU shared with 29 other runs, and a time limit stopped it at 4,144 of the
-# recipe's 5,000 steps. Its training pair accuracy was 97.8 % at the end, so verification is largely learned.
+# It trained for 4.5 minutes on an H100 that it shared with other concurrent runs (run log:
+# `benchmarks/results/gpu_session_2026-11-26_a.txt`), and a time limit stopped it at 4,144 of the recipe's
+# 5,000 steps. Its training pair accuracy was 97.8 % at the end, so verification is largely learned.
 # One-shot discrimination between look-alike characters of one alphabet is not: that is where the budget shows.
 # Koch et al. also trained at 105×105, not 56×56. The record's weights are stored at half
 # precision to keep the repository small; `mlcore.load` casts them back to float32.
@@ -393,7 +396,8 @@ plt.show()
 
 # %% [markdown]
 # **Reference records** (full budget). Paper: 99.6 ± 0.2, 99.8 ± 0.1, 97.6 ± 0.2, 99.1 ± 0.1 %. Sung et al.
-# trained for up to a million episodes; ours get a few minutes of a shared GPU, so a shortfall is expected and is
+# trained for up to a million episodes; ours had a few thousand (the 5-way records on one CPU thread, the
+# 20-way ones on a shared H100 under a time limit, as each line prints), so a shortfall is expected and is
 # shown with its CI and its budget.
 
 # %%
@@ -552,7 +556,7 @@ retrieved_grid(models, analysis)
 # %%
 ref_ts = reference("task_similarity_omniglot")
 if ref_ts is not None:
-    transfer_table(ref_ts.metrics, f"REFERENCE ({ref_ts.hardware.get('gpu', 'CPU')}, "
+    transfer_table(ref_ts.metrics, f"REFERENCE ({hardware_label(ref_ts.hardware)}, "
                                    f"{ref_ts.wall_s:.0f} s)")
     similarity_figures(ref_ts.metrics, "REFERENCE (full budget)")
 
@@ -574,8 +578,9 @@ if ref_ts is not None:
 #   embedding (Siamese) or a learned comparison (Relation Network) trained on many classes transfers to new ones.
 # * A Siamese network is trained for *verification* (same/different pairs, weighted L1 + sigmoid + BCE) and used
 #   for N-way K-shot by comparing; for K > 1 the per-shot log-odds are averaged (naive-Bayes evidence) or maxed.
-# * The article's listing fails three ways: no `import torch`, undefined `conv_net`, cut off in `forward`. A fourth
-#   problem hides in `256 * 6 * 6`, correct only for 105×105 input; computing the flatten size fixes it.
+# * The Siamese listing of §5.1 fails three ways: no `import torch`, undefined `conv_net`, cut off in `forward`.
+#   A fourth problem hides in `256 * 6 * 6`, correct only for 105×105 input; computing the flatten size fixes
+#   it.
 # * The §4.1 task metric becomes concrete with tasks at the alphabet level, $y_{ij}$ = same alphabet, and a
 #   transfer matrix that measures what retrieval is worth against no transfer, a random source and an oracle.
 #
