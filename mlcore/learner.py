@@ -52,7 +52,7 @@ class Recipe:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "Recipe":
+    def from_dict(cls, d: dict) -> Recipe:
         return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
 
 
@@ -92,7 +92,7 @@ class FewShotLearner(nn.Module):
         self.config = dict(config)
 
     @classmethod
-    def from_config(cls, config: dict) -> "FewShotLearner":
+    def from_config(cls, config: dict) -> FewShotLearner:
         return cls(**config)
 
     @classmethod

@@ -6,6 +6,9 @@ on that).
 """
 from __future__ import annotations
 
+import itertools
+from contextlib import contextmanager
+
 import torch
 from torch import nn
 
@@ -64,10 +67,32 @@ class MLP(nn.Module):
         super().__init__()
         dims = [in_dim, *hidden]
         layers: list[nn.Module] = []
-        for a, b in zip(dims[:-1], dims[1:]):
+        for a, b in itertools.pairwise(dims):
             layers += [nn.Linear(a, b), nn.ReLU()]
         layers.append(nn.Linear(dims[-1], out_dim))
         self.net = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
+
+
+@contextmanager
+def batch_statistics(module: nn.Module):
+    """Within the block, every running-statistics batch norm of ``module`` normalises with the statistics of
+    the batch it is given (transductive), and leaves its running statistics untouched.
+
+    This is how Relation Networks' published numbers were measured (the authors' code never switches
+    to eval mode); the book's own protocol uses the running statistics.
+    """
+    bns = [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+    saved = [(m.training, m.track_running_stats) for m in bns]
+    try:
+        for m in bns:
+            # training mode without tracking: forward uses batch statistics and passes no running buffers
+            m.train()
+            m.track_running_stats = False
+        yield module
+    finally:
+        for m, (training, tracking) in zip(bns, saved):
+            m.train(training)
+            m.track_running_stats = tracking

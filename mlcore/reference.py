@@ -13,7 +13,9 @@ characters, rotations as new classes); ``"20w1s-within"`` is Lake's harder proto
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from .protocols import Protocol
 
 #: Settings in the order tables show them.
 SETTINGS: tuple[str, ...] = ("5w1s", "5w5s", "20w1s", "20w5s", "20w1s-within")
@@ -30,6 +32,8 @@ class Published:
     paper: str  # BibTeX key in book/references.bib
     cite: str  # short human citation, for README tables
     note: str = ""
+    protocol: Protocol = field(default_factory=lambda: Protocol("not stated", queries=None, episodes=None,
+                                                                selection="not stated"))
 
     def text(self) -> str:
         """``"98.7 ± 0.4"`` or ``"98.8"`` (percent, as the paper printed it)."""
@@ -89,13 +93,51 @@ _T = [  # (method, setting, accuracy %, ± or None, note)
     ("mann", "5w1s", 82.8, None, "no convolutions"), ("mann", "5w5s", 94.9, None, "no convolutions"),
 ]
 
+#: How each paper measured its Omniglot numbers (the authors' text and code; "not stated" where neither says).
+_UNSTATED = Protocol("not stated", queries=None, episodes=None, selection="not stated")
+PAPER_PROTOCOLS: dict[str, Protocol] = {
+    # Snell et al.: eval mode (running statistics); epochs chosen on validation, then retrained on train+val
+    "protonet": Protocol("running", queries=None, episodes=1000, selection="validation",
+                         training="Vinyals train+val, rotations as classes"),
+    # Finn et al.'s code normalises with the current batch at test too; K queries per class, 600 test tasks
+    "maml": Protocol("batch", queries="shots", episodes=600, selection="last"),
+    # the Reptile paper's FOMAML row: its evaluation (1 query per class, transductive, 50 Adam test steps)
+    "fomaml": Protocol("batch", queries=1, episodes=None, selection="last",
+                       note="the paper adapts with 50 Adam steps at test; ours with the recipe's SGD steps"),
+    "reptile": Protocol("batch", queries=1, episodes=None, test_steps=50, selection="last"),
+    "matching": _UNSTATED,
+    # Sung et al.'s code never calls .eval() and keeps the checkpoint with the best test accuracy
+    "relation": Protocol("batch", queries="shots", episodes=1000, selection="test",
+                         augmentation="one random 90° rotation per episode",
+                         training="1,200 characters, rotations as augmentation"),
+    "siamese": _UNSTATED,
+    "metasgd": _UNSTATED,
+    "anil": _UNSTATED,
+    "mann": Protocol("none", queries=None, episodes=None, selection="not stated",
+                     note="sequences of 5 classes x 10 instances; accuracy by presentation"),
+}
+#: Koch et al. on Lake's 400 official within-alphabet trials: 105-pixel images, no batch norm.
+LAKE_PROTOCOL = Protocol("none", queries=1, episodes=400, selection="validation", image_size=105,
+                         training="30 background alphabets with affine distortions",
+                         note="Lake's 400 official one-shot trials (20 runs x 20)")
+
 # Numbers that come from a paper other than the method's own.
 _SOURCE = {(m, s): ("vinyals2016matching", "Vinyals et al. 2016") for m, s, *_ in _T
            if m == "siamese" and s != "20w1s-within"}
 
 #: All published Omniglot accuracies, keyed by (canonical method, setting).
 OMNIGLOT: dict[tuple[str, str], Published] = {
-    (m, s): Published(m, s, a, pm, *_SOURCE.get((m, s), METHODS[m][1:]), note) for m, s, a, pm, note in _T
+    (m, s): Published(m, s, a, pm, *_SOURCE.get((m, s), METHODS[m][1:]), note,
+                      LAKE_PROTOCOL if s.endswith("-within") else PAPER_PROTOCOLS[m])
+    for m, s, a, pm, note in _T
+}
+
+#: Published numbers under a second protocol: Nichol et al. also give non-transductive Reptile numbers
+#: (each query normalised with the support set only), which compare like for like with the book's protocol.
+NON_TRANSDUCTIVE: dict[tuple[str, str], Published] = {
+    ("reptile", s): Published("reptile", s, a, None, "nichol2018reptile", "Nichol et al. 2018", "non-transductive",
+                              Protocol("per_query", queries=1, episodes=None, test_steps=50, selection="last"))
+    for s, a in (("5w1s", 95.39), ("5w5s", 98.90), ("20w1s", 88.14), ("20w5s", 96.65))
 }
 
 #: Lake's 20-way within-alphabet one-shot protocol; reference points that are not our methods.
@@ -159,9 +201,16 @@ def setting_name(ways: int, shots: int, within_alphabet: bool = False) -> str:
     return f"{ways}w{shots}s" + ("-within" if within_alphabet else "")
 
 
-def published(method: str, setting: str) -> Published | None:
-    """The paper's number for ``method`` in ``setting``, or ``None`` if the paper has none."""
-    return OMNIGLOT.get((canonical_method(method), setting))
+def published(method: str, setting: str, batch_norm: str | None = None) -> Published | None:
+    """The paper's number for ``method`` in ``setting``, or ``None`` if the paper has none.
+
+    ``batch_norm="per_query"`` asks for a number measured that way (Reptile's non-transductive ones);
+    other values, or None, give the paper's headline number.
+    """
+    key = (canonical_method(method), setting)
+    if batch_norm == "per_query" and key in NON_TRANSDUCTIVE:
+        return NON_TRANSDUCTIVE[key]
+    return OMNIGLOT.get(key)
 
 
 #: Registered variants that share a paper's number but must stay distinguishable in tables.

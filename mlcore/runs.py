@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 
 from . import budget as budget_mod
-from .engine import EVAL_SEED, evaluate, fit, test_sampler
+from .engine import EVAL_SEED, evaluate, fit, run_fingerprint, test_sampler
 from .learner import Recipe
 from .registry import learner_class
 from .results import RESULTS_DIR, Record, atomic_torch_save, checkpoint_path, load_record, save_record
@@ -150,7 +150,10 @@ def train_and_record(method: str, ways: int, shots: int, budget: str | None = No
         optimizer, scheduler = make_optimizer(learner, recipe)
         fr = fit(learner, sampler, recipe.steps, lr=recipe.lr, optimizer=optimizer, scheduler=scheduler,
                  grad_clip=recipe.grad_clip, run_dir=run_dir, val_fn=val_fn, val_every=recipe.val_every,
-                 progress=progress)
+                 progress=progress,
+                 # how the model is scored is no part of the run: two records may share one training
+                 fingerprint=run_fingerprint({k: v for k, v in recipe.to_dict().items() if k not in EVAL_ONLY_FIELDS},
+                                             method=method, seed=seed))
         train_wall, history = fr.wall_s, fr.history
     stopped = time_limited(recipe, fr) if shared is None else None
     n_test = test_episodes or budget_mod.pick(budget, smoke=100, full=1000)

@@ -37,13 +37,13 @@ class Episode:
     def batch_size(self) -> int:
         return self.support_x.shape[0]
 
-    def task(self, i: int) -> "Episode":
+    def task(self, i: int) -> Episode:
         """Task ``i`` of the batch, keeping a leading batch dimension of 1."""
         sl = slice(i, i + 1)
         return Episode(self.support_x[sl], self.support_y[sl], self.query_x[sl], self.query_y[sl], self.ways,
                        self.shots, self.queries, None if self.classes is None else self.classes[sl])
 
-    def to(self, device) -> "Episode":
+    def to(self, device) -> Episode:
         return Episode(self.support_x.to(device), self.support_y.to(device), self.query_x.to(device),
                        self.query_y.to(device), self.ways, self.shots, self.queries,
                        None if self.classes is None else self.classes.to(device))

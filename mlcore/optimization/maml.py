@@ -14,7 +14,9 @@ becomes ∇L_query evaluated at φ_i, the Hessian term is dropped.
 
 Batch norm: the inner loop and the query pass use the statistics of the batch they are
 given (the current task's support or query set), at training *and* at test time, as in
-the MAML paper (transductive). The backbone is therefore built with
+the MAML paper (transductive). At test, ``learner.test_batch_norm = "per_query"`` scores
+each query in a batch with the support set only, so no query's statistics reach another
+(Nichol et al.'s non-transductive protocol; the book's default comparison). The backbone is therefore built with
 ``track_running_stats=False``; a model that keeps running-stat buffers is rejected,
 because updating buffers in-place inside ``vmap`` would mix tasks.
 """
@@ -163,6 +165,27 @@ def batched_query_loss(model: nn.Module, params: Params, support_x: torch.Tensor
     return torch.stack([p[0] for p in pairs]), torch.stack([p[1] for p in pairs])
 
 
+TEST_BATCH_NORM = ("transductive", "per_query")
+
+
+def query_logits(net, phi: dict[str, torch.Tensor], support_x: torch.Tensor, query_x: torch.Tensor,
+                 batch_norm: str) -> torch.Tensor:
+    """Logits of one task's queries under adapted weights φ.
+
+    "transductive": all queries in one batch (batch norm uses the queries' own statistics).
+    "per_query": each query in a batch with the support set only, so no query sees another.
+    """
+    if batch_norm == "transductive":
+        return functional_call(net, phi, (query_x,))
+    if batch_norm != "per_query":
+        raise ValueError(f"test batch norm must be one of {TEST_BATCH_NORM}, got {batch_norm!r}")
+
+    def one(q):
+        return functional_call(net, phi, (torch.cat([support_x, q[None]]),))[-1]
+
+    return torch.cat([vmap(one)(part) for part in query_x.split(100)])
+
+
 def step_lrs(lrs: Sequence[StepLR], steps: int) -> list[StepLR]:
     """Learning rates for ``steps`` steps: the given per-step list, its last entry repeated if longer."""
     if steps == 0:
@@ -200,6 +223,7 @@ class MAML(FewShotLearner):
         self.net = self.build_net(ways, hidden, in_channels)
         check_functional_model(self.net)
         rates_t = torch.tensor(rates, dtype=torch.float32)
+        self.test_batch_norm = "transductive"  # or "per_query": how queries are normalised at test
         if learn_inner_lr:
             self.inner_lrs = nn.Parameter(rates_t)
         else:
@@ -259,6 +283,15 @@ class MAML(FewShotLearner):
             raise ValueError(f"this learner's head has {self.ways} outputs; got a {episodes.ways}-way task")
         # adapt from detached weights: test-time adaptation must not build a graph into θ0
         params = {k: v.detach() for k, v in self.start_params().items()}
+        if self.test_batch_norm != "transductive":
+            # one task at a time: each query runs with a copy of the support set, which is memory enough
+            lrs, names, out = self.rates(self.test_inner_steps), self.adapt_names(), []
+            for sx, sy, qx in zip(episodes.support_x, episodes.support_y, episodes.query_x):
+                with torch.enable_grad():
+                    phi = inner_loop(self.net, params, sx, sy, F.cross_entropy, lrs, True, names)
+                out.append(query_logits(self.net, {k: v.detach() for k, v in phi.items()}, sx, qx,
+                                        self.test_batch_norm))
+            return torch.stack(out).detach()
         with torch.enable_grad():
             dummy_qy = torch.zeros(episodes.query_x.shape[:2], dtype=torch.long, device=episodes.query_x.device)
             _, logits = self.task_outputs(params, episodes.support_x, episodes.support_y, episodes.query_x,

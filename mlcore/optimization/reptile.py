@@ -50,7 +50,7 @@ from torch.func import functional_call, grad, vmap
 from ..budget import pick
 from ..data.episodes import Episode
 from ..learner import Recipe
-from .maml import MAML, check_inner_steps, check_lr, inner_loop
+from .maml import MAML, check_inner_steps, check_lr, inner_loop, query_logits
 
 INNER_OPTIMIZERS = ("sgd", "adam")
 
@@ -226,23 +226,3 @@ class Reptile(MAML):
             out.append(query_logits(self.net, phi, sx, qx, self.test_batch_norm))
         return torch.stack(out).detach()
 
-
-TEST_BATCH_NORM = ("transductive", "per_query")
-
-
-def query_logits(net, phi: dict[str, torch.Tensor], support_x: torch.Tensor, query_x: torch.Tensor,
-                 batch_norm: str) -> torch.Tensor:
-    """Logits of one task's queries under adapted weights φ.
-
-    "transductive": all queries in one batch (batch norm uses the queries' own statistics).
-    "per_query": each query in a batch with the support set only, so no query sees another.
-    """
-    if batch_norm == "transductive":
-        return functional_call(net, phi, (query_x,))
-    if batch_norm != "per_query":
-        raise ValueError(f"test batch norm must be one of {TEST_BATCH_NORM}, got {batch_norm!r}")
-
-    def one(q):
-        return functional_call(net, phi, (torch.cat([support_x, q[None]]),))[-1]
-
-    return vmap(one)(query_x)

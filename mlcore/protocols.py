@@ -1,0 +1,170 @@
+"""How a few-shot accuracy was measured, as data, and scoring a learner under a given protocol.
+
+Two numbers for "the same method" can differ by several points because of how they were
+measured, not what was learned. The one that matters most on Omniglot is **batch norm at
+test**: a net that normalises the queries with the statistics of the query batch itself
+(*transductive*: each prediction depends on the other queries) scores higher than one that
+uses statistics fixed in training or computed from the support set. MAML's, Reptile's and
+Relation Networks' published numbers are transductive; Prototypical Networks' are not.
+Then: how many queries per class (under batch statistics the batch size matters), how many
+test episodes, how many adaptation steps, and how the checkpoint was chosen (the last one,
+the best on validation, or — as in the Relation Network code — the best on the test set).
+
+Every published number in :mod:`mlcore.reference` carries a :class:`Protocol`; every record is
+scored under :data:`the book's protocol <book_protocol>` (non-transductive wherever the method
+allows, so methods compare fairly) and, where the paper's differs, under the paper's.
+"""
+from __future__ import annotations
+
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, replace
+
+from torch import nn
+
+#: How batch norm normalises at test. "running": statistics fixed in training (eval mode);
+#: "per_query": each query in one batch with the support set only (Nichol et al.'s non-transductive);
+#: "batch": the statistics of the test batch itself (transductive); "none": the net has no batch norm;
+#: "not stated": the paper does not say, so no score is computed under its protocol.
+BATCH_NORM_MODES = ("running", "per_query", "batch", "none", "not stated")
+SELECTIONS = ("last", "validation", "test", "not stated")
+_WORDS = {"running": "batch norm with training statistics", "per_query": "each query normalised with the support set",
+          "batch": "batch norm with the test batch's statistics (transductive)", "none": "no batch norm",
+          "not stated": "batch norm at test not stated"}
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """How a test accuracy is measured.
+
+    ``queries`` per class: an int, ``"shots"`` (as many as the support shots), or None (not stated).
+    ``test_steps``: adaptation steps at test (None: the method's own). ``selection``: which
+    checkpoint is scored. ``training``, ``augmentation``: what the model saw, in words.
+    """
+
+    batch_norm: str
+    queries: int | str | None = 15
+    episodes: int | None = 1000
+    test_steps: int | None = None
+    selection: str = "last"
+    training: str = "Vinyals split, rotations as classes"
+    augmentation: str = ""
+    image_size: int = 28
+    note: str = ""
+
+    def __post_init__(self):
+        if self.batch_norm not in BATCH_NORM_MODES:
+            raise ValueError(f"batch_norm must be one of {BATCH_NORM_MODES}, got {self.batch_norm!r}")
+        if self.selection not in SELECTIONS:
+            raise ValueError(f"selection must be one of {SELECTIONS}, got {self.selection!r}")
+        if not (self.queries is None or self.queries == "shots" or (isinstance(self.queries, int)
+                                                                    and self.queries >= 1)):
+            raise ValueError(f"queries must be an int >= 1, 'shots' or None, got {self.queries!r}")
+
+    @property
+    def transductive(self) -> bool:
+        return self.batch_norm == "batch"
+
+    @property
+    def scorable(self) -> bool:
+        """Whether a record can be re-scored under this protocol (its test-time conditions are all stated)."""
+        return self.batch_norm != "not stated" and self.queries is not None
+
+    def queries_for(self, shots: int) -> int:
+        if self.queries is None:
+            raise ValueError("this protocol does not state its queries per class")
+        return shots if self.queries == "shots" else int(self.queries)
+
+    def words(self, shots: int | None = None) -> str:
+        """One line a table can print: ``"transductive BN, 1 query/class, 600 episodes, last checkpoint"``."""
+        q = ("queries not stated" if self.queries is None else
+             f"{self.queries_for(shots) if shots is not None else 'K'} quer{'y' if self.queries_for(shots or 1) == 1 else 'ies'}/class")
+        parts = [_WORDS[self.batch_norm], q]
+        if self.episodes:
+            parts.append(f"{self.episodes:,} episodes")
+        if self.test_steps:
+            parts.append(f"{self.test_steps} test steps")
+        parts.append({"last": "last checkpoint", "validation": "checkpoint chosen on validation",
+                      "test": "checkpoint chosen on the test set", "not stated": "selection not stated"}[self.selection])
+        if self.augmentation:
+            parts.append(self.augmentation)
+        if self.image_size != 28:
+            parts.append(f"{self.image_size}×{self.image_size} images")
+        return ", ".join(parts)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def batch_norm_kind(learner: nn.Module) -> str:
+    """Which test-time batch norm a learner can offer without the test batch: "running", "per_query" or "none"."""
+    if hasattr(learner, "test_batch_norm"):
+        return "per_query"
+    has_running = any(isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats
+                      for m in learner.modules())
+    return "running" if has_running else "none"
+
+
+def book_protocol(learner: nn.Module) -> Protocol:
+    """The book's protocol: no query sees another (non-transductive), 15 queries/class, 1,000 episodes, last checkpoint."""
+    return Protocol(batch_norm=batch_norm_kind(learner))
+
+
+@contextmanager
+def batch_norm_at_test(learner: nn.Module, mode: str):
+    """Within the block, ``learner`` normalises its test queries the way ``mode`` says; restored after."""
+    from .nets import batch_statistics
+
+    kind = batch_norm_kind(learner)
+    if mode in ("none", kind) and mode != "per_query":
+        yield learner
+        return
+    if kind == "per_query":  # the MAML family: transductive or per-query, switched by an attribute
+        if mode not in ("batch", "per_query"):
+            raise ValueError(f"{type(learner).__name__} normalises with batch statistics; it can be scored "
+                             f"'batch' (transductive) or 'per_query', not {mode!r}")
+        saved = learner.test_batch_norm
+        learner.test_batch_norm = "transductive" if mode == "batch" else "per_query"
+        try:
+            yield learner
+        finally:
+            learner.test_batch_norm = saved
+        return
+    if kind == "running" and mode == "batch":
+        with batch_statistics(learner):
+            yield learner
+        return
+    raise ValueError(f"{type(learner).__name__} has {kind!r} batch norm; it cannot be scored with {mode!r}")
+
+
+def score(learner: nn.Module, protocol: Protocol, ways: int, shots: int, split: str = "vinyals/test",
+          within_alphabet: bool = False, seed: int | None = None, episodes: int | None = None) -> dict:
+    """Accuracy of ``learner`` on N-way K-shot test episodes measured under ``protocol``.
+
+    The episodes are the book's seeded ones (``seed`` defaults to :data:`mlcore.engine.EVAL_SEED`) with
+    the protocol's queries per class. Returns :func:`mlcore.engine.evaluate`'s dict plus the protocol.
+    """
+    from .engine import EVAL_SEED, evaluate, test_sampler
+
+    if not protocol.scorable:
+        raise ValueError("this protocol leaves its test conditions unstated; there is nothing to score under it")
+    steps_saved = getattr(learner, "test_inner_steps", None)
+    if protocol.test_steps is not None:
+        if steps_saved is None:
+            raise ValueError(f"{type(learner).__name__} does not adapt at test; the protocol's test_steps "
+                             "cannot apply")
+        learner.test_inner_steps = protocol.test_steps
+    try:
+        sampler = test_sampler(ways, shots, protocol.queries_for(shots), split, learner.device,
+                               within_alphabet=within_alphabet)
+        with batch_norm_at_test(learner, protocol.batch_norm):
+            res = evaluate(learner, sampler, episodes or protocol.episodes or 1000,
+                           seed=EVAL_SEED if seed is None else seed)
+    finally:
+        if steps_saved is not None:
+            learner.test_inner_steps = steps_saved
+    return {**res, "protocol": protocol.to_dict()}
+
+
+def with_queries(protocol: Protocol, queries: int) -> Protocol:
+    """The same protocol with another number of queries per class."""
+    return replace(protocol, queries=queries)

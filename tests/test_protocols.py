@@ -1,0 +1,111 @@
+"""Protocols as data: batch norm at test is stated and obeyed, and papers' numbers carry how they were measured."""
+from __future__ import annotations
+
+import pytest
+import torch
+from torch.func import functional_call
+
+from mlcore.data.episodes import Episode
+from mlcore.memory.protonet import ProtoNet
+from mlcore.optimization.maml import MAML
+from mlcore.optimization.reptile import Reptile
+from mlcore.protocols import Protocol, batch_norm_at_test, batch_norm_kind, book_protocol
+from mlcore.reference import NON_TRANSDUCTIVE, OMNIGLOT, PAPER_PROTOCOLS, published
+
+
+def episode(ways=3, shots=2, queries=3, batch=2, size=12, seed=0) -> Episode:
+    g = torch.Generator().manual_seed(seed)
+    sx = torch.rand(batch, ways * shots, 1, size, size, generator=g, dtype=torch.float64)
+    qx = torch.rand(batch, ways * queries, 1, size, size, generator=g, dtype=torch.float64)
+    sy = torch.arange(ways).repeat_interleave(shots).repeat(batch, 1)
+    qy = torch.arange(ways).repeat_interleave(queries).repeat(batch, 1)
+    return Episode(sx, sy, qx, qy, ways, shots, queries)
+
+
+def maml_learner(cls=MAML, **kw):
+    torch.manual_seed(0)
+    return cls(ways=3, hidden=4, inner_steps=1, test_inner_steps=2, inner_lr=0.3, **kw).double()
+
+
+@pytest.mark.parametrize("cls", [MAML, Reptile])
+def test_per_query_batch_norm_normalises_each_query_with_the_support_set_only(cls):
+    m = maml_learner(cls)
+    ep = episode()
+    with batch_norm_at_test(m, "per_query"):
+        per_query = m.predict_batch(ep)
+    assert m.test_batch_norm == "transductive"  # restored
+    transductive = m.predict_batch(ep)
+    # independent reference: adapt on the support set by hand, then run [support; one query] for every query
+    params = {k: v.detach().clone().requires_grad_(True) for k, v in m.net.named_parameters()}
+    for i in range(ep.batch_size):
+        fast = params
+        for _ in range(m.test_inner_steps):
+            loss = torch.nn.functional.cross_entropy(functional_call(m.net, fast, (ep.support_x[i],)),
+                                                     ep.support_y[i])
+            grads = torch.autograd.grad(loss, list(fast.values()))
+            fast = {k: v - m.inner_lrs[0] * g for (k, v), g in zip(fast.items(), grads)}
+        for j in range(ep.query_x.shape[1]):
+            batch = torch.cat([ep.support_x[i], ep.query_x[i, j:j + 1]])
+            want = functional_call(m.net, fast, (batch,))[-1]
+            assert torch.allclose(per_query[i, j], want, atol=1e-10)
+        # a query's logits must not depend on the other queries (they do under transductive batch norm)
+        alone = m.predict_batch(Episode(ep.support_x[i:i + 1], ep.support_y[i:i + 1], ep.query_x[i:i + 1, :1],
+                                        ep.query_y[i:i + 1, :1], 3, 2, 1))
+    with batch_norm_at_test(m, "per_query"):
+        first_alone = m.predict_batch(Episode(ep.support_x[:1], ep.support_y[:1], ep.query_x[:1, :1],
+                                              ep.query_y[:1, :1], 3, 2, 1))
+    assert torch.allclose(first_alone[0, 0], per_query[0, 0], atol=1e-10)
+    assert not torch.allclose(alone[0, 0], transductive[0, 0], atol=1e-6)
+
+
+def test_batch_statistics_for_running_stat_nets_leave_the_running_statistics_alone():
+    torch.manual_seed(0)
+    net = ProtoNet(hidden=8).double().eval()
+    for bn in (mod for mod in net.modules() if isinstance(mod, torch.nn.BatchNorm2d)):
+        bn.running_mean.uniform_(-0.5, 0.5)
+        bn.running_var.uniform_(0.5, 2.0)
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    ep = episode(size=28, batch=1)
+    running = net.predict_batch(ep)
+    with batch_norm_at_test(net, "batch"):
+        batch_stats = net.predict_batch(ep)
+        assert all(m.training for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    assert not any(m.training for m in net.modules())
+    for k, v in net.state_dict().items():
+        assert torch.equal(v, before[k]), k
+    assert not torch.allclose(running, batch_stats)
+    # the same as a train-mode forward of a copy (whose running statistics may move: it is thrown away)
+    import copy
+    twin = copy.deepcopy(net).train()
+    assert torch.allclose(twin.predict_batch(ep), batch_stats, atol=1e-10)
+    with pytest.raises(ValueError, match="cannot be scored"), batch_norm_at_test(net, "per_query"):
+        pass
+
+
+def test_book_protocol_is_non_transductive_for_every_kind_of_net():
+    assert batch_norm_kind(maml_learner()) == "per_query"
+    assert book_protocol(ProtoNet(hidden=4)).batch_norm == "running"
+    assert not book_protocol(maml_learner()).transductive
+
+
+def test_protocol_rejects_bad_fields_and_reads_as_words():
+    with pytest.raises(ValueError, match="batch_norm must be one of"):
+        Protocol("eval")
+    with pytest.raises(ValueError, match="queries must be"):
+        Protocol("batch", queries=0)
+    words = Protocol("batch", queries="shots", episodes=600).words(shots=1)
+    assert "transductive" in words and "1 query/class" in words and "600 episodes" in words
+    assert not Protocol("not stated", queries=None).scorable
+
+
+def test_every_published_number_carries_its_protocol():
+    for (method, setting), pub in OMNIGLOT.items():
+        assert isinstance(pub.protocol, Protocol), (method, setting)
+    assert published("maml", "5w1s").protocol.transductive
+    assert published("relationnet", "5w1s").protocol.selection == "test"
+    assert published("protonet", "5w1s").protocol.batch_norm == "running"
+    assert published("siamese", "20w1s-within").protocol.image_size == 105
+    nt = published("reptile", "5w1s", batch_norm="per_query")
+    assert nt is NON_TRANSDUCTIVE[("reptile", "5w1s")] and nt.accuracy == 95.39
+    assert published("reptile", "5w1s").accuracy == 97.68
+    assert set(PAPER_PROTOCOLS) >= {m for m, _ in OMNIGLOT}
