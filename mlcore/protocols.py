@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, replace
 
 from torch import nn
 
-#: How batch norm normalises at test. "running": statistics fixed in training (eval mode);
+#: How batch norm normalises at test, one of five modes. "running" means statistics fixed in training (eval mode);
 #: "per_query": each query in one batch with the support set only (Nichol et al.'s non-transductive);
 #: "batch": the statistics of the test batch itself (transductive); "none": the net has no batch norm;
 #: "not stated": the paper does not say, so no score is computed under its protocol.
@@ -140,7 +140,7 @@ def score(learner: nn.Module, protocol: Protocol, ways: int, shots: int, split: 
           within_alphabet: bool = False, seed: int | None = None, episodes: int | None = None) -> dict:
     """Accuracy of ``learner`` on N-way K-shot test episodes measured under ``protocol``.
 
-    The episodes are the book's seeded ones (``seed`` defaults to :data:`mlcore.engine.EVAL_SEED`) with
+    The episodes are the book's seeded ones (``seed`` defaults to ``mlcore.engine.EVAL_SEED``) with
     the protocol's queries per class. Returns :func:`mlcore.engine.evaluate`'s dict plus the protocol.
     """
     from .engine import EVAL_SEED, evaluate, test_sampler

@@ -116,7 +116,7 @@ PAPER_PROTOCOLS: dict[str, Protocol] = {
     "mann": Protocol("none", queries=None, episodes=None, selection="not stated",
                      note="sequences of 5 classes x 10 instances; accuracy by presentation"),
 }
-#: Koch et al. on Lake's 400 official within-alphabet trials: 105-pixel images, no batch norm.
+# Koch et al. on Lake's 400 official within-alphabet trials: 105-pixel images, no batch norm.
 LAKE_PROTOCOL = Protocol("none", queries=1, episodes=400, selection="validation", image_size=105,
                          training="30 background alphabets with affine distortions",
                          note="Lake's 400 official one-shot trials (20 runs x 20)")
@@ -132,8 +132,8 @@ OMNIGLOT: dict[tuple[str, str], Published] = {
     for m, s, a, pm, note in _T
 }
 
-#: Published numbers under a second protocol: Nichol et al. also give non-transductive Reptile numbers
-#: (each query normalised with the support set only), which compare like for like with the book's protocol.
+#: Reptile's non-transductive numbers, published beside its headline ones (each query normalised with the
+#: support set only), which compare like for like with the book's protocol.
 NON_TRANSDUCTIVE: dict[tuple[str, str], Published] = {
     ("reptile", s): Published("reptile", s, a, None, "nichol2018reptile", "Nichol et al. 2018", "non-transductive",
                               Protocol("per_query", queries=1, episodes=None, test_steps=50, selection="last"))

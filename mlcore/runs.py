@@ -42,7 +42,7 @@ EVAL_ONLY_FIELDS = ("test_ways", "test_shots", "test_queries")
 def same_training(a: dict, b: dict) -> bool:
     """Whether two recipe dicts describe the same training run (they may differ in how it is scored).
 
-    Both are read through :class:`Recipe` first, so a record written before a field existed compares
+    Both are read through :class:`mlcore.learner.Recipe` first, so a record written before a field existed compares
     equal to a recipe that leaves that field at its default.
     """
     def strip(d: dict) -> dict:

@@ -231,7 +231,7 @@ def ppo_update(policy: RL2Policy, optimizer: torch.optim.Optimizer, ro: Rollout,
     ``entropy_floor`` is in nats (the hinge of :class:`RL2Config`); ``cfg.target_kl`` may end the epochs
     early. Returns the means over the minibatches evaluated of the losses, the entropy, the approximate
     KL and the fraction of minibatches below the floor, plus ``ppo_steps`` (optimiser steps taken) and
-    ``kl_stopped``. Raises :class:`NonFiniteLossError` before stepping on a non-finite loss or gradient.
+    ``kl_stopped``. Raises :class:`mlcore.engine.NonFiniteLossError` before stepping on a non-finite loss or gradient.
     """
     rewards = ro.rewards * cfg.reward_scale
     adv = gae(rewards, ro.values, cfg.gamma, cfg.gae_lambda)
