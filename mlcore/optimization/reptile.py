@@ -108,11 +108,11 @@ class Reptile(MAML):
                  "inner_betas": [0.0, 0.999], "test_inner_batch": 5 if five else 10}
         paper_steps = 100_000 if five else 200_000
         return Recipe(ways=ways, shots=shots, queries=max(10 - shots, 1), meta_batch=pick(budget, smoke=2, full=5),
-                      steps=pick(budget, smoke=30, full=paper_steps, cpu=paper_steps // 5), lr=1.0,
+                      steps=pick(budget, smoke=30, full=paper_steps, cpu=paper_steps // 10), lr=1.0,
                       optimizer="sgd", lr_final=0.0, test_ways=ways, test_shots=shots,
                       model=pick(budget, smoke={**model, "test_inner_steps": 5}, full=model),
                       **pick(budget, smoke={}, full={}, cpu={"train_split": "vinyals/train",
-                                                             "val_split": "vinyals/val", "val_every": 2000}))
+                                                             "val_split": "vinyals/val", "val_every": 1000}))
 
     def inner_batches(self, n: int, device: torch.device, batch: int | None = None, steps: int | None = None,
                       generator: torch.Generator | None = None) -> list[torch.Tensor | None]:
