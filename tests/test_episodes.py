@@ -24,6 +24,22 @@ def test_support_and_query_images_come_from_the_right_class(test_classes):
     assert not any(torch.equal(ep.support_x[0, 0], q) for q in ep.query_x[0, :2])
 
 
+def test_rotate_quarter_turns_is_rot90_per_image():
+    """The one rotation helper (episodes, pre-training batches, Siamese pairs) equals rot90 image by image."""
+    from mlcore.data.omniglot import rotate_quarter_turns
+
+    x = torch.arange(2 * 3 * 1 * 4 * 4, dtype=torch.float32).view(2, 3, 1, 4, 4)
+    turns = torch.tensor([[0, 1, 2], [3, 5, -1]])  # taken mod 4: 5 -> 1, -1 -> 3
+    out = rotate_quarter_turns(x, turns)
+    for i in range(2):
+        for j in range(3):
+            assert torch.equal(out[i, j], torch.rot90(x[i, j], int(turns[i, j]) % 4, dims=(-2, -1)))
+    # one turn per class broadcasts over its drawings; no turn at all returns the input itself
+    per_class = rotate_quarter_turns(x, torch.tensor([1, 2])[:, None])
+    assert torch.equal(per_class[1, 2], torch.rot90(x[1, 2], 2, dims=(-2, -1)))
+    assert rotate_quarter_turns(x, torch.zeros(2, 3, dtype=torch.long)) is x
+
+
 def test_seeded_and_resumable(test_classes):
     a = EpisodeSampler(test_classes, 5, 1, 1, seed=3)
     b = EpisodeSampler(test_classes, 5, 1, 1, seed=3)

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from ..budget import pick
-from ..data.omniglot import DRAWERS, ClassSet
+from ..data.omniglot import DRAWERS, ClassSet, rotate_quarter_turns
 from ..learner import FewShotLearner, Recipe, check_task
 from ..nets import Conv4
 
@@ -91,11 +91,7 @@ class ClassBatchSampler:
         idx = idx.to(self.device)
         cls, drawer = idx // DRAWERS, idx % DRAWERS
         x = cs.images[cs.class_char[cls], drawer]  # (b, C, H, W)
-        rot = cs.class_rot[cls]
-        # rotate each image by its class's quarter turns: compute the 4 rotations, pick one per image
-        rotated = torch.stack([torch.rot90(x, k, dims=(-2, -1)) for k in range(4)])  # (4, b, C, H, W)
-        x = rotated[rot, torch.arange(len(idx), device=self.device)]
-        return LabelledBatch(x, cls)
+        return LabelledBatch(rotate_quarter_turns(x, cs.class_rot[cls]), cls)  # each class's quarter turns
 
     def sample(self) -> LabelledBatch:
         return self.gather(self.sample_indices())

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .omniglot import DRAWERS, ClassSet
+from .omniglot import DRAWERS, ClassSet, rotate_quarter_turns
 
 
 @dataclass
@@ -152,10 +152,7 @@ class EpisodeSampler:
         turn, drw_d = drw_d // DRAWERS, drw_d % DRAWERS  # an episode-wide rotation, if episode_rotation
         chars = cs.class_char[cls_d]  # (B, N)
         x = cs.images[chars[..., None], drw_d]  # (B, N, K+Q, C, H, W)
-        rot = (cs.class_rot[cls_d][..., None].expand(b, n, m) + turn) % 4
-        if bool((rot != 0).any()):
-            rotated = torch.stack([torch.rot90(x, k, dims=(-2, -1)) for k in range(4)])
-            x = rotated.gather(0, rot[None, ..., None, None, None].expand(1, *x.shape)).squeeze(0)
+        x = rotate_quarter_turns(x, (cs.class_rot[cls_d][..., None].expand(b, n, m) + turn) % 4)
         k, q = self.shots, self.queries
         labels = torch.arange(n, device=dev)
         sx = x[:, :, :k].reshape(b, n * k, *x.shape[3:])

@@ -320,6 +320,23 @@ class ClassSet:
         return torch.rot90(self.images[int(self.class_char[c])], k=int(self.class_rot[c]), dims=(-2, -1))
 
 
+def rotate_quarter_turns(images: torch.Tensor, turns: torch.Tensor) -> torch.Tensor:
+    """Rotate each square image of ``images`` (..., C, S, S) by its own ``turns`` (...) quarter turns.
+
+    Turns are counter-clockwise, as ``ClassSet.class_rot`` counts them (``torch.rot90`` with
+    ``dims=(-2, -1)``). ``turns`` broadcasts over the leading dimensions, so one turn per class can
+    rotate all of its drawings. The four rotations are computed for the whole batch and one is picked
+    per image: the result is an exact copy of ``torch.rot90`` of each image. With no turn at all the
+    input is returned as it is.
+    """
+    turns = torch.as_tensor(turns, device=images.device).expand(images.shape[:-3])
+    if not bool((turns != 0).any()):
+        return images
+    rotated = torch.stack([torch.rot90(images, k, dims=(-2, -1)) for k in range(4)])  # (4, ..., C, S, S)
+    index = (turns % 4)[None, ..., None, None, None].expand(1, *images.shape)
+    return rotated.gather(0, index).squeeze(0)
+
+
 @lru_cache(maxsize=8)
 def _load_split_cached(name: str, root: str | None, size: int) -> ClassSet:
     raw = load_raw(root)
