@@ -225,14 +225,14 @@ show_source(Siamese.predict)
 
 # %% [markdown]
 # The live run trains the *smoke* configuration (a narrower twin, a few dozen steps on the CPU) with the same
-# function that produced the reference records, `mlcore.metric.siamese.reproduce`. It trains **once** on
+# function that produced the reference records, `mlcore.experiments.siamese_omniglot.reproduce`. It trains **once** on
 # `vinyals/trainval` and scores that one network in all four settings on the book's shared test episodes.
 
 # %%
-from mlcore.metric import siamese as siamese_mod
+from mlcore.experiments import siamese_omniglot as siamese_study
 
-live_siamese = siamese_mod.reproduce(BUDGET, seed=0, out_dir=LIVE_DIR, device=DEVICE, progress=False,
-                                     test_episodes=budget_mod.pick(smoke=30, full=1000))
+live_siamese = siamese_study.reproduce(BUDGET, seed=0, out_dir=LIVE_DIR, device=DEVICE, progress=False,
+                                       test_episodes=budget_mod.pick(smoke=30, full=1000))
 for p in live_siamese:
     r = load_record(p)
     print(f"live {r.name}: {100 * r.accuracy:.1f} ± {100 * r.ci95:.1f} %  ({r.episodes} episodes, "
@@ -284,8 +284,8 @@ for setting, target in targets.items():
 # network's resolution by `fixed_test_sampler`.
 
 # %%
-live_lake = siamese_mod.reproduce(BUDGET, seed=0, out_dir=LIVE_DIR, device=DEVICE, protocol="lake", progress=False,
-                                  test_episodes=budget_mod.pick(smoke=30, full=1000))
+live_lake = siamese_study.reproduce(BUDGET, seed=0, out_dir=LIVE_DIR, device=DEVICE, protocol="lake",
+                                    progress=False, test_episodes=budget_mod.pick(smoke=30, full=1000))
 r = load_record(live_lake[0])
 print(f"live {r.name}: {100 * r.accuracy:.1f} ± {100 * r.ci95:.1f} %  ({r.episodes} trials of 20 queries)")
 ref = reference("siamese_omniglot_lake_20w1s")
@@ -312,7 +312,7 @@ if ref is not None:
 # %%
 lake_net = mlcore.load(ref._path if ref is not None else live_lake[0], device=DEVICE)
 size = lake_net.encoder.image_size
-trial = next(siamese_mod.fixed_test_sampler(20, 1, 1, "evaluation", "cpu", True, size).fixed_set(1, seed=7))
+trial = next(siamese_study.fixed_test_sampler(20, 1, 1, "evaluation", "cpu", True, size).fixed_set(1, seed=7))
 raw = trial.support_x[0, :, 0] > 0.5  # stand-in for your own binary drawings (any size, ink = 1)...
 support = preprocess(raw, size=size).to(DEVICE)  # ...turned into model input exactly as the pipeline does
 with torch.no_grad():

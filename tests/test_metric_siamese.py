@@ -162,7 +162,7 @@ def test_lake_record_loads_and_predicts_on_preprocessed_drawings(tmp_path):
 
     import mlcore
     from mlcore.data.omniglot import load_raw
-    from mlcore.metric.siamese import evaluate_record, reproduce
+    from mlcore.experiments.siamese_omniglot import evaluate_record, reproduce
 
     torch.manual_seed(0)
     (path,) = reproduce("smoke", seed=0, out_dir=tmp_path, device="cpu", protocol="lake", progress=False,

@@ -5,7 +5,8 @@
 * ``task_similarity``: a metric between *tasks* (the source article's §4.1 loss) and
   nearest-task transfer.
 
-Only plain dicts here: nothing heavy is imported until a method is asked for.
+Only plain dicts here: nothing heavy is imported until a method is asked for. The ``fn`` of a
+reproduction names the study in :mod:`mlcore.experiments` that trains and records it.
 """
 LEARNERS = {
     "siamese": "mlcore.metric.siamese:Siamese",
@@ -14,11 +15,13 @@ LEARNERS = {
 REPRODUCTIONS = {
     # one verification network trained on the Vinyals split, scored in all four settings (4 records)
     # ("method" + "eval_fn": `python -m mlcore eval` re-scores every siamese record at the net's own resolution)
-    "siamese_omniglot_vinyals": {"fn": "mlcore.metric.siamese:reproduce", "protocol": "vinyals",
-                                 "method": "siamese", "eval_fn": "mlcore.metric.siamese:evaluate_record"},
+    "siamese_omniglot_vinyals": {"fn": "mlcore.experiments.siamese_omniglot:reproduce", "protocol": "vinyals",
+                                 "method": "siamese",
+                                 "eval_fn": "mlcore.experiments.siamese_omniglot:evaluate_record"},
     # Lake's protocol: background alphabets only, 20-way within-alphabet one-shot trials on evaluation
-    "siamese_omniglot_lake_20w1s": {"fn": "mlcore.metric.siamese:reproduce", "protocol": "lake",
-                                    "method": "siamese", "eval_fn": "mlcore.metric.siamese:evaluate_record"},
+    "siamese_omniglot_lake_20w1s": {"fn": "mlcore.experiments.siamese_omniglot:reproduce", "protocol": "lake",
+                                    "method": "siamese",
+                                    "eval_fn": "mlcore.experiments.siamese_omniglot:evaluate_record"},
     "relationnet_omniglot_5w1s": {"method": "relationnet", "ways": 5, "shots": 1},
     "relationnet_omniglot_5w5s": {"method": "relationnet", "ways": 5, "shots": 5},
     "relationnet_omniglot_20w1s": {"method": "relationnet", "ways": 20, "shots": 1},
