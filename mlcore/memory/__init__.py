@@ -23,7 +23,7 @@ REPRODUCTIONS = {
     "matching_fce_omniglot_20w1s": {"method": "matching_fce", "ways": 20, "shots": 1},
     "matching_fce_omniglot_20w5s": {"method": "matching_fce", "ways": 20, "shots": 5},
     # one MANN training writes both mann_omniglot_5w1s and mann_omniglot_5w5s
-    "mann_omniglot": {"fn": "mlcore.memory.mann:reproduce_mann"},
+    "mann_omniglot": {"fn": "mlcore.experiments.mann_omniglot:reproduce"},
     "protonet_ways_sweep": {"fn": "mlcore.memory.ways_sweep:protonet_ways_sweep",
                             "eval_fn": "mlcore.memory.ways_sweep:reevaluate_sweep"},
     # where the meta-learned memory stops helping: the ProtoNet 5w1s record on sklearn's 8x8 digits
