@@ -377,7 +377,7 @@ else:
 # dozen steps); the full-budget sweep is a reference record.
 
 # %%
-from mlcore.memory.ways_sweep import protonet_ways_sweep
+from mlcore.experiments.ways_sweep import protonet_ways_sweep
 
 sweep_path = protonet_ways_sweep(out_dir=LIVE_DIR, train_ways=(5, 20), train_shots=(1,),
                                  steps=budget_mod.pick(smoke=25, full=1000), test_settings=((5, 1), (20, 1)),

@@ -24,8 +24,8 @@ REPRODUCTIONS = {
     "matching_fce_omniglot_20w5s": {"method": "matching_fce", "ways": 20, "shots": 5},
     # one MANN training writes both mann_omniglot_5w1s and mann_omniglot_5w5s
     "mann_omniglot": {"fn": "mlcore.experiments.mann_omniglot:reproduce"},
-    "protonet_ways_sweep": {"fn": "mlcore.memory.ways_sweep:protonet_ways_sweep",
-                            "eval_fn": "mlcore.memory.ways_sweep:reevaluate_sweep"},
+    "protonet_ways_sweep": {"fn": "mlcore.experiments.ways_sweep:protonet_ways_sweep",
+                            "eval_fn": "mlcore.experiments.ways_sweep:reevaluate_sweep"},
     # where the meta-learned memory stops helping: the ProtoNet 5w1s record on sklearn's 8x8 digits
     "domain_shift_digits": {"fn": "mlcore.domain_shift:reproduce", "eval_fn": "mlcore.domain_shift:evaluate_record"},
 }

@@ -1,9 +1,18 @@
-"""ProtoNet trained with more or fewer ways and shots, scored on the same test settings.
+"""Study: ProtoNet trained with more or fewer ways and shots, scored on the same test settings.
+
+    python -m mlcore reproduce --only protonet_ways_sweep
 
 Snell et al. found that training with *more* ways than at test time (60-way episodes for
 5-way tests) helps: each episode then holds more confusable classes, so the embedding
-has to separate more of them at once. This module measures that with one record: a grid
-of (training ways, training shots) x (test ways, test shots), each cell with its 95 % CI.
+has to separate more of them at once.
+
+What is run: one :class:`mlcore.memory.protonet.ProtoNet` per (training ways, training shots), each with
+the same recipe and number of episodes, each scored on every test setting on the book's shared test
+episodes (seed :data:`mlcore.engine.EVAL_SEED`).
+
+What is recorded: one record ``protonet_ways_sweep`` whose ``metrics.grid`` is a list of cells
+(training ways and shots x test ways and shots, each with its accuracy, 95 % CI, episodes, steps run and
+checkpoint), plus one checkpoint per trained model. :func:`reevaluate_sweep` re-scores every cell.
 """
 from __future__ import annotations
 
@@ -11,6 +20,12 @@ import time
 from pathlib import Path
 
 import torch
+
+from .. import budget as budget_mod
+from ..engine import EVAL_SEED, evaluate, fit, test_sampler
+from ..memory.protonet import ProtoNet
+from ..results import RESULTS_DIR, Record, atomic_torch_save, load_record, save_record
+from ..runtime import get_device, git_commit, hardware, seed_everything, train_deadline
 
 
 def protonet_ways_sweep(budget: str | None = None, seed: int = 0, out_dir=None, device=None,
@@ -20,12 +35,6 @@ def protonet_ways_sweep(budget: str | None = None, seed: int = 0, out_dir=None, 
 
     Writes one record ``<name>`` (``metrics.grid``: a list of cells) plus one checkpoint per trained model.
     """
-    from .. import budget as budget_mod
-    from ..engine import EVAL_SEED, evaluate, fit, test_sampler
-    from ..results import RESULTS_DIR, Record, atomic_torch_save, save_record
-    from ..runtime import get_device, git_commit, hardware, seed_everything, train_deadline
-    from .protonet import ProtoNet
-
     budget = budget_mod.current_budget(budget)
     train_ways = tuple(train_ways or budget_mod.pick(budget, smoke=(5, 20), full=(5, 20, 60)))
     train_shots = tuple(train_shots or budget_mod.pick(budget, smoke=(1,), full=(1, 5)))
@@ -65,11 +74,6 @@ def protonet_ways_sweep(budget: str | None = None, seed: int = 0, out_dir=None, 
 
 def reevaluate_sweep(record_path, episodes=None, seed: int = 123, device=None) -> dict:
     """Re-score every cell of a sweep record on fresh episodes (``seed``); returns the new grid."""
-    from ..engine import evaluate, test_sampler
-    from ..results import load_record
-    from ..runtime import get_device
-    from .protonet import ProtoNet
-
     rec = load_record(record_path)
     base = Path(rec._path).parent
     device = get_device(device)
