@@ -47,6 +47,8 @@ class Recipe:
     episode_rotation: bool = False
     model: dict = field(default_factory=dict)
     extra: dict = field(default_factory=dict)
+    # where the full recipe departs from the paper's on purpose: field -> why (tests check the rest)
+    deviations: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return asdict(self)

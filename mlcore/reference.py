@@ -121,6 +121,41 @@ LAKE_PROTOCOL = Protocol("none", queries=1, episodes=400, selection="validation"
                          training="30 background alphabets with affine distortions",
                          note="Lake's 400 official one-shot trials (20 runs x 20)")
 
+#: The papers' Omniglot training recipes, as data: method -> {(ways, shots) or "any": {field: value}}. A field
+#: is a :class:`mlcore.learner.Recipe` field, or ``model.<key>`` for the learner's own. Every ``full`` recipe
+#: must equal these or name the field in its ``deviations`` (tests/test_recipes.py). Only what the paper
+#: or its authors' code states is listed.
+PAPER_RECIPES: dict[str, dict] = {
+    # Snell et al.: 60-way training episodes, 5 queries per class, Adam 1e-3 halved every 2,000 episodes
+    "protonet": {"any": {"ways": 60, "queries": 5, "optimizer": "adam", "lr": 1e-3, "lr_step": 2000,
+                         "lr_gamma": 0.5}},
+    # Finn et al.: 60,000 iterations of Adam (1e-3); 5-way 1 step α 0.4, batch 32, 3 at test; 20-way 5 steps
+    # α 0.1, batch 16, 5 at test
+    "maml": {(5, 1): (_m5 := {"steps": 60_000, "optimizer": "adam", "lr": 1e-3, "meta_batch": 32,
+                              "model.inner_steps": 1, "model.inner_lr": 0.4, "model.test_inner_steps": 3}),
+             (5, 5): _m5,
+             (20, 1): (_m20 := {"steps": 60_000, "optimizer": "adam", "lr": 1e-3, "meta_batch": 16,
+                                "model.inner_steps": 5, "model.inner_lr": 0.1, "model.test_inner_steps": 5}),
+             (20, 5): _m20},
+    # Nichol et al.'s run_omniglot.py commands: 10 training images per class, inner Adam (beta1 0), 5 steps of
+    # 10 / 10 steps of 20, meta-batch 5, outer step 1.0 annealed to 0, 100k / 200k iterations, 50 test steps
+    "reptile": {(5, 1): (_r5 := {"steps": 100_000, "meta_batch": 5, "optimizer": "sgd", "lr": 1.0,
+                                 "lr_final": 0.0, "model.inner_optimizer": "adam", "model.inner_lr": 1e-3,
+                                 "model.inner_steps": 5, "model.inner_batch": 10, "model.test_inner_steps": 50,
+                                 "model.test_inner_batch": 5}),
+                (20, 1): {**_r5, "steps": 200_000, "model.inner_lr": 5e-4, "model.inner_steps": 10,
+                          "model.inner_batch": 20, "model.test_inner_batch": 10}},
+    # Sung et al.'s code: 1,000,000 episodes, Adam 1e-3 halved every 100,000, gradient norm clipped at 0.5,
+    # 19/15/10/5 queries, one random 90-degree rotation per episode
+    "relation": {(5, 1): (_rn := {"steps": 1_000_000, "optimizer": "adam", "lr": 1e-3, "lr_step": 100_000,
+                                  "lr_gamma": 0.5, "grad_clip": 0.5, "episode_rotation": True, "queries": 19}),
+                 (5, 5): {**_rn, "queries": 15}, (20, 1): {**_rn, "queries": 10}, (20, 5): {**_rn, "queries": 5}},
+    # Santoro et al.: sequences of 5 classes x 10 instances, batch 16, RMSprop 1e-4, 100,000 episodes
+    "mann": {"any": {"ways": 5, "meta_batch": 16, "optimizer": "rmsprop", "lr": 1e-4, "steps": 100_000}},
+    # Koch et al.: 105x105 images, SGD with momentum and per-layer learning rates, no batch norm
+    "siamese": {"any": {"optimizer": "sgd", "model.image_size": 105, "model.batch_norm": False}},
+}
+
 # Numbers that come from a paper other than the method's own.
 _SOURCE = {(m, s): ("vinyals2016matching", "Vinyals et al. 2016") for m, s, *_ in _T
            if m == "siamese" and s != "20w1s-within"}

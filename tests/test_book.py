@@ -103,7 +103,10 @@ def test_readme_section_is_rewritten_between_markers(results_dir, tmp_path):
     assert "old table" not in text and text.startswith("# Title\n\nintro\n")
     assert text.rstrip().endswith("## After")
     body = text[text.index(report.START):text.index(report.END)]
-    assert "| Prototypical Networks | 5w1s | 98.61 ± 0.23 | 1000 | – | 42 s |" in body  # no recipe: no steps
+    # a record not yet scored under the protocols says so; the paper's number and protocol stand beside it
+    assert ("| Prototypical Networks | 5w1s | not yet scored | as the book's | 98.8 (Snell et al. 2017) | batch norm with "
+            "training statistics, queries not stated, 1,000 episodes, checkpoint chosen on validation | – | 42 s |"
+            in body)  # no recipe: no steps
     # meta-RL: ours and the paper's in separate, labelled columns; a baseline without a CI shows its mean
     assert "| bandit_n10_k5 | 6.71 ± 0.14 (150 updates, 83.3 min) | 6.7 | Gittins | – | 6.6 | 6.52 ± 0.10 |" in body
     assert "wall_s" not in body
@@ -114,6 +117,22 @@ def test_readme_section_is_rewritten_between_markers(results_dir, tmp_path):
     # idempotent: a second run gives the same file
     report.main(["--readme", str(readme), "--results", str(results_dir)])
     assert readme.read_text() == text
+
+
+def test_rows_show_both_protocols_and_like_for_like_paper_numbers(tmp_path):
+    def scored(name, method, book, paper):
+        rec = _record(name, method, 5, 1, paper, 0.005)
+        rec["metrics"] = {"protocols": {
+            "book": {"accuracy": book, "ci95": 0.01, "protocol": {"batch_norm": "per_query"}},
+            "paper": {"accuracy": paper, "ci95": 0.005, "protocol": {"batch_norm": "batch"}}}}
+        return rec
+
+    for rec in (scored("maml_omniglot_5w1s", "maml", 0.90, 0.95), scored("reptile_omniglot_5w1s", "reptile", 0.93, 0.96)):
+        (tmp_path / f"{rec['name']}.json").write_text(json.dumps(rec))
+    body = report.results_markdown(tmp_path)
+    assert "| MAML | 5w1s | 90.00 ± 1.00 | 95.00 ± 0.50 | 98.7 ± 0.4 (Finn et al. 2017) | batch norm with the test" in body
+    # Reptile's paper also published non-transductive numbers: they stand beside ours under the book's protocol
+    assert "| Reptile | 5w1s | 93.00 ± 1.00 (paper: 95.39 (non-transductive)) | 96.00 ± 0.50 | 97.68 (Nichol" in body
 
 
 def test_readme_without_markers_is_an_error(tmp_path, results_dir):

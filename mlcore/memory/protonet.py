@@ -46,7 +46,9 @@ class ProtoNet(FewShotLearner):
         # Adam 1e-3 halved every 2,000 episodes.
         return Recipe(ways=pick(budget, smoke=20, full=60), shots=shots, queries=5, meta_batch=1,
                       steps=pick(budget, smoke=60, full=10000), lr=1e-3, lr_step=2000, lr_gamma=0.5,
-                      test_ways=ways, test_shots=shots, model={"hidden": 64}, extra={"channels_last": True})
+                      test_ways=ways, test_shots=shots, model={"hidden": 64}, extra={"channels_last": True},
+                      deviations={"steps": "Snell et al. trained until validation loss stopped improving, then "
+                                           "retrained on train+val; a fixed 10,000 episodes here"})
 
     def _logits(self, sx, sy, qx, ways: int) -> torch.Tensor:
         b = sx.shape[0]

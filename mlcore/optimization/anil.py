@@ -25,6 +25,10 @@ class ANIL(MAML):
 
     method = "anil"
 
+    @classmethod
+    def recipe_deviations(cls) -> dict[str, str]:
+        return {"recipe": "Raghu et al. build on MAML's Omniglot setup; MAML's recipe (Finn et al.) is used"}
+
     def adapt_names(self) -> list[str]:
         return [n for n, _ in self.net.named_parameters() if n.startswith("head.")]
 

@@ -43,7 +43,9 @@ class MetaSGD(MAML):
         model = {"ways": ways, "inner_steps": 1, "test_inner_steps": 1, "inner_lr": 0.4 if five else 0.1}
         return Recipe(ways=ways, shots=shots, queries=5, meta_batch=pick(budget, smoke=4, full=32 if five else 16),
                       steps=pick(budget, smoke=30, full=cls.full_steps(ways, shots)), lr=1e-3,
-                      test_ways=ways, test_shots=shots, model=model)
+                      test_ways=ways, test_shots=shots, model=model,
+                      deviations={"recipe": "Li et al. give no complete Omniglot recipe; MAML's (Finn et al.) "
+                                            "is used, with one inner step as in their paper"})
 
     def rates(self, steps: int) -> list[StepLR]:
         per_param = {n: self.alpha[_key(n)] for n, _ in self.net.named_parameters()}
