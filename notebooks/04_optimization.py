@@ -62,7 +62,7 @@ from mlcore import budget as budget_mod
 from mlcore.data import EpisodeSampler, SinusoidSampler, load_split
 from mlcore.engine import evaluate, fit, test_sampler
 from mlcore.optimization import maml as maml_mod
-from mlcore.optimization import sinusoid as sin
+from mlcore.experiments import sinusoid as sin
 from mlcore.results import RESULTS_DIR, load_record
 
 BUDGET = budget_mod.current_budget()
@@ -278,7 +278,7 @@ if ref is not None:
 # initialisation whose loss is sharp in the directions a single step needs; with only 5 support points a task can
 # land where a second or third step overshoots, and fitting 5 points can raise the error elsewhere on the curve.
 # The record therefore keeps, beside the mean and its CI, the median, the number of tasks that end *worse* than
-# before adaptation and the worst task's error (`mse_robust`, from `mlcore.optimization.sinusoid.robust_summary`).
+# before adaptation and the worst task's error (`mse_robust`, from `mlcore.experiments.sinusoid.robust_summary`).
 # If the worst task's error grows with the number of steps while the median falls, the mean is being driven by a
 # handful of overshooting tasks (try `python -m mlcore reproduce --only maml_sinusoid --steps 20000` for a
 # less-trained model that shows it); with the paper's 70,000 iterations, read the printout above.

@@ -197,7 +197,7 @@ show(maml_mod.inner_loop)
 
 # %%
 from mlcore.data import SinusoidSampler
-from mlcore.optimization import sinusoid as sin
+from mlcore.experiments import sinusoid as sin
 
 t = SinusoidSampler(shots=10, queries=10, batch_size=1, seed=0).sample()
 d64 = lambda z: z[0].double()  # noqa: E731

@@ -257,7 +257,7 @@ def test_short_real_omniglot_run_beats_floor():
 
 
 def test_sinusoid_code():
-    from mlcore.optimization import sinusoid as S
+    from mlcore.experiments import sinusoid as S
 
     model, history = S.train_maml(20, meta_batch=5, log_every=10)
     assert [h["step"] for h in history] == [10, 20]

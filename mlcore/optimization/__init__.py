@@ -11,6 +11,6 @@ REPRODUCTIONS = {
        for m in ("maml", "fomaml") for n in (5, 20) for k in (1, 5)},
     **{f"{m}_omniglot_{n}w1s": {"method": m, "ways": n, "shots": 1}
        for m in ("reptile", "anil", "metasgd") for n in (5, 20)},
-    "maml_sinusoid": {"fn": "mlcore.optimization.sinusoid:reproduce", "method": "maml_sinusoid",
-                      "eval_fn": "mlcore.optimization.sinusoid:reevaluate"},
+    "maml_sinusoid": {"fn": "mlcore.experiments.sinusoid:reproduce", "method": "maml_sinusoid",
+                      "eval_fn": "mlcore.experiments.sinusoid:reevaluate"},
 }
