@@ -50,8 +50,55 @@ def steps_of(rec: dict) -> int | None:
 
 
 def is_reference(rec: dict) -> bool:
-    """Reference records carry budget ``"full"`` (or none); smoke runs never stand in for them."""
-    return rec.get("budget") in (None, "full")
+    """Reference records carry budget ``"full"``, ``"cpu"`` (or none); smoke runs never stand in for them."""
+    return rec.get("budget") in (None, "full", "cpu")
+
+
+PROTOCOL_NAMES = {"book": "the book's protocol", "paper": "the paper's protocol"}
+
+
+def under_protocol(records: list[dict], which: str = "book") -> list[dict]:
+    """The records as scored under one protocol (``"book"`` or ``"paper"``), for tables and paired tests.
+
+    Each returned record is a copy whose accuracy, CI, episodes, per-episode accuracies and test queries
+    are those measured under that protocol (``metrics.protocols`` of the record, written by
+    :mod:`mlcore.experiments.protocol_scores`); records not scored under it are left out. A comparison
+    built on the result compares like with like: one protocol, said once.
+    """
+    if which not in PROTOCOL_NAMES:
+        raise ValueError(f"protocol must be one of {sorted(PROTOCOL_NAMES)}, got {which!r}")
+    out = []
+    for rec in records:
+        score = ((rec.get("metrics") or {}).get("protocols") or {}).get(which)
+        if not score or not score.get("per_episode"):
+            continue
+        proto = score.get("protocol") or {}
+        queries = proto.get("queries", 15)
+        queries = rec.get("shots") if queries == "shots" else queries
+        cfg = dict(rec.get("config") or {})
+        cfg["recipe"] = {**recipe_of(rec), "test_queries": queries}
+        out.append({**rec, "accuracy": score["accuracy"], "ci95": score.get("ci95"),
+                    "episodes": score.get("episodes"), "config": cfg, "protocol": which,
+                    "batch_norm": proto.get("batch_norm"),
+                    "metrics": {**(rec.get("metrics") or {}), "per_episode": score["per_episode"]}})
+    return out
+
+
+def transduction_rows(records: list[dict]) -> list[dict]:
+    """Per record scored both ways: the book's (non-transductive) and the paper's protocol, and the gap."""
+    rows = []
+    for rec in records:
+        ps = (rec.get("metrics") or {}).get("protocols") or {}
+        book, paper = ps.get("book"), ps.get("paper")
+        if not book or not paper or book.get("reused_record_score") and paper.get("reused_record_score"):
+            continue
+        rows.append({"record": rec["name"], "method": reference.display_name(rec["method"]),
+                     "setting": setting_of(rec), "book": fmt_accuracy(book["accuracy"], book.get("ci95")),
+                     "book_words": book.get("words", ""), "paper": fmt_accuracy(paper["accuracy"], paper.get("ci95")),
+                     "paper_words": paper.get("words", ""),
+                     "gain": 100 * (paper["accuracy"] - book["accuracy"])})
+    rows.sort(key=lambda r: -r["gain"])
+    return rows
 
 
 def classification_records(directory: str | os.PathLike | None = None) -> list[dict]:
@@ -66,7 +113,7 @@ def _pick(recs: list[dict]) -> dict | None:
         return None
     ref = [r for r in recs if is_reference(r)]
     pool = ref or recs
-    return sorted(pool, key=lambda r: r.get("created", ""))[-1]
+    return max(pool, key=lambda r: r.get("created", ""))
 
 
 def methods_in_order(records: list[dict], extra: list[str] | tuple[str, ...] = ()) -> list[str]:
@@ -211,7 +258,8 @@ def paired(a: dict, b: dict) -> dict:
     mean, ci = mean_ci95(d)
     wins = sum(x > 1e-12 for x in d)
     losses = sum(x < -1e-12 for x in d)
-    out = {"a": a["name"], "b": b["name"], "setting": setting_of(a), "episodes": len(d),
+    out = {"a": a["name"], "b": b["name"], "a_method": a["method"], "b_method": b["method"],
+           "setting": setting_of(a), "episodes": len(d),
            "mean_difference": mean, "ci95": ci, "wins": wins, "ties": len(d) - wins - losses, "losses": losses,
            "sign_test_p": sign_test_p(wins, losses), "wilcoxon_p": None, "p": mean_difference_p(mean, ci)}
     if wins + losses > 0:
@@ -387,7 +435,113 @@ def plot_cost_accuracy(points: list[dict], ax=None, settings: tuple[str, ...] = 
     return ax
 
 
-__all__ = ["GRID_SETTINGS", "MISSING", "PAPER_STEPS", "steps_of", "is_reference", "classification_records",
-           "comparison_grid", "pivot", "lake_rows", "same_episodes", "sign_test_p", "paired", "paired_table",
-           "mean_difference_p", "holm", "holm_table",
-           "fmt_paired", "html_table", "cost_points", "plot_cost_accuracy"]
+def plot_paired_heatmaps(rows: list[dict], settings: tuple[str, ...] = GRID_SETTINGS, alpha: float = 0.05,
+                         title: str = ""):
+    """One panel per setting: method x method, the paired mean difference (row minus column, points).
+
+    ``rows`` come from :func:`holm_table`; a cell is starred where the Holm-adjusted p is below ``alpha``
+    and left blank where the two records were not scored on the same episodes.
+    """
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    panels = [s for s in settings if any(r.get("setting") == s and "skipped" not in r for r in rows)]
+    if not panels:
+        return None
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 4.2), squeeze=False)
+    for ax, s in zip(axes[0], panels):
+        rs = [r for r in rows if r.get("setting") == s and "skipped" not in r]
+        names = sorted({r["a_method"] for r in rs} | {r["b_method"] for r in rs},
+                       key=lambda m: list(reference.METHODS).index(reference.canonical_method(m))
+                       if reference.canonical_method(m) in reference.METHODS else 99)
+        idx = {m: i for i, m in enumerate(names)}
+        diff = np.full((len(names), len(names)), np.nan)
+        star = np.zeros_like(diff, dtype=bool)
+        for r in rs:
+            i, j = idx[r["a_method"]], idx[r["b_method"]]
+            diff[i, j], diff[j, i] = 100 * r["mean_difference"], -100 * r["mean_difference"]
+            star[i, j] = star[j, i] = r.get("holm_p", 1.0) < alpha
+        lim = np.nanmax(np.abs(diff)) if np.isfinite(diff).any() else 1.0
+        ax.imshow(diff, cmap="RdBu", vmin=-lim, vmax=lim)
+        for i in range(len(names)):
+            for j in range(len(names)):
+                if np.isfinite(diff[i, j]):
+                    ax.text(j, i, f"{diff[i, j]:+.1f}" + ("*" if star[i, j] else ""), ha="center", va="center",
+                            fontsize=6)
+        labels = [reference.display_name(m) for m in names]
+        ax.set_xticks(range(len(names)), labels, rotation=60, ha="right", fontsize=7)
+        ax.set_yticks(range(len(names)), labels, fontsize=7)
+        ax.set_title(s, fontsize=9)
+    fig.suptitle(title or "row minus column, points (* real after Holm, at these budgets)", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def learning_curves(records: list[dict]) -> list[dict]:
+    """Records that kept validation accuracy against meta-steps (``metrics.learning_curve``)."""
+    out = []
+    for rec in records:
+        curve = (rec.get("metrics") or {}).get("learning_curve")
+        if curve:
+            pub = reference.published(rec["method"], setting_of(rec)) if is_classification(rec) else None
+            paper_steps = (reference.PAPER_RECIPES.get(reference.canonical_method(rec["method"]), {})
+                           .get((rec.get("ways"), rec.get("shots")), {}).get("steps"))
+            out.append({"record": rec["name"], "method": reference.display_name(rec["method"]),
+                        "setting": setting_of(rec), "steps": [c["step"] for c in curve],
+                        "val_accuracy": [c["val_accuracy"] for c in curve],
+                        "paper_accuracy": pub.accuracy if pub else None, "paper_steps": paper_steps})
+    return out
+
+
+def plot_learning_curves(curves: list[dict], ax=None):
+    """Validation accuracy against meta-steps (log x), each with its paper's number and training length."""
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7, 4.2))
+    colours = plt.cm.tab10.colors
+    for c, colour in zip(curves, colours * 3):
+        label = f"{c['method']} {c['setting']}"
+        ax.plot(c["steps"], [100 * v for v in c["val_accuracy"]], "o-", color=colour, ms=3, label=label)
+        if c["paper_accuracy"] is not None:
+            ax.axhline(c["paper_accuracy"], color=colour, ls="--", lw=1)
+        if c["paper_steps"]:
+            ax.axvline(c["paper_steps"], color=colour, ls=":", lw=1)
+            ax.text(c["paper_steps"], ax.get_ylim()[0], f" paper: {c['paper_steps']:,}", color=colour,
+                    rotation=90, va="bottom", fontsize=7)
+    ax.set_xscale("log")
+    ax.set_xlabel("meta-steps (log scale)")
+    ax.set_ylabel("validation accuracy (%)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="lower right")
+    return ax
+
+
+__all__ = [
+    "GRID_SETTINGS",
+    "MISSING",
+    "PAPER_STEPS",
+    "PROTOCOL_NAMES",
+    "classification_records",
+    "comparison_grid",
+    "cost_points",
+    "fmt_paired",
+    "holm",
+    "holm_table",
+    "html_table",
+    "is_reference",
+    "lake_rows",
+    "learning_curves",
+    "mean_difference_p",
+    "paired",
+    "paired_table",
+    "pivot",
+    "plot_cost_accuracy",
+    "plot_learning_curves",
+    "plot_paired_heatmaps",
+    "same_episodes",
+    "sign_test_p",
+    "steps_of",
+    "transduction_rows",
+    "under_protocol",
+]

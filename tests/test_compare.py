@@ -200,3 +200,37 @@ def test_holm_table_corrects_the_family(tmp_path):
     assert by[("p5", "m5")]["holm_verdict"] == "Prototypical Networks better at these budgets"
     assert by[("m5", "r5")]["holm_verdict"] == "no detectable difference at these budgets"
     assert compare.fmt_paired(by[("p5", "m5")])["verdict"].endswith("at these budgets")
+
+
+def test_under_protocol_swaps_in_that_protocols_scores_and_leaves_out_unscored_records():
+    from mlcore import compare
+
+    def rec(name, method, book, paper=None):
+        ps = {"book": {"accuracy": sum(book) / len(book), "ci95": 0.01, "episodes": len(book), "per_episode": book,
+                       "protocol": {"batch_norm": "per_query", "queries": 15}}}
+        if paper is not None:
+            ps["paper"] = {"accuracy": sum(paper) / len(paper), "ci95": 0.02, "episodes": len(paper),
+                           "per_episode": paper, "protocol": {"batch_norm": "batch", "queries": "shots"}}
+        return {"name": name, "method": method, "dataset": "omniglot", "split": "vinyals/test", "ways": 5,
+                "shots": 1, "accuracy": 0.99, "ci95": 0.0, "config": {"eval_seed": 2017, "recipe": {"test_queries": 15}},
+                "metrics": {"per_episode": [0.99] * len(book), "protocols": ps}}
+
+    a = rec("maml_omniglot_5w1s", "maml", [1.0, 0.8, 0.9, 1.0], paper=[1.0, 1.0])
+    b = rec("protonet_omniglot_5w1s", "protonet", [0.8, 0.8, 0.8, 0.9])
+    c = {**rec("x", "matching", [0.5]), "metrics": {}}  # never scored under the protocols
+    book = compare.under_protocol([a, b, c], "book")
+    assert [r["name"] for r in book] == ["maml_omniglot_5w1s", "protonet_omniglot_5w1s"]
+    assert book[0]["accuracy"] == pytest.approx(0.925) and book[0]["metrics"]["per_episode"] == [1.0, 0.8, 0.9, 1.0]
+    assert a["accuracy"] == 0.99  # the original record is untouched
+    pair = compare.paired(book[0], book[1])
+    assert pair["mean_difference"] == pytest.approx(0.1)
+    paper = compare.under_protocol([a, b], "paper")
+    assert [r["name"] for r in paper] == ["maml_omniglot_5w1s"]
+    assert paper[0]["config"]["recipe"]["test_queries"] == 1  # "shots" resolved to the record's shots
+    # two records under different protocols are never paired: their episodes differ (queries per class)
+    ok, why = compare.same_episodes(paper[0], book[1])
+    assert not ok and "queries" in why
+    with pytest.raises(ValueError, match="protocol must be one of"):
+        compare.under_protocol([a], "transductive")
+    rows = compare.transduction_rows([a, b])
+    assert [r["record"] for r in rows] == ["maml_omniglot_5w1s"] and rows[0]["gain"] == pytest.approx(7.5)
