@@ -456,11 +456,13 @@ show_source(ts.SetTaskEncoder.forward)
 show_source(ts.task2vec)
 
 # %% [markdown]
-# The whole analysis is one function (`mlcore.metric.task_similarity.reproduce` writes it as a record). Live, at
-# the smoke budget, on a few alphabets:
+# The whole analysis is one study, `mlcore.experiments.task_similarity` (its `reproduce` writes it as a record).
+# Live, at the smoke budget, on a few alphabets:
 
 # %%
-analysis = ts.run_analysis(BUDGET, seed=0, device=DEVICE)
+from mlcore.experiments import task_similarity as ts_study
+
+analysis = ts_study.run_analysis(BUDGET, seed=0, device=DEVICE)
 models = analysis.pop("_models")
 cfg = analysis["config"]
 print(f"{cfg['alphabets']} alphabets, {len(analysis['no_transfer'])} new tasks, "
@@ -521,8 +523,8 @@ def retrieved_grid(models, m, new_ids=(0, 1), top=3):
     scores = torch.tensor(m["similarity_matrix"])  # only used for its size
     sources, targets = models["sources"], models["targets"]
     with torch.no_grad():
-        f = ts.retrieval_scores(models["enc"], models["sim"], [ts._to(s, DEVICE) for s in sources],
-                                [ts._to(t, DEVICE) for t in targets], m["config"]["shots"]).cpu()
+        f = ts.retrieval_scores(models["enc"], models["sim"], [s.to(DEVICE) for s in sources],
+                                [t.to(DEVICE) for t in targets], m["config"]["shots"]).cpu()
     alph = m["alphabets"]
     fig, axes = plt.subplots(len(new_ids) * (1 + top), 5, figsize=(4.5, 1.0 * len(new_ids) * (1 + top)))
     row = 0

@@ -2,6 +2,7 @@
 import pytest
 import torch
 
+from mlcore.experiments import task_similarity as study
 from mlcore.metric import task_similarity as ts
 from mlcore.nets import Conv4
 
@@ -85,7 +86,7 @@ def test_analysis_of_a_known_transfer_matrix():
     acc = torch.tensor([[0.9, 0.5, 0.6, 0.4], [0.3, 0.8, 0.2, 0.1]])
     scratch = torch.tensor([0.4, 0.2])
     scores = {"perfect": acc.clone(), "worst": -acc}
-    out = ts.analyse(acc, scratch, scores, torch.tensor([0, 1]), torch.tensor([0, 1, 2, 3]), top_k=1)
+    out = study.analyse(acc, scratch, scores, torch.tensor([0, 1]), torch.tensor([0, 1, 2, 3]), top_k=1)
     assert out["retrieval"]["perfect"]["in_top1_most_helpful"] == 1.0
     assert out["retrieval"]["perfect"]["same_alphabet_top1"] == 1.0
     assert out["retrieval"]["worst"]["mean_rank_of_retrieved"] == 4.0
@@ -103,7 +104,7 @@ def test_bad_input_gives_clear_errors(background):
 
 def test_small_real_run_transfer_beats_no_transfer():
     """A tiny end-to-end run on real Omniglot: warm starts from training tasks beat random init."""
-    m = ts.run_analysis("smoke", seed=0, device="cpu",
+    m = study.run_analysis("smoke", seed=0, device="cpu",
                         cfg_overrides={"alphabets": 4, "source_steps": 25, "sim_steps": 10, "probe_steps": 10,
                                        "t2v_tasks_per_alphabet": 2, "head_steps": 20, "ft_steps": 10})
     table = m["transfer_table"]

@@ -27,6 +27,7 @@ REPRODUCTIONS = {
     "relationnet_omniglot_20w1s": {"method": "relationnet", "ways": 20, "shots": 1},
     "relationnet_omniglot_20w5s": {"method": "relationnet", "ways": 20, "shots": 5},
     # "method" lets `python -m mlcore eval` find eval_fn for the _smoke record too
-    "task_similarity_omniglot": {"fn": "mlcore.metric.task_similarity:reproduce", "method": "task_similarity",
-                                 "eval_fn": "mlcore.metric.task_similarity:evaluate_record"},
+    "task_similarity_omniglot": {"fn": "mlcore.experiments.task_similarity:reproduce",
+                                 "method": "task_similarity",
+                                 "eval_fn": "mlcore.experiments.task_similarity:evaluate_record"},
 }
