@@ -240,7 +240,7 @@ def _reward(d: dict | None) -> str:
 
 def rl_rows(records: list[dict]) -> list[dict]:
     """One row per meta-RL setting: RL² and the paper's comparison columns, ours beside the paper's."""
-    from .rl.experiments import PAPER
+    from .rl import PAPER
 
     by_key: dict[str, dict] = {}
     for rec in records:

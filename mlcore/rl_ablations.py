@@ -23,7 +23,7 @@ import torch
 from . import budget as budget_mod
 from .results import RESULTS_DIR, Record, mean_ci95, save_record
 from .rl.envs import check_spec, make_env, spec_name
-from .rl.experiments import EVAL_SEED
+from .experiments.rl2_records import EVAL_SEED
 from .rl.rl2 import RL2Config, RL2Policy, evaluate_rl2, train_rl2
 from .runtime import git_commit, hardware
 
@@ -91,7 +91,7 @@ def ablation_config(spec: dict, budget: str | None = None) -> RL2Config:
     if budget == "smoke":
         return RL2Config(spec=spec, hidden=32, updates=4, trials_per_update=64, lr=3e-3, epochs=4,
                          minibatches=2, reward_scale=scale)
-    from .rl.experiments import rl2_config
+    from .experiments.rl2_records import rl2_config
 
     cfg = rl2_config(spec, "full")
     # a fixed update count, not chapter 6's wall-clock limit, so every variant gets the same training
@@ -152,11 +152,11 @@ def run_ablations(spec: dict, budget: str | None = None, seed: int = 0, trials: 
 def test_time_ablation(record_path, trials: int = 1000, seed: int = EVAL_SEED, device="cpu") -> dict:
     """Score a trained RL^2 record's agent intact and with each ablation applied at test time only.
 
-    The weights are the record's (``mlcore.rl.experiments.load_rl2``); every variant sees the same
+    The weights are the record's (``mlcore.experiments.rl2_records.load_rl2``); every variant sees the same
     ``trials`` tasks drawn with ``seed``, so differences to the intact agent are paired per trial.
     Cheap (no training): this is what the chapter runs live.
     """
-    from .rl.experiments import load_rl2
+    from .experiments.rl2_records import load_rl2
 
     trained, rec = load_rl2(record_path, device)
     spec = rec.config["spec"]

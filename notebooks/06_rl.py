@@ -51,7 +51,8 @@ import torch
 from mlcore import budget
 from mlcore.results import RESULTS_DIR
 from mlcore.rl import baselines as bl
-from mlcore.rl import envs, experiments, rl2
+from mlcore.experiments import rl2_records
+from mlcore.rl import envs, rl2
 
 BUDGET = budget.current_budget()
 DEVICE = "cpu"  # the live cells are small; each full-budget record states its own hardware (end of the chapter)
@@ -127,9 +128,9 @@ for n in (4, 8, 12):
 
 # %%
 t0 = time.perf_counter()
-spec = experiments.SPECS["bandit_n10_k5"]
-live = experiments.score_baselines(spec, trials=1000, seed=experiments.EVAL_SEED)
-paper = experiments.PAPER["bandit_n10_k5"]
+spec = rl2_records.SPECS["bandit_n10_k5"]
+live = rl2_records.score_baselines(spec, trials=1000, seed=rl2_records.EVAL_SEED)
+paper = rl2_records.PAPER["bandit_n10_k5"]
 print(f"{'policy':18s} {'ours (live)':>14s} {'paper':>6s}")
 for name, r in live.items():
     print(f"{name:18s} {r['mean_total_reward']:7.2f} ± {r['ci95']:.2f} {paper.get(name, '–'):>6}")
@@ -160,8 +161,8 @@ print(f"({time.perf_counter() - t0:.1f} s)")
 # a trial's last reward, seen from its first step:
 
 # %%
-gamma = experiments.rl2_config(spec, "full").gamma
-for key_, spec_ in experiments.SPECS.items():
+gamma = rl2_records.rl2_config(spec, "full").gamma
+for key_, spec_ in rl2_records.SPECS.items():
     T = envs.make_env(spec_, trials=1, seed=0).steps_per_trial
     print(f"{key_:15s} {T:4d} steps per trial: gamma^(T-1) = {gamma ** (T - 1):.2f}")
 
@@ -197,13 +198,13 @@ print(inspect.getsource(rl2.gae))
 # records read below run the full recipe (2,000 trials per update) for the number of updates each row states.
 
 # %%
-cfg = experiments.rl2_config(spec, BUDGET)
+cfg = rl2_records.rl2_config(spec, BUDGET)
 print({k: v for k, v in cfg.to_dict().items() if k != "extra"})
 t0, c0 = time.perf_counter(), time.process_time()
 torch.manual_seed(0)
 agent, history = rl2.train_rl2(cfg, seed=0, device=DEVICE, log_every=1)
 train_s, train_cpu = time.perf_counter() - t0, time.process_time() - c0
-live_rl2 = rl2.evaluate_rl2(agent, spec, trials=1000, seed=experiments.EVAL_SEED)
+live_rl2 = rl2.evaluate_rl2(agent, spec, trials=1000, seed=rl2_records.EVAL_SEED)
 print(f"trained {cfg.updates} updates: {train_cpu:.1f} CPU-seconds ({train_cpu / cfg.updates:.2f} per update), "
       f"{train_s:.1f} s wall clock on this (possibly shared) machine")
 print(f"live RL² on the evaluation trials: {live_rl2['mean_total_reward']:.2f} ± {live_rl2['ci95']:.2f} "
@@ -223,7 +224,7 @@ axes[0].axhline(live["Gittins"]["mean_total_reward"], color="k", ls="--", label=
 axes[0].set(title=f"live run ({BUDGET} budget), n=10, k=5", xlabel="training trials seen",
             ylabel="mean total reward per trial")
 axes[0].legend()
-ref_keys = [k for k in experiments.SPECS if load_json(f"rl2_{k}")]
+ref_keys = [k for k in rl2_records.SPECS if load_json(f"rl2_{k}")]
 for key in ref_keys:
     curve = load_json(f"rl2_{key}")["metrics"]["learning_curve"]
     rand = load_json(f"baselines_{key}")["metrics"]["baselines"]["random"]["mean_total_reward"]
@@ -256,12 +257,12 @@ if key is None:
     print("no RL² reference record for bandit_n100_k5 or bandit_n10_k5 yet: showing the live agent on n=10, k=5")
     key, policy_in, label = "bandit_n10_k5", agent, f"RL² (live, {BUDGET})"
 else:
-    policy_in, _ = experiments.load_rl2(RESULTS_DIR / f"rl2_{key}.json", DEVICE)
+    policy_in, _ = rl2_records.load_rl2(RESULTS_DIR / f"rl2_{key}.json", DEVICE)
     label = f"RL² (record rl2_{key})"
-spec_in = experiments.SPECS[key]
-env_in = envs.make_env(spec_in, 1000, experiments.EVAL_SEED)
+spec_in = rl2_records.SPECS[key]
+env_in = envs.make_env(spec_in, 1000, rl2_records.EVAL_SEED)
 rank = env_in.means.argsort(-1, descending=True).argsort(-1)  # rank[b, arm]: 0 = best arm of trial b
-runs = {label: rl2.evaluate_rl2(policy_in, spec_in, 1000, experiments.EVAL_SEED, keep_actions=True)["actions"],
+runs = {label: rl2.evaluate_rl2(policy_in, spec_in, 1000, rl2_records.EVAL_SEED, keep_actions=True)["actions"],
         "UCB1": bl.run_policy(bl.bandit_baselines(spec_in["pulls"])["UCB1"], env_in, keep_actions=True)["actions"],
         "Thompson": bl.run_policy(bl.Thompson(), env_in, keep_actions=True)["actions"]}
 k = spec_in["arms"]
@@ -293,9 +294,9 @@ def fmt(r):
     return f"{r['mean_total_reward']:.{d}f} ± {r['ci95']:.{d}f}"
 
 
-for key in experiments.SPECS:
+for key in rl2_records.SPECS:
     base, agent_rec = load_json(f"baselines_{key}"), load_json(f"rl2_{key}")
-    paper = experiments.PAPER[key]
+    paper = rl2_records.PAPER[key]
     print(f"\n{key}")
     print(f"  {'policy':18s} {'ours (record)':>16s} {'paper':>7s}")
     if base is None:
@@ -314,7 +315,7 @@ for key in experiments.SPECS:
 # Where each time-limited agent's training curve had got (`metrics.learning_curve`, logged every few updates):
 
 # %%
-for key in experiments.SPECS:
+for key in rl2_records.SPECS:
     agent_rec = load_json(f"rl2_{key}")
     if agent_rec is None or agent_rec["metrics"]["updates_done"] >= agent_rec["config"]["rl2"]["updates"]:
         continue  # no record, or its recipe ran to the end

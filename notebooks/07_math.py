@@ -510,7 +510,7 @@ best = env.means.max(1).values.mean() * torch.arange(1, pulls + 1)
 ax.plot(range(1, pulls + 1), best, "k--", label=f"best arm known ({float(best[-1]):.1f})")
 ref = RESULTS_DIR / "rl2_bandit_n100_k5.json"
 if ref.exists():
-    from mlcore.rl.experiments import load_rl2
+    from mlcore.experiments.rl2_records import load_rl2
 
     pol, _ = load_rl2(ref, "cpu")
     ro = rl2.rollout(pol, env, torch.Generator().manual_seed(0))

@@ -301,7 +301,7 @@ if p51:
 # %%
 import tempfile  # noqa: E402
 
-from mlcore.rl.experiments import reproduce_rl2  # noqa: E402
+from mlcore.experiments.rl2_records import reproduce_rl2  # noqa: E402
 from mlcore.rl_ablations import test_time_ablation  # noqa: E402
 
 BANDIT = {"env": "bandit", "arms": 5, "pulls": 10}

@@ -231,7 +231,7 @@ def test_short_rl2_training_beats_random():
 
 # ----------------------------------------------------------------------------- records, CLI, Gymnasium
 def test_records_and_cli_eval(tmp_path):
-    from mlcore.rl.experiments import eval_record, reproduce_baselines, reproduce_rl2
+    from mlcore.experiments.rl2_records import eval_record, reproduce_baselines, reproduce_rl2
 
     spec = {"env": "bandit", "arms": 3, "pulls": 5}
     (bpath,) = reproduce_baselines("smoke", 0, tmp_path, "cpu", spec)
@@ -256,7 +256,7 @@ def test_records_and_cli_eval(tmp_path):
 
 
 def test_reproduce_steps_sets_updates(tmp_path):
-    from mlcore.rl.experiments import SPECS, reproduce_rl2, rl2_config
+    from mlcore.experiments.rl2_records import SPECS, reproduce_rl2, rl2_config
 
     spec = {"env": "bandit", "arms": 3, "pulls": 5}
     # the full recipe is a number of updates, not a wall-clock budget
@@ -277,7 +277,7 @@ def test_process_time_limit_stops_rl2_and_says_so(tmp_path, monkeypatch):
     import time
 
     from mlcore import runtime
-    from mlcore.rl.experiments import reproduce_rl2
+    from mlcore.experiments.rl2_records import reproduce_rl2
     from mlcore.rl.rl2 import RL2Config, rl2_schedule
 
     monkeypatch.setenv(runtime.TRAIN_DEADLINE_ENV, repr(time.time() + 1.0))
@@ -297,7 +297,7 @@ def test_process_time_limit_stops_rl2_and_says_so(tmp_path, monkeypatch):
 
 
 def test_rl_package_does_not_import_gymnasium():
-    code = "import sys, mlcore.rl, mlcore.rl.experiments, mlcore.rl.rl2; print('gymnasium' in sys.modules)"
+    code = "import sys, mlcore.rl, mlcore.experiments.rl2_records, mlcore.rl.rl2; print('gymnasium' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
     assert out.stdout.strip() == "False", out.stderr
 

@@ -401,7 +401,7 @@ def bandit_baselines(pulls: int) -> dict[str, Policy]:
     """The bandit columns, with the settings used for the book's tables.
 
     UCB1 and epsilon-greedy use the constants below, chosen once by :func:`tune` on trials drawn with a
-    different seed from the evaluation trials (see ``mlcore.rl.experiments``).
+    different seed from the evaluation trials (see ``mlcore.experiments.rl2_records``).
     """
     return {
         "random": RandomPolicy(),

@@ -1,9 +1,17 @@
-"""Records for the RL chapter: RL^2 and the classic baselines on the paper's settings.
+"""Study: RL^2 and the classic baselines on Duan et al.'s bandit and MDP settings.
 
-``python -m mlcore reproduce --only rl2_bandit_n10_k5`` calls :func:`reproduce_rl2`;
-``--only baselines_bandit_n10_k5`` calls :func:`reproduce_baselines`; ``python -m mlcore eval
-results/rl2_bandit_n10_k5.json --seed 123`` calls :func:`eval_record` (fresh trials drawn with that seed).
-Every policy is scored on the same ``EVAL_TRIALS`` trials drawn with ``EVAL_SEED``.
+    python -m mlcore reproduce --only rl2_bandit_n10_k5                # reproduce_rl2
+    python -m mlcore reproduce --only baselines_bandit_n10_k5          # reproduce_baselines
+    python -m mlcore eval results/rl2_bandit_n10_k5.json --seed 123    # eval_record: fresh trials
+
+What is run: for each setting of ``mlcore.rl.SPECS`` (Bernoulli bandits with n pulls and k arms,
+tabular MDPs with n episodes), an :class:`mlcore.rl.rl2.RL2Policy` trained by PPO with the recipe of
+:func:`rl2_config`, and every classic baseline of :mod:`mlcore.rl.baselines`. Every policy is scored
+on the same ``EVAL_TRIALS`` trials drawn with ``EVAL_SEED``.
+
+What is recorded: ``rl2_<setting>`` (mean total reward per trial with its 95 % CI, the greedy-action
+score, the learning curve, the updates run, and the paper's row from ``mlcore.rl.PAPER``) with
+its checkpoint, and ``baselines_<setting>`` (every baseline's score on the same trials).
 """
 from __future__ import annotations
 
@@ -22,43 +30,17 @@ from ..results import (
     mean_ci95,
     save_record,
 )
+from ..rl import PAPER, SPECS
+from ..rl.baselines import bandit_baselines, mdp_baselines, run_policy
+from ..rl.envs import check_spec, make_env, spec_name
+from ..rl.rl2 import RL2Config, RL2Policy, evaluate_rl2, train_rl2
 from ..runtime import get_device, git_commit, hardware, train_deadline
-from .baselines import bandit_baselines, mdp_baselines, run_policy
-from .envs import check_spec, make_env, spec_name
-from .rl2 import RL2Config, RL2Policy, evaluate_rl2, train_rl2
+
+__all__ = ["EVAL_SEED", "EVAL_TRIALS", "PAPER", "SPECS", "eval_record", "load_rl2", "reproduce_baselines",
+           "reproduce_rl2", "rl2_config", "score_baselines"]
 
 EVAL_SEED = 2016      # the trials every RL table in the book is scored on
 EVAL_TRIALS = 1000    # as in Duan et al. (2016)
-
-# Duan et al. (2016), Tables 1 and 2 (mean total reward per trial over 1,000 trials)
-PAPER = {
-    "bandit_n10_k5": {"random": 5.0, "Gittins": 6.6, "Thompson": 5.7, "OTS": 6.5, "UCB1": 6.7,
-                      "epsilon-greedy": 6.6, "greedy": 6.6, "RL2": 6.7},
-    "bandit_n10_k10": {"random": 5.0, "Gittins": 6.6, "Thompson": 5.5, "OTS": 6.2, "UCB1": 6.7,
-                       "epsilon-greedy": 6.6, "greedy": 6.6, "RL2": 6.7},
-    "bandit_n10_k50": {"random": 5.1, "Gittins": 6.5, "Thompson": 5.2, "OTS": 5.5, "UCB1": 6.6,
-                       "epsilon-greedy": 6.5, "greedy": 6.5, "RL2": 6.8},
-    "bandit_n100_k5": {"random": 49.9, "Gittins": 78.3, "Thompson": 74.7, "OTS": 77.9, "UCB1": 78.0,
-                       "epsilon-greedy": 75.4, "greedy": 74.8, "RL2": 78.7},
-    "bandit_n100_k10": {"random": 49.9, "Gittins": 82.8, "Thompson": 76.7, "OTS": 81.4, "UCB1": 82.4,
-                        "epsilon-greedy": 77.4, "greedy": 77.1, "RL2": 83.5},
-    "bandit_n100_k50": {"random": 49.8, "Gittins": 85.2, "Thompson": 64.5, "OTS": 67.7, "UCB1": 84.3,
-                        "epsilon-greedy": 78.3, "greedy": 78.0, "RL2": 84.9},
-    "mdp_n10": {"random": 100.1, "PSRL": 138.1, "OPSRL": 144.1, "UCRL2": 146.6, "BEB": 150.2,
-                "epsilon-greedy": 132.8, "greedy": 134.8, "RL2": 156.2},
-    "mdp_n25": {"random": 250.2, "PSRL": 408.8, "OPSRL": 425.2, "UCRL2": 424.1, "BEB": 427.8,
-                "epsilon-greedy": 377.3, "greedy": 368.8, "RL2": 445.7},
-}
-
-SPECS = {
-    "bandit_n10_k5": {"env": "bandit", "arms": 5, "pulls": 10},
-    "bandit_n10_k10": {"env": "bandit", "arms": 10, "pulls": 10},
-    "bandit_n100_k5": {"env": "bandit", "arms": 5, "pulls": 100},
-    "bandit_n100_k10": {"env": "bandit", "arms": 10, "pulls": 100},
-    "mdp_n10": {"env": "mdp", "episodes": 10},
-    "mdp_n25": {"env": "mdp", "episodes": 25},
-}
-
 
 def rl2_config(spec: dict, budget: str | None = None) -> RL2Config:
     """The RL^2 recipe per setting and budget.
