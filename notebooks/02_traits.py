@@ -53,7 +53,7 @@ import mlcore
 from mlcore import budget as budget_mod
 from mlcore.baselines import pretrained as pretrained_mod
 from mlcore.baselines import scratch as scratch_mod
-from mlcore.baselines.traits import traits_vs_shots
+from mlcore.experiments.traits import traits_vs_shots
 from mlcore.memory import protonet as protonet_mod
 from mlcore.results import RESULTS_DIR, load_record
 from mlcore.runtime import hardware_label

@@ -180,7 +180,7 @@ def test_pretrained_bad_config():
 
 
 def test_traits_rejects_impossible_shots():
-    from mlcore.baselines.traits import traits_vs_shots
+    from mlcore.experiments.traits import traits_vs_shots
 
     with pytest.raises(ValueError, match="shot \\+ queries"):
         traits_vs_shots(budget="smoke", shots=(1, 15), queries=10)

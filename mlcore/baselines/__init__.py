@@ -10,8 +10,8 @@ LEARNERS = {
 }
 REPRODUCTIONS = {
     "traits_accuracy_vs_shots": {
-        "fn": "mlcore.baselines.traits:traits_vs_shots",
+        "fn": "mlcore.experiments.traits:traits_vs_shots",
         "method": "traits",  # the record's method; lets `python -m mlcore eval` find eval_fn for smoke records too
-        "eval_fn": "mlcore.baselines.traits:rescore_traits",
+        "eval_fn": "mlcore.experiments.traits:rescore_traits",
     },
 }

@@ -1,7 +1,9 @@
-"""Chapter 2's measurement: no learning-to-learn vs transfer vs meta-learning, as shots grow.
+"""Study: chapter 2's measurement, no learning-to-learn vs transfer vs meta-learning, as shots grow.
 
-On the *same* fixed 5-way test episodes (``mlcore.engine.test_sampler`` + ``evaluate`` with
-``EVAL_SEED``), for K in {1, 2, 5, 10} shots, this scores
+    python -m mlcore reproduce --only traits_accuracy_vs_shots
+
+What is run: on the *same* fixed 5-way test episodes (``mlcore.engine.test_sampler`` + ``evaluate``
+with ``EVAL_SEED``), for K in {1, 2, 5, 10} shots, this scores
 
 * ``scratch``: a Conv-4 trained on the support set alone (traditional supervised learning);
 * ``pretrained_linear`` / ``pretrained_centroid``: transfer from a Conv-4 pre-trained as an
@@ -12,6 +14,10 @@ On the *same* fixed 5-way test episodes (``mlcore.engine.test_sampler`` + ``eval
 Every test episode has 10 queries per class (10-shot + 10 queries = all 20 drawings of a
 character), so the 1-shot ProtoNet number here is on different episodes than its own
 record's 15-query ones.
+
+What is recorded: ``traits_accuracy_vs_shots`` (per method and shot: accuracy, 95 % CI, episodes,
+seconds), with the records it reused or trained (the pre-trained classifier, the ProtoNet) named
+relative to it; :func:`rescore_traits` re-scores every method on fresh episodes.
 """
 from __future__ import annotations
 
@@ -19,9 +25,11 @@ import os
 import time
 from pathlib import Path
 
+from ..baselines.scratch import Scratch
 from ..budget import current_budget, pick
 from ..engine import EVAL_SEED, evaluate, test_sampler
 from ..results import RESULTS_DIR, Record, load_record, save_record
+from ..runs import load, train_and_record
 from ..runtime import get_device, git_commit, hardware
 
 SHOTS = (1, 2, 5, 10)
@@ -70,9 +78,6 @@ def traits_vs_shots(budget: str | None = None, seed: int = 0, out_dir: str | Pat
     ``method`` is the record's method name (``python -m mlcore eval`` finds :func:`rescore_traits`
     through it). Returns the records written.
     """
-    from ..runs import load, train_and_record
-    from .scratch import Scratch
-
     budget = current_budget(budget)
     device = get_device(device)
     if ways < 2:
@@ -144,9 +149,6 @@ def _relative(path: Path, base: Path) -> str:
 
 def rescore_traits(record_path: str | Path, episodes: int | None = None, seed: int = 123, device=None) -> dict:
     """``python -m mlcore eval`` for a traits record: every method, every shot, on fresh episodes."""
-    from ..runs import load
-    from .scratch import Scratch
-
     rec = load_record(record_path)
     base = Path(getattr(rec, "_path", record_path)).parent
     device = get_device(device)
