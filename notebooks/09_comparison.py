@@ -182,7 +182,7 @@ table(LAKE, [("who", "who"), ("accuracy", "20-way 1-shot within-alphabet, %"), (
 # initialised Conv-4 (a ProtoNet that has not been trained).
 
 # %%
-from mlcore.domain_shift import PixelCentroids  # noqa: E402
+from mlcore.experiments.domain_shift import PixelCentroids  # noqa: E402
 from mlcore.memory.protonet import ProtoNet  # noqa: E402
 
 n_live = budget_mod.pick(BUDGET, smoke=200, full=1000)

@@ -164,11 +164,11 @@ if traits:
 # score a learner trained on Omniglot on handwritten **digits**: scikit-learn's {cite}`pedregosa2011scikit` bundled
 # `load_digits` {cite}`alpaydin1998optdigits` (1,797 images of 8×8 pixels; it ships inside scikit-learn, nothing
 # is downloaded), scaled to ink = 1, upsampled to 20×20 and padded to 28×28 so that size and margin match
-# Omniglot's (`mlcore.domain_shift`). A no-learning yardstick — nearest class-mean on raw pixels — is scored on
-# the same episodes in both domains.
+# Omniglot's (`mlcore.experiments.domain_shift`). A no-learning yardstick — nearest class-mean on raw pixels — is
+# scored on the same episodes in both domains.
 
 # %%
-from mlcore.domain_shift import DigitEpisodes, load_digits_28, score_domains  # noqa: E402
+from mlcore.experiments.domain_shift import load_digits_28, score_domains  # noqa: E402
 from mlcore.data import load_split  # noqa: E402
 
 HAVE_DIGITS = importlib.util.find_spec("sklearn") is not None  # the digits ship inside scikit-learn
@@ -460,7 +460,7 @@ if ts:
 #
 # ## Exercises
 #
-# 1. Re-run the domain-shift test with the MAML record instead of ProtoNet (`mlcore.domain_shift.reproduce(source=
+# 1. Re-run the domain-shift test with the MAML record instead of ProtoNet (`mlcore.experiments.domain_shift.reproduce(source=
 #    "maml_omniglot_5w1s")`). Does fine-tuning at test time recover more of the shift than ProtoNet's fixed
 #    embedding?
 # 2. Thin the digits' strokes (e.g. threshold at 0.7 before upsampling) and measure again. How much of the shift

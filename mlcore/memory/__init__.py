@@ -27,5 +27,6 @@ REPRODUCTIONS = {
     "protonet_ways_sweep": {"fn": "mlcore.experiments.ways_sweep:protonet_ways_sweep",
                             "eval_fn": "mlcore.experiments.ways_sweep:reevaluate_sweep"},
     # where the meta-learned memory stops helping: the ProtoNet 5w1s record on sklearn's 8x8 digits
-    "domain_shift_digits": {"fn": "mlcore.domain_shift:reproduce", "eval_fn": "mlcore.domain_shift:evaluate_record"},
+    "domain_shift_digits": {"fn": "mlcore.experiments.domain_shift:reproduce",
+                            "eval_fn": "mlcore.experiments.domain_shift:evaluate_record"},
 }

@@ -24,11 +24,11 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from . import budget as budget_mod
-from .data.episodes import Episode
-from .engine import EVAL_SEED, evaluate, test_sampler
-from .results import RESULTS_DIR, Record, load_record, save_record
-from .runtime import get_device, git_commit, hardware
+from .. import budget as budget_mod
+from ..data.episodes import Episode
+from ..engine import EVAL_SEED, evaluate, test_sampler
+from ..results import RESULTS_DIR, Record, load_record, save_record
+from ..runtime import get_device, git_commit, hardware
 
 DIGITS_SOURCE = ("scikit-learn load_digits: 1,797 8x8 handwritten digits (UCI Optical Recognition of "
                  "Handwritten Digits test set), bundled with scikit-learn, no download")
@@ -136,7 +136,7 @@ def score_domains(learner, shots: int, ways: int = 5, queries: int = 15, episode
 
 def _source_learner(source: str, budget: str, seed: int, out_dir: Path, device):
     """The trained learner named by ``source`` (a record in ``results/``), trained here if absent."""
-    from .runs import load, train_and_record
+    from ..runs import load, train_and_record
 
     path = RESULTS_DIR / f"{source}.json"
     if budget == "full" and path.exists():
@@ -175,7 +175,7 @@ def reproduce(budget: str | None = None, seed: int = 0, out_dir=None, device=Non
 
 def evaluate_record(record_path, episodes: int | None = None, seed: int = 123, device=None) -> dict:
     """``python -m mlcore eval`` hook: re-score the source learner on fresh episodes drawn with ``seed``."""
-    from .runs import load
+    from ..runs import load
 
     rec = load_record(record_path)
     src = RESULTS_DIR / f"{rec.config['source_record']}.json"
