@@ -239,11 +239,11 @@ def setting_name(ways: int, shots: int, within_alphabet: bool = False) -> str:
 def published(method: str, setting: str, batch_norm: str | None = None) -> Published | None:
     """The paper's number for ``method`` in ``setting``, or ``None`` if the paper has none.
 
-    ``batch_norm="per_query"`` asks for a number measured that way (Reptile's non-transductive ones);
-    other values, or None, give the paper's headline number.
+    ``batch_norm="per_query"`` or ``"support"`` asks for a non-transductive number where the paper gave one
+    (Reptile's, measured per query); other values, or None, give the paper's headline number.
     """
     key = (canonical_method(method), setting)
-    if batch_norm == "per_query" and key in NON_TRANSDUCTIVE:
+    if batch_norm in ("per_query", "support") and key in NON_TRANSDUCTIVE:
         return NON_TRANSDUCTIVE[key]
     return OMNIGLOT.get(key)
 

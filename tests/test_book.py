@@ -123,7 +123,7 @@ def test_rows_show_both_protocols_and_like_for_like_paper_numbers(tmp_path):
     def scored(name, method, book, paper):
         rec = _record(name, method, 5, 1, paper, 0.005)
         rec["metrics"] = {"protocols": {
-            "book": {"accuracy": book, "ci95": 0.01, "protocol": {"batch_norm": "per_query"}},
+            "book": {"accuracy": book, "ci95": 0.01, "protocol": {"batch_norm": "support"}},
             "paper": {"accuracy": paper, "ci95": 0.005, "protocol": {"batch_norm": "batch"}}}}
         return rec
 
@@ -132,7 +132,7 @@ def test_rows_show_both_protocols_and_like_for_like_paper_numbers(tmp_path):
     body = report.results_markdown(tmp_path)
     assert "| MAML | 5w1s | 90.00 ± 1.00 | 95.00 ± 0.50 | 98.7 ± 0.4 (Finn et al. 2017) | batch norm with the test" in body
     # Reptile's paper also published non-transductive numbers: they stand beside ours under the book's protocol
-    assert "| Reptile | 5w1s | 93.00 ± 1.00 (paper: 95.39 (non-transductive)) | 96.00 ± 0.50 | 97.68 (Nichol" in body
+    assert "| Reptile | 5w1s | 93.00 ± 1.00 (paper: 95.39 non-transductive) | 96.00 ± 0.50 | 97.68 (Nichol" in body
 
 
 def test_readme_without_markers_is_an_error(tmp_path, results_dir):

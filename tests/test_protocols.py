@@ -58,6 +58,45 @@ def test_per_query_batch_norm_normalises_each_query_with_the_support_set_only(cl
     assert not torch.allclose(alone[0, 0], transductive[0, 0], atol=1e-6)
 
 
+@pytest.mark.parametrize("cls", [MAML, Reptile])
+def test_support_batch_norm_normalises_every_query_with_the_support_sets_statistics(cls):
+    m = maml_learner(cls)
+    ep = episode()
+    with batch_norm_at_test(m, "support"):
+        got = m.predict_batch(ep)
+        alone = m.predict_batch(Episode(ep.support_x[:1], ep.support_y[:1], ep.query_x[:1, 1:2],
+                                        ep.query_y[:1, 1:2], 3, 2, 1))
+    assert m.test_batch_norm == "transductive"
+    assert torch.allclose(alone[0, 0], got[0, 1], atol=1e-10)  # no query sees another
+    # independent reference: eval-mode nn.BatchNorm2d whose running statistics are the support set's, layer by
+    # layer (captured by hooks on a pass of the support set), on weights adapted by hand
+    import copy
+    params = {k: v.detach().clone().requires_grad_(True) for k, v in m.net.named_parameters()}
+    fast = params
+    for _ in range(m.test_inner_steps):
+        loss = torch.nn.functional.cross_entropy(functional_call(m.net, fast, (ep.support_x[0],)), ep.support_y[0])
+        grads = torch.autograd.grad(loss, list(fast.values()))
+        fast = {k: v - m.inner_lrs[0] * g for (k, v), g in zip(fast.items(), grads)}
+    stats = []
+    hooks = [mod.register_forward_hook(lambda mod, inp, out: stats.append(
+        (inp[0].mean(dim=(0, 2, 3)), inp[0].var(dim=(0, 2, 3), unbiased=False))))
+        for mod in m.net.modules() if isinstance(mod, torch.nn.BatchNorm2d)]
+    functional_call(m.net, fast, (ep.support_x[0],))
+    for h in hooks:
+        h.remove()
+    ref = copy.deepcopy(m.net)
+    bns = [n for n, mod in ref.named_modules() if isinstance(mod, torch.nn.BatchNorm2d)]
+    for name, (mean, var) in zip(bns, stats):
+        parent = ref.get_submodule(name.rsplit(".", 1)[0]) if "." in name else ref
+        old = ref.get_submodule(name)
+        bn = torch.nn.BatchNorm2d(old.num_features, eps=old.eps).double().eval()
+        bn.running_mean.copy_(mean.detach())
+        bn.running_var.copy_(var.detach())
+        setattr(parent, name.rsplit(".", 1)[-1], bn)
+    want = functional_call(ref, {k: v.detach() for k, v in fast.items()}, (ep.query_x[0],))
+    assert torch.allclose(got[0], want, atol=1e-10)
+
+
 def test_batch_statistics_for_running_stat_nets_leave_the_running_statistics_alone():
     torch.manual_seed(0)
     net = ProtoNet(hidden=8).double().eval()
@@ -83,7 +122,7 @@ def test_batch_statistics_for_running_stat_nets_leave_the_running_statistics_alo
 
 
 def test_book_protocol_is_non_transductive_for_every_kind_of_net():
-    assert batch_norm_kind(maml_learner()) == "per_query"
+    assert batch_norm_kind(maml_learner()) == "support"
     assert book_protocol(ProtoNet(hidden=4)).batch_norm == "running"
     assert not book_protocol(maml_learner()).transductive
 

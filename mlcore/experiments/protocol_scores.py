@@ -31,7 +31,7 @@ RECORD_QUERIES = 15
 
 def _record_protocol(learner, recipe: dict) -> Protocol:
     kind = book_protocol(learner).batch_norm
-    bn = "batch" if kind == "per_query" else kind  # the MAML family scored transductively by default
+    bn = "batch" if kind == "support" else kind  # the MAML family scored transductively by default
     return Protocol(bn, queries=recipe.get("test_queries", RECORD_QUERIES))
 
 
@@ -63,7 +63,7 @@ def protocol_scores(path: str | Path, device=None, episodes: int | None = None) 
     for key, protocol in (("book", book), ("paper", paper_pub.protocol if paper_pub else None)):
         if protocol is None or not protocol.scorable or (key == "paper" and protocol.image_size != 28):
             continue  # nothing stated to score under (or another study scores it: Lake's 105-pixel trials)
-        if key == "paper" and protocol.batch_norm not in ("batch", "per_query", book.batch_norm):
+        if key == "paper" and protocol.batch_norm not in ("batch", "per_query", "support", book.batch_norm):
             continue
         same = (protocol.batch_norm == own.batch_norm and protocol.queries_for(rec.shots) == own.queries
                 and (protocol.episodes or 1000) == (rec.episodes or 1000) and not protocol.test_steps
@@ -75,6 +75,12 @@ def protocol_scores(path: str | Path, device=None, episodes: int | None = None) 
             res = score(learner, protocol, rec.ways, rec.shots, rec.split or "vinyals/test", within,
                         episodes=episodes)
         out[key] = _entry(res, protocol, rec.shots, same)
+    nt = published(rec.method, setting, batch_norm="per_query")
+    if nt is not None and nt is not paper_pub:
+        # Nichol et al. also published non-transductive numbers, each query run with the support set
+        res = score(learner, nt.protocol, rec.ways, rec.shots, rec.split or "vinyals/test", within,
+                    episodes=episodes)
+        out["paper_non_transductive"] = _entry(res, nt.protocol, rec.shots, False)
     if episodes is None:
         raw.setdefault("metrics", {})["protocols"] = out
         atomic_write_text(path, json.dumps(raw, indent=2) + "\n")
