@@ -164,11 +164,12 @@ if traits:
 # score a learner trained on Omniglot on handwritten **digits**: scikit-learn's {cite}`pedregosa2011scikit` bundled
 # `load_digits` {cite}`alpaydin1998optdigits` (1,797 images of 8×8 pixels; it ships inside scikit-learn, nothing
 # is downloaded), scaled to ink = 1, upsampled to 20×20 and padded to 28×28 so that size and margin match
-# Omniglot's (`mlcore.experiments.domain_shift`). A no-learning yardstick — nearest class-mean on raw pixels — is
-# scored on the same episodes in both domains.
+# Omniglot's (`mlcore.data.digits`; the study is `mlcore.experiments.domain_shift`). A no-learning yardstick —
+# nearest class-mean on raw pixels, `mlcore.baselines.pixels` — is scored on the same episodes in both domains.
 
 # %%
-from mlcore.experiments.domain_shift import load_digits_28, score_domains  # noqa: E402
+from mlcore.data.digits import load_digits_28  # noqa: E402
+from mlcore.experiments.domain_shift import score_domains  # noqa: E402
 from mlcore.data import load_split  # noqa: E402
 
 HAVE_DIGITS = importlib.util.find_spec("sklearn") is not None  # the digits ship inside scikit-learn

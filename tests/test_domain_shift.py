@@ -4,7 +4,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mlcore.experiments.domain_shift import DigitEpisodes, PixelCentroids
+from mlcore.baselines.pixels import PixelCentroids
+from mlcore.data.digits import DigitEpisodes
 from mlcore.engine import evaluate
 from mlcore.rl.rl2 import RL2Policy
 from mlcore.rl_ablations import VARIANTS, AblatedRL2Policy
@@ -61,7 +62,7 @@ def test_pixel_centroids_are_nearest_class_means():
 
 def test_real_digits_are_ink_one_on_zero():
     pytest.importorskip("sklearn")
-    from mlcore.experiments.domain_shift import load_digits_28
+    from mlcore.data.digits import load_digits_28
 
     x, y = load_digits_28()
     assert x.shape == (1797, 1, 28, 28) and y.bincount().tolist()[0] == 178

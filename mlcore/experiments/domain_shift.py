@@ -1,120 +1,35 @@
-"""Where "generalises to new tasks" stops: a learner meta-trained on Omniglot, tested on digits.
+"""Study: where "generalises to new tasks" stops, a learner meta-trained on Omniglot tested on digits.
+
+    python -m mlcore reproduce --only domain_shift_digits
 
 Meta-learning promises fast adaptation to *new tasks from the same distribution*. To see what
-happens when the distribution changes, we score a learner trained on Omniglot characters on
-5-way K-shot episodes of handwritten **digits**: scikit-learn's bundled ``load_digits`` (1,797
-images, 8x8 pixels, 16 grey levels, from the UCI "Optical Recognition of Handwritten Digits" set;
-it ships inside scikit-learn, so nothing is downloaded). The digits are scaled to ink = 1 on a 0
-background (Omniglot's convention), upsampled bilinearly to 20x20 and padded to 28x28 (Omniglot's
-characters sit inside a margin too), so image size and framing match what the network saw in
-training; strokes are thicker and blurrier than Omniglot's pen strokes -- that *is* part of the shift.
+happens when the distribution changes, a learner trained on Omniglot characters is scored on
+5-way K-shot episodes of handwritten **digits** (:mod:`mlcore.data.digits`: scikit-learn's bundled
+``load_digits``, nothing downloaded, framed like Omniglot's characters).
 
-Both domains are scored on fixed, seeded episodes with the same ways, shots and queries, next to a
-no-learning yardstick, nearest class-mean in pixel space (:class:`PixelCentroids`), so the table
-says how much the meta-learned embedding adds over raw pixels in each domain.
+What is run: the ``source`` learner (default: the ProtoNet 5-way 1-shot record; trained here at
+the budget when the record is absent) and the no-learning yardstick
+:class:`mlcore.baselines.pixels.PixelCentroids`, both on fixed, seeded Omniglot test episodes and on
+digit episodes with the same ways, shots and queries (:func:`score_domains`).
 
-:func:`reproduce` has the registry's ``fn`` signature and writes ``domain_shift_digits.json``.
+What is recorded: ``domain_shift_digits`` (accuracy on digits as the headline; per shot and domain,
+the learner's and the pixels' accuracy with 95 % CI and the learner's gain over pixels; the source
+record's name and training time). :func:`evaluate_record` re-scores the source on fresh episodes.
 """
 from __future__ import annotations
 
-import math
 import time
 from pathlib import Path
 
-import torch
-import torch.nn.functional as F
-
 from .. import budget as budget_mod
-from ..data.episodes import Episode
+from ..baselines.pixels import PixelCentroids
+from ..data.digits import DIGITS_SOURCE, DigitEpisodes
 from ..engine import EVAL_SEED, evaluate, test_sampler
 from ..results import RESULTS_DIR, Record, load_record, save_record
+from ..runs import load, train_and_record
 from ..runtime import get_device, git_commit, hardware
 
-DIGITS_SOURCE = ("scikit-learn load_digits: 1,797 8x8 handwritten digits (UCI Optical Recognition of "
-                 "Handwritten Digits test set), bundled with scikit-learn, no download")
-
-
-def load_digits_28(size: int = 28) -> tuple[torch.Tensor, torch.Tensor]:
-    """The bundled digits as ``(images (n, 1, size, size) float in [0, 1], ink = 1; labels (n,))``."""
-    try:
-        from sklearn.datasets import load_digits
-    except ImportError as e:  # pragma: no cover - depends on the environment
-        raise ImportError("the digits domain-shift test needs scikit-learn (pip install scikit-learn); "
-                          "its load_digits data ship inside the package, nothing is downloaded") from e
-    d = load_digits()
-    x = torch.as_tensor(d.images, dtype=torch.float32)[:, None] / 16.0  # 16 = full ink, 0 = background
-    # the 8x8 digits fill their frame; Omniglot characters sit inside a margin: upsample to 5/7 of the
-    # side and pad, so the frame is not a trivial difference between the domains
-    inner = round(size * 5 / 7)
-    x = F.interpolate(x, size=(inner, inner), mode="bilinear", align_corners=False).clamp_(0.0, 1.0)
-    pad = (size - inner) // 2
-    x = F.pad(x, (pad, size - inner - pad, pad, size - inner - pad))
-    return x, torch.as_tensor(d.target, dtype=torch.long)
-
-
-class DigitEpisodes:
-    """Seeded N-way K-shot Q-query episodes of digits, with the ``fixed_set`` that
-    :func:`mlcore.engine.evaluate` uses.
-
-    Each episode picks N of the 10 digit classes, then K + Q distinct images of each (every class
-    has >= 174 images). Labels are 0..N-1 class-major, as in :class:`mlcore.data.episodes.EpisodeSampler`.
-    """
-
-    def __init__(self, ways: int = 5, shots: int = 1, queries: int = 15, device=None,
-                 images: torch.Tensor | None = None, labels: torch.Tensor | None = None):
-        if images is None:
-            images, labels = load_digits_28()
-        self.num_classes = int(labels.max()) + 1
-        self.by_class = [torch.nonzero(labels == c).flatten() for c in range(self.num_classes)]
-        smallest = min(len(i) for i in self.by_class)
-        if not 2 <= ways <= self.num_classes:
-            raise ValueError(f"ways must be in [2, {self.num_classes}] for digits, got {ways}")
-        if shots < 1 or queries < 1 or shots + queries > smallest:
-            raise ValueError(f"need shots >= 1, queries >= 1 and shots + queries <= {smallest} "
-                             f"(images in the smallest digit class); got {shots} + {queries}")
-        self.images = images
-        self.ways, self.shots, self.queries = ways, shots, queries
-        self.device = get_device(device)
-
-    def _episode(self, g: torch.Generator, b: int) -> Episode:
-        n, k, q = self.ways, self.shots, self.queries
-        idx = torch.empty(b, n, k + q, dtype=torch.long)
-        cls = torch.empty(b, n, dtype=torch.long)
-        for i in range(b):
-            cls[i] = torch.randperm(self.num_classes, generator=g)[:n]
-            for j, c in enumerate(cls[i].tolist()):
-                pool = self.by_class[c]
-                idx[i, j] = pool[torch.randperm(len(pool), generator=g)[: k + q]]
-        x = self.images[idx].to(self.device)  # (B, N, K+Q, 1, H, W)
-        labels = torch.arange(n, device=self.device)
-        sx = x[:, :, :k].reshape(b, n * k, *x.shape[3:])
-        qx = x[:, :, k:].reshape(b, n * q, *x.shape[3:])
-        sy = labels.repeat_interleave(k).expand(b, n * k).contiguous()
-        qy = labels.repeat_interleave(q).expand(b, n * q).contiguous()
-        return Episode(sx, sy, qx, qy, n, k, q, cls.to(self.device))
-
-    def fixed_set(self, num_episodes: int, seed: int, chunk: int = 100):
-        if num_episodes < 1:
-            raise ValueError(f"num_episodes must be >= 1, got {num_episodes}")
-        g = torch.Generator().manual_seed(seed)
-        done = 0
-        while done < num_episodes:
-            b = min(chunk, num_episodes - done)
-            yield self._episode(g, b)
-            done += b
-
-
-class PixelCentroids(torch.nn.Module):
-    """No learning at all: classify a query by its nearest class mean in raw pixel space."""
-
-    needs_grad_at_test = False
-
-    def predict_batch(self, ep: Episode) -> torch.Tensor:
-        b, n = ep.support_x.shape[0], ep.ways
-        s = ep.support_x.flatten(2)  # (B, N*K, D)
-        onehot = F.one_hot(ep.support_y, n).float()  # (B, N*K, N)
-        protos = onehot.transpose(1, 2) @ s / onehot.sum(1)[..., None]  # (B, N, D)
-        return -torch.cdist(ep.query_x.flatten(2), protos) ** 2
+__all__ = ["evaluate_record", "reproduce", "score_domains"]
 
 
 def score_domains(learner, shots: int, ways: int = 5, queries: int = 15, episodes: int = 1000,
@@ -136,8 +51,6 @@ def score_domains(learner, shots: int, ways: int = 5, queries: int = 15, episode
 
 def _source_learner(source: str, budget: str, seed: int, out_dir: Path, device):
     """The trained learner named by ``source`` (a record in ``results/``), trained here if absent."""
-    from ..runs import load, train_and_record
-
     path = RESULTS_DIR / f"{source}.json"
     if budget == "full" and path.exists():
         return load(path, device), load_record(path)
@@ -175,8 +88,6 @@ def reproduce(budget: str | None = None, seed: int = 0, out_dir=None, device=Non
 
 def evaluate_record(record_path, episodes: int | None = None, seed: int = 123, device=None) -> dict:
     """``python -m mlcore eval`` hook: re-score the source learner on fresh episodes drawn with ``seed``."""
-    from ..runs import load
-
     rec = load_record(record_path)
     src = RESULTS_DIR / f"{rec.config['source_record']}.json"
     if not src.exists():
@@ -186,13 +97,3 @@ def evaluate_record(record_path, episodes: int | None = None, seed: int = 123, d
            for k in rec.config["shots"]}
     return {"record": rec.name, "seed": seed, **{k: {d: round(v[d]["learner"]["accuracy"], 4)
                                                      for d in ("omniglot", "digits")} for k, v in res.items()}}
-
-
-def ink_statistics(x: torch.Tensor) -> dict:
-    """Mean ink per image and fraction of pixels with ink > 0.5: how the two domains differ at a glance."""
-    return {"mean_ink": float(x.mean()), "inked_fraction": float((x > 0.5).float().mean()),
-            "n": int(x.shape[0]), "std_ink": float(x.flatten(1).mean(1).std()) if x.shape[0] > 1 else math.nan}
-
-
-__all__ = ["DIGITS_SOURCE", "load_digits_28", "DigitEpisodes", "PixelCentroids", "score_domains", "reproduce",
-           "evaluate_record", "ink_statistics"]
