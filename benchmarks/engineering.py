@@ -63,7 +63,7 @@ def protonet_for_autocast(device: torch.device) -> tuple[torch.nn.Module, str]:
 
 
 def run(section: str, device: torch.device, sz: dict, compile_cpu: bool) -> dict:
-    from mlcore import engineering as E
+    from mlcore.book import engineering as E
 
     if section == "channels_last":
         return {f"{n}w{k}s": E.channels_last_speed(n, k, device, repeats=sz["repeats"]) for n, k in ((5, 1), (20, 5))}

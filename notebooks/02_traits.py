@@ -53,6 +53,7 @@ import mlcore
 from mlcore import budget as budget_mod
 from mlcore.baselines import pretrained as pretrained_mod
 from mlcore.baselines import scratch as scratch_mod
+from mlcore.book.plotting import style
 from mlcore.experiments.traits import traits_vs_shots
 from mlcore.memory import protonet as protonet_mod
 from mlcore.results import RESULTS_DIR, load_record
@@ -65,11 +66,11 @@ DEVICE = mlcore.get_device()
 LIVE_DIR = Path(tempfile.mkdtemp())  # live records go to a scratch folder, never to results/
 print("budget:", BUDGET, "| device:", DEVICE.type)
 
-METHODS = {  # record key -> (label, colour, marker)
-    "scratch": ("from scratch (traditional)", "tab:gray", "s"),
-    "pretrained_linear": ("pretrained + linear probe (transfer)", "tab:blue", "o"),
-    "pretrained_centroid": ("pretrained + nearest centroid (transfer)", "tab:cyan", "v"),
-    "protonet": ("ProtoNet (meta-learned)", "tab:red", "D"),
+METHODS = {  # record key -> label; colour and marker come from mlcore.book.plotting, as in every chapter
+    "scratch": "from scratch (traditional)",
+    "pretrained_linear": "pretrained + linear probe (transfer)",
+    "pretrained_centroid": "pretrained + nearest centroid (transfer)",
+    "protonet": "ProtoNet (meta-learned)",
 }
 
 
@@ -157,7 +158,7 @@ print(f"live run: budget {live.budget}, {live.episodes} episodes per point, wall
 def table(rec):
     shots = rec.metrics["shots"]
     print(f"{'method':<42}" + "".join(f"{f'{k}-shot':>15}" for k in shots))
-    for key, (label, _, _) in METHODS.items():
+    for key, label in METHODS.items():
         row = rec.metrics["methods"][key]
         print(f"{label:<42}" + "".join(
             f"{100 * row[str(k)]['accuracy']:>8.1f} ± {100 * row[str(k)]['ci95']:<4.1f}" for k in shots))
@@ -166,11 +167,11 @@ def table(rec):
 def plot(rec, title):
     shots = rec.metrics["shots"]
     fig, ax = plt.subplots(figsize=(6.4, 4.0))
-    for key, (label, colour, marker) in METHODS.items():
+    for key, label in METHODS.items():
         row = rec.metrics["methods"][key]
         acc = [100 * row[str(k)]["accuracy"] for k in shots]
         ci = [100 * row[str(k)]["ci95"] for k in shots]
-        ax.errorbar(shots, acc, yerr=ci, label=label, color=colour, marker=marker, capsize=3, lw=1.5)
+        ax.errorbar(shots, acc, yerr=ci, label=label, capsize=3, lw=1.5, **style(key))
     ax.axhline(100 / rec.ways, color="k", ls=":", lw=1, label=f"chance ({100 / rec.ways:.0f} %)")
     ax.set_xscale("log")
     ax.set_xticks(shots)

@@ -22,7 +22,7 @@
 # the `mlcore` line that computes every term, and then *checks* the derivation with numbers: autograd against the
 # formula and against finite differences in float64, the MAML Hessian term computed explicitly, a policy gradient
 # estimated from real rollouts against the exact one. Every check here is also a unit test
-# (`tests/test_math.py`), and the check functions live in `mlcore.mathcheck`.
+# (`tests/test_math.py`), and the check functions live in `mlcore.book.mathcheck`.
 #
 # **Objectives.** After this chapter you can
 #
@@ -50,7 +50,7 @@ from torch.autograd import gradcheck
 
 import mlcore
 from mlcore import budget as budget_mod
-from mlcore import mathcheck as M
+from mlcore.book import mathcheck as M
 from mlcore.results import RESULTS_DIR
 
 BUDGET = budget_mod.current_budget()
@@ -493,6 +493,7 @@ for trials in (500, 20000):
 # its reference record if it exists.
 
 # %%
+from mlcore.book.plotting import colour
 from mlcore.rl.baselines import bandit_baselines, run_policy
 from mlcore.rl.envs import BernoulliBandits
 
@@ -503,8 +504,9 @@ for name in ("random", "epsilon-greedy", "UCB1", "Thompson", "Gittins"):
     env = BernoulliBandits(arms, pulls, trials=500, seed=11)
     out = run_policy(pols[name], env, keep_actions=True)
     cum = env.means.gather(1, out["actions"]).cumsum(1).mean(0)
-    ax.plot(range(1, pulls + 1), cum, label=f"{name} ({float(cum[-1]):.1f})")
-    ax_r.plot(range(1, pulls + 1), env.means.max(1).values.mean() * torch.arange(1, pulls + 1) - cum, label=name)
+    ax.plot(range(1, pulls + 1), cum, label=f"{name} ({float(cum[-1]):.1f})", color=colour(name))
+    ax_r.plot(range(1, pulls + 1), env.means.max(1).values.mean() * torch.arange(1, pulls + 1) - cum, label=name,
+              color=colour(name))
 env = BernoulliBandits(arms, pulls, trials=500, seed=11)
 best = env.means.max(1).values.mean() * torch.arange(1, pulls + 1)
 ax.plot(range(1, pulls + 1), best, "k--", label=f"best arm known ({float(best[-1]):.1f})")
@@ -515,8 +517,9 @@ if ref.exists():
     pol, _ = load_rl2(ref, "cpu")
     ro = rl2.rollout(pol, env, torch.Generator().manual_seed(0))
     cum = env.means.gather(1, ro.actions).cumsum(1).mean(0)
-    ax.plot(range(1, pulls + 1), cum, lw=2.5, label=f"RL² (reference record, {float(cum[-1]):.1f})")
-    ax_r.plot(range(1, pulls + 1), best - cum, lw=2.5, label="RL²")
+    ax.plot(range(1, pulls + 1), cum, lw=2.5, label=f"RL² (reference record, {float(cum[-1]):.1f})",
+            color=colour("rl2"))
+    ax_r.plot(range(1, pulls + 1), best - cum, lw=2.5, label="RL²", color=colour("rl2"))
 else:
     print("rl2_bandit_n100_k5: reference record not yet produced")
 ax.set(xlabel="pull t", ylabel="expected reward collected so far", title="5-armed bandits, 100 pulls, 500 trials")

@@ -52,7 +52,7 @@ import matplotlib.pyplot as plt
 import torch
 
 import mlcore
-from mlcore import engineering as E
+from mlcore.book import engineering as E
 from mlcore.results import RESULTS_DIR
 from mlcore.runtime import hardware_label
 
@@ -82,11 +82,11 @@ ENG = {dev: bench(f"engineering_{dev}") for dev in ("cpu", "cuda")}
 # %% [markdown]
 # ## The article's Siamese code (§5.1)
 #
-# Here is the listing as printed (we do not have the article's exact bytes; `mlcore.metric.article_siamese`
+# Here is the listing as printed (we do not have the article's exact bytes; `mlcore.book.article_siamese`
 # keeps a faithful reconstruction with the same defects, shared with Chapter 3).
 
 # %%
-from mlcore.metric import article_siamese as art
+from mlcore.book import article_siamese as art
 
 print(art.ARTICLE_LISTING)
 
@@ -244,7 +244,7 @@ for dev, (res, where) in res_mem.items():
 #   (the graph shrinks; the meta-gradient loses its Hessian term, Chapter 7 measures what that costs);
 # * **fewer inner steps** at meta-training time (the paper's 5-way setting uses 1; more at test time is free,
 #   because test-time adaptation needs no graph into θ₀);
-# * **activation checkpointing**: `mlcore.engineering.checkpointed_meta_loss` wraps each task's inner loop and
+# * **activation checkpointing**: `mlcore.book.engineering.checkpointed_meta_loss` wraps each task's inner loop and
 #   query loss in `torch.utils.checkpoint`, so only the task's inputs are kept and the backward re-runs one task's
 #   forward at a time. Memory goes from O(meta-batch) to O(one task) for about one extra forward. Note the row
 #   above: the default *non-reentrant* checkpoint is built on saved-tensor hooks, which `torch.func.grad` refuses,

@@ -47,6 +47,7 @@ from IPython.display import HTML, display
 import mlcore
 from mlcore import budget as budget_mod
 from mlcore import reference as papers
+from mlcore.book.plotting import style
 from mlcore.compare import html_table
 from mlcore.results import RESULTS_DIR
 from mlcore.runtime import hardware_label
@@ -134,7 +135,7 @@ if traits:
     fig, ax = plt.subplots(figsize=(6, 3.8))
     for m, v in methods.items():
         ax.errorbar(shots, [100 * v[str(k)]["accuracy"] for k in shots],
-                    yerr=[100 * v[str(k)]["ci95"] for k in shots], marker="o", capsize=3, label=m)
+                    yerr=[100 * v[str(k)]["ci95"] for k in shots], capsize=3, label=m, **style(m))
     ax.set_xscale("log")
     ax.set_xticks(shots, [str(k) for k in shots])
     ax.set_xlabel("shots per class (log scale)")

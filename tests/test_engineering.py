@@ -3,7 +3,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mlcore import engineering as E
+from mlcore.book import engineering as E
 
 
 def test_graph_saved_bytes_counts_what_backward_needs():

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch.autograd import gradcheck
 
-from mlcore import mathcheck as M
+from mlcore.book import mathcheck as M
 
 
 # ----------------------------------------------------------------------------- §4.1 task similarity

@@ -8,7 +8,7 @@ torch.set_num_threads(1)  # the test machine is shared: one thread avoids oversu
 
 from mlcore import engine
 from mlcore.engine import evaluate, fit
-from mlcore.metric.article_siamese import ARTICLE_LISTING, DEFECTS, diagnose, undefined_names
+from mlcore.book.article_siamese import ARTICLE_LISTING, DEFECTS, diagnose, undefined_names
 from mlcore.metric.siamese import (PairBatch, PairSampler, Siamese, SiameseEncoder, distort, feature_shape,
                                    koch_config)
 

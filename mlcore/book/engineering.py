@@ -152,7 +152,7 @@ def conv4_step(model: nn.Module, x: torch.Tensor) -> Callable[[], None]:
 
 def channels_last_speed(ways: int, shots: int, device="cpu", repeats: int = 10) -> dict:
     """Conv-4 forward+backward time, default (NCHW) vs channels_last (NHWC) memory format."""
-    from .nets import Conv4
+    from ..nets import Conv4
 
     torch.manual_seed(0)
     x = episode_images(ways, shots, device=device)
@@ -169,7 +169,7 @@ def channels_last_speed(ways: int, shots: int, device="cpu", repeats: int = 10) 
 # ----------------------------------------------------------------------------- (b) torch.compile
 def compile_speed(ways: int, shots: int, device="cpu", repeats: int = 10) -> dict:
     """Conv-4 forward+backward eager vs ``torch.compile`` (default inductor): compile time and step time."""
-    from .nets import Conv4
+    from ..nets import Conv4
 
     torch.manual_seed(0)
     x = episode_images(ways, shots, device=device)
@@ -197,7 +197,7 @@ def second_order_through_compile(device="cpu") -> dict:
     """
     from torch.func import functional_call, grad
 
-    from .nets import MLP
+    from ..nets import MLP
 
     torch.manual_seed(0)
     model = MLP(1, [40, 40], 1).to(device)
@@ -253,7 +253,7 @@ def autocast_protonet(learner, episodes: list, device="cpu", dtype: str = "bf16"
     Returns accuracies, the fraction of query predictions that agree, the largest logit
     difference relative to the logit scale, and the median predict time per batch.
     """
-    from .runtime import autocast
+    from ..runtime import autocast
 
     dev = torch.device(device)
     learner = learner.to(dev).eval()
@@ -292,8 +292,8 @@ def autocast_protonet(learner, episodes: list, device="cpu", dtype: str = "bf16"
 def maml_setup(ways: int = 5, shots: int = 1, queries: int = 5, meta_batch: int = 8, hidden: int = 64,
                device="cpu", seed: int = 0, image_size: int = 28):
     """A MAML learner and a random meta-batch of the given size (random pixels: cost, not accuracy)."""
-    from .data.episodes import Episode
-    from .optimization.maml import MAML
+    from ..data.episodes import Episode
+    from ..optimization.maml import MAML
 
     torch.manual_seed(seed)
     learner = MAML(ways=ways, hidden=hidden).to(device)
@@ -308,7 +308,7 @@ def maml_setup(ways: int = 5, shots: int = 1, queries: int = 5, meta_batch: int 
 def maml_meta_step(learner, ep, vectorize: bool = True, inner_steps: int | None = None,
                    first_order: bool | None = None, checkpoint: bool = False) -> Callable[[], torch.Tensor]:
     """A closure computing one MAML meta-loss (and returning it); backward is the caller's."""
-    from .optimization.maml import adapted_query_loss, batched_query_loss
+    from ..optimization.maml import adapted_query_loss, batched_query_loss
 
     steps = learner.inner_steps if inner_steps is None else inner_steps
     fo = learner.first_order if first_order is None else first_order
@@ -332,7 +332,7 @@ def checkpointed_meta_loss(learner, ep, steps: int, first_order: bool) -> torch.
     """
     from torch.utils.checkpoint import checkpoint
 
-    from .optimization.maml import adapted_query_loss
+    from ..optimization.maml import adapted_query_loss
 
     names = [k for k, _ in learner.net.named_parameters()]
     values = [v for _, v in learner.net.named_parameters()]
@@ -431,7 +431,7 @@ def checkpoint_compatibility() -> dict:
     learner, ep = maml_setup(meta_batch=1, hidden=4, image_size=12)
     from torch.utils.checkpoint import checkpoint
 
-    from .optimization.maml import adapted_query_loss
+    from ..optimization.maml import adapted_query_loss
 
     names = [k for k, _ in learner.net.named_parameters()]
     vals = [v for _, v in learner.net.named_parameters()]
@@ -453,11 +453,11 @@ def checkpoint_compatibility() -> dict:
 def train_fingerprint(steps: int = 5, seed: int = 0, threads: int | None = None, deterministic: bool = True,
                       channels_last: bool = False, device="cpu") -> dict[str, torch.Tensor]:
     """Train a small ProtoNet for ``steps`` seeded steps on real Omniglot; return its weights (CPU)."""
-    from .data.episodes import EpisodeSampler
-    from .data.omniglot import load_split
-    from .engine import fit
-    from .memory.protonet import ProtoNet
-    from .runtime import seed_everything, set_deterministic
+    from ..data.episodes import EpisodeSampler
+    from ..data.omniglot import load_split
+    from ..engine import fit
+    from ..memory.protonet import ProtoNet
+    from ..runtime import seed_everything, set_deterministic
 
     old_threads = torch.get_num_threads()
     if threads is not None:

@@ -60,7 +60,7 @@ def similarity_gradient_by_formula(sim: nn.Module, e_i: torch.Tensor, e_j: torch
     ``sim`` is :class:`mlcore.metric.task_similarity.TaskSimilarity`; the loss is the library's
     ``similarity_loss``. Returns (autograd, formula) as dicts over the head's parameters.
     """
-    from .metric.task_similarity import similarity_loss
+    from ..metric.task_similarity import similarity_loss
 
     params = {k: v.detach() for k, v in sim.named_parameters()}
 
@@ -85,7 +85,7 @@ def maml_hessian_term(model: nn.Module, support: tuple[torch.Tensor, torch.Tenso
     ``first`` from its first-order version (= ∇L_val(θ')), and ``hvp_term`` = −α H g with
     the Hessian H = ∇²L_tr(θ0) built explicitly by ``torch.func.hessian``.
     """
-    from .optimization.maml import adapted_query_loss
+    from ..optimization.maml import adapted_query_loss
 
     names = [k for k, _ in model.named_parameters()]
     theta = {k: v.detach().clone().requires_grad_(True) for k, v in model.named_parameters()}
@@ -122,7 +122,7 @@ def protonet_query_gradient(query_z: torch.Tensor, protos: torch.Tensor, label: 
     softmax over prototypes (the memory's read weights); see chapter 7 for the
     derivation. Uses the library's ``prototype_logits``.
     """
-    from .memory.protonet import prototype_logits
+    from ..memory.protonet import prototype_logits
 
     q = query_z.detach().clone().requires_grad_(True)
     logits = prototype_logits(q[None], protos)[0]
@@ -203,8 +203,8 @@ def reinforce_monte_carlo(policy, means: torch.Tensor, pulls: int, trials: int, 
     (R − b) Σ_t ∇ log π(a_t | h_t), with b the mean return (a baseline: still unbiased up to
     O(1/trials), much lower variance). Returns (gradient, per-trial returns).
     """
-    from .rl.envs import BernoulliBandits
-    from .rl.rl2 import rollout
+    from ..rl.envs import BernoulliBandits
+    from ..rl.rl2 import rollout
 
     env = BernoulliBandits(means.shape[0], pulls, trials, seed=seed)
     env.means = means.to(torch.float32).expand(trials, -1).clone()

@@ -1,0 +1,10 @@
+"""What only the book's chapters need, above every other layer of ``mlcore``.
+
+* ``article_siamese``: the source article's §5.1 Siamese listing (a reconstruction) and a checker
+  that finds its defects (chapters 3 and 8);
+* ``mathcheck``: numerical checks of the four objectives of the article's §4 (chapter 7);
+* ``engineering``: speed, memory and reproducibility measurements (chapter 8, ``benchmarks/``);
+* ``plotting``: one colour and one marker per method, the same in every chapter.
+
+Nothing below this package (core, families, studies) imports it.
+"""
