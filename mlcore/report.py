@@ -180,6 +180,20 @@ def classification_rows(records: list[dict], include_missing: bool = False) -> l
     return rows
 
 
+def deviation_rows() -> list[dict]:
+    """Where each method's full recipe departs from its paper on purpose (``Recipe.deviations``), one row each."""
+    from .registry import learner_class, learners
+
+    rows = []
+    for name in learners():
+        if name in ("scratch", "pretrained"):
+            continue
+        recipe = learner_class(name).recipe(5, 1, "full")
+        for field, why in recipe.deviations.items():
+            rows.append({"method": reference.display_name(name), "field": f"`{field}`", "why": why})
+    return rows
+
+
 def missing_settings(records: list[dict]) -> dict[str, list[str]]:
     """Published (method, setting) pairs that no record covers yet: display name -> settings."""
     have = {(reference.canonical_method(r["method"]), setting_of(r)) for r in records
@@ -392,6 +406,11 @@ def results_markdown(directory: str | os.PathLike | None = None) -> str:
     if gaps:
         parts += ["", "Published settings with no record yet: "
                   + "; ".join(f"{m} ({', '.join(s)})" for m, s in gaps.items()) + "."]
+    deviations = deviation_rows()
+    if deviations:
+        parts += ["", "Where a full recipe departs from its paper on purpose (`Recipe.deviations`; "
+                  "`tests/test_recipes.py` checks every other field against the paper's):", "",
+                  markdown_table(deviations, [("method", "method"), ("field", "field"), ("why", "why")])]
     rl = rl_rows(records)
     if rl:
         parts += ["", ("Meta-RL (Duan et al. 2016): mean total reward per trial over 1,000 seeded evaluation trials "
