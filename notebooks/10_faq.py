@@ -294,8 +294,8 @@ if p51:
 # 4. A recurrent network (GRU) and a policy-gradient outer loop (TRPO in the paper, PPO here
 #    {cite}`schulman2017ppo,schulman2016gae`).
 #
-# Decisions 2 and 3 are testable by taking them away (`mlcore.rl_ablations`). The cheapest test needs no
-# training: take a trained RL² agent and score it on the same 1,000 evaluation trials three times — intact, with
+# Decisions 2 and 3 are testable by taking them away (`mlcore.experiments.rl_ablations`). The cheapest test needs
+# no training: take a trained RL² agent and score it on the same 1,000 evaluation trials three times — intact, with
 # the reward input zeroed, and with its hidden state wiped at every episode boundary. Same trials and same noise,
 # so the differences are paired per trial. Below, the agent is chapter 6's reference record on 5-armed, 10-pull
 # Bernoulli bandits; if that record does not exist yet, a tiny agent is trained live at this notebook's budget.
@@ -304,7 +304,7 @@ if p51:
 import tempfile  # noqa: E402
 
 from mlcore.experiments.rl2_records import reproduce_rl2  # noqa: E402
-from mlcore.rl_ablations import test_time_ablation  # noqa: E402
+from mlcore.experiments.rl_ablations import test_time_ablation  # noqa: E402
 
 BANDIT = {"env": "bandit", "arms": 5, "pulls": 10}
 agent_path = RESULTS_DIR / "rl2_bandit_n10_k5.json"

@@ -8,7 +8,7 @@ from mlcore.baselines.pixels import PixelCentroids
 from mlcore.data.digits import DigitEpisodes
 from mlcore.engine import evaluate
 from mlcore.rl.rl2 import RL2Policy
-from mlcore.rl_ablations import VARIANTS, AblatedRL2Policy
+from mlcore.experiments.rl_ablations import VARIANTS, AblatedRL2Policy
 
 
 def toy_digits(per_class=30, classes=10, size=28, seed=0):
@@ -131,7 +131,7 @@ def test_hidden_reset_forgets_exactly_at_episode_boundaries():
 def test_test_time_ablation_pairs_variants_on_the_same_trials(tmp_path):
     from mlcore.results import Record, atomic_torch_save, save_record
     from mlcore.rl.rl2 import evaluate_rl2
-    from mlcore.rl_ablations import test_time_ablation
+    from mlcore.experiments.rl_ablations import test_time_ablation
 
     torch.manual_seed(0)
     spec = {"env": "bandit", "arms": 3, "pulls": 6}

@@ -46,5 +46,5 @@ for _key, _spec in SPECS.items():
     REPRODUCTIONS[f"baselines_{_key}"] = {"fn": f"{_STUDY}:reproduce_baselines", "spec": _spec}
 del _key, _spec, _STUDY
 # chapter 10's question 2: RL^2 retrained without the reward input / without memory across episodes
-REPRODUCTIONS["rl2_ablations_bandit_n10_k5"] = {"fn": "mlcore.rl_ablations:reproduce_ablations",
-                                                "spec": SPECS["bandit_n10_k5"]}
+REPRODUCTIONS["rl2_ablations_bandit_n10_k5"] = {
+    "fn": "mlcore.experiments.rl_ablations:reproduce_ablations", "spec": SPECS["bandit_n10_k5"]}

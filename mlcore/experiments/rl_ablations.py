@@ -1,4 +1,6 @@
-"""RL^2 design decisions, tested by taking them away (chapter 10, question 2).
+"""Study: RL^2's design decisions, tested by taking them away (chapter 10, question 2).
+
+    python -m mlcore reproduce --only rl2_ablations_bandit_n10_k5
 
 RL^2 (Duan et al. 2016) makes two choices that turn a recurrent policy into a learning algorithm:
 
@@ -11,7 +13,12 @@ RL^2 (Duan et al. 2016) makes two choices that turn a recurrent policy into a le
 :func:`run_ablations` trains the full agent and each ablation with the *same* trainer
 (``mlcore.rl.rl2.train_rl2``, PPO + GAE) and budget, scores every agent on the *same* evaluation
 trials (``mlcore.rl.rl2.evaluate_rl2``, seed ``EVAL_SEED``) and reports per-trial paired
-differences with 95 % CIs. ``reproduce_ablations`` has the registry's ``fn`` signature.
+differences with 95 % CIs; it also scores the trained full agent with each choice taken away at
+test time only. :func:`test_time_ablation` does the latter for a trained RL^2 record (no training).
+
+What is recorded: ``rl2_ablations_<setting>`` (per variant: mean total reward with 95 % CI,
+training seconds and learning curve; paired differences to the full agent, retrained and at test
+time). ``reproduce_ablations`` has the registry's ``fn`` signature.
 """
 from __future__ import annotations
 
@@ -20,12 +27,12 @@ from pathlib import Path
 
 import torch
 
-from . import budget as budget_mod
-from .results import RESULTS_DIR, Record, mean_ci95, save_record
-from .rl.envs import check_spec, make_env, spec_name
-from .experiments.rl2_records import EVAL_SEED
-from .rl.rl2 import RL2Config, RL2Policy, evaluate_rl2, train_rl2
-from .runtime import git_commit, hardware
+from .. import budget as budget_mod
+from ..results import RESULTS_DIR, Record, mean_ci95, save_record
+from ..rl.envs import check_spec, make_env, spec_name
+from ..rl.rl2 import RL2Config, RL2Policy, evaluate_rl2, train_rl2
+from ..runtime import git_commit, hardware
+from .rl2_records import EVAL_SEED, load_rl2, rl2_config
 
 #: variant name -> (reward input?, hidden state carried across episodes?)
 VARIANTS: dict[str, tuple[bool, bool]] = {
@@ -91,8 +98,6 @@ def ablation_config(spec: dict, budget: str | None = None) -> RL2Config:
     if budget == "smoke":
         return RL2Config(spec=spec, hidden=32, updates=4, trials_per_update=64, lr=3e-3, epochs=4,
                          minibatches=2, reward_scale=scale)
-    from .experiments.rl2_records import rl2_config
-
     cfg = rl2_config(spec, "full")
     # a fixed update count, not chapter 6's wall-clock limit, so every variant gets the same training
     cfg.updates, cfg.time_limit_s = FULL_UPDATES, None
@@ -156,8 +161,6 @@ def test_time_ablation(record_path, trials: int = 1000, seed: int = EVAL_SEED, d
     ``trials`` tasks drawn with ``seed``, so differences to the intact agent are paired per trial.
     Cheap (no training): this is what the chapter runs live.
     """
-    from .experiments.rl2_records import load_rl2
-
     trained, rec = load_rl2(record_path, device)
     spec = rec.config["spec"]
     totals, out = {}, {"record": rec.name, "trials": trials, "seed": seed, "variants": {}}
