@@ -15,16 +15,6 @@ from mlcore.engine import evaluate, fit
 from mlcore.nets import Conv4
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # Small convolutions on a busy 2-core machine run several times faster on one thread
-    # (no OpenMP spin-waiting); restore the setting afterwards.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def test_split():
     return load_split("vinyals/test")

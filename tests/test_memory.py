@@ -184,12 +184,30 @@ def test_class_similarity_on_hand_made_keys():
         class_similarity(flat[0], labels)
 
 
-def test_key_class_similarity_traces_the_keys():
-    torch.manual_seed(0)
-    m = MANN(ways=3, image_size=10, controller=8, slots=8, slot_width=4, heads=2)
+def test_key_class_similarity_on_hand_made_keys():
+    """The diagnostic concatenates every head's write key per step and compares them by the sequence's labels.
+
+    Hand-made keys: head 1 writes the one-hot of the step's class, head 2 writes (1, 1, 1) at every step.
+    Concatenated, a key is (onehot, 1, 1, 1) with norm 2: two steps of one class have cosine 4/4 = 1,
+    two steps of different classes 3/4, so the gap is exactly 1/4 (head 1 alone would give 1 and 0).
+    """
+    m = MANN(ways=3, image_size=10, controller=8, slots=8, slot_width=3, heads=2)
+    seen = []
+
+    def hand_made_keys(x, y, trace=None):
+        seen.append(y.clone())
+        for t in range(y.shape[1]):
+            heads = [F.one_hot(y[:, t], 3).float(), torch.ones(y.shape[0], 3)]
+            trace.setdefault("keys", []).append(torch.stack(heads, 1))  # (B, heads, width)
+        return torch.zeros(*y.shape, 3)
+
+    m.forward_sequence = hand_made_keys
     res = key_class_similarity(m, episodes=4, ways=3, instances=3)
-    assert set(res) == {"same_class", "different_class", "gap"}
-    assert -1.0 <= res["different_class"] <= 1.0 and -1.0 <= res["same_class"] <= 1.0
+    assert res["same_class"] == pytest.approx(1.0) and res["different_class"] == pytest.approx(0.75)
+    assert res["gap"] == pytest.approx(0.25)
+    # it scored held-out sequences of the asked shape: 4 sequences, each class presented 3 times
+    (y,) = seen
+    assert y.shape == (4, 9) and all(sorted(row.tolist()) == [0, 0, 0, 1, 1, 1, 2, 2, 2] for row in y)
 
 
 def test_mann_bad_inputs_raise_clear_errors():

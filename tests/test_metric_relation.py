@@ -7,8 +7,6 @@ from mlcore import engine
 from mlcore.data import EpisodeSampler
 from mlcore.metric.relation import RelationNet
 
-torch.set_num_threads(1)  # the test machine is shared: one thread avoids oversubscription
-
 
 def test_paper_architecture_shapes():
     m = RelationNet()
@@ -24,7 +22,7 @@ def test_logits_shape_loss_and_gradients(test_classes):
     ep = EpisodeSampler(test_classes, ways=4, shots=2, queries=3, batch_size=2, seed=0).sample()
     logits = m.relation_logits(ep.support_x, ep.support_y, ep.query_x, ep.ways)
     assert logits.shape == (2, 12, 4)
-    loss, stats = m.meta_loss(ep)
+    loss, _ = m.meta_loss(ep)
     by_hand = ((torch.sigmoid(logits) - F.one_hot(ep.query_y, 4).float()) ** 2).mean()
     assert torch.allclose(loss, by_hand, atol=1e-6)
     loss.backward()

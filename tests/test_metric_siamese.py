@@ -4,13 +4,18 @@ import math
 import pytest
 import torch
 
-torch.set_num_threads(1)  # the test machine is shared: one thread avoids oversubscription (20-40x faster here)
-
 from mlcore import engine
-from mlcore.engine import evaluate, fit
 from mlcore.book.article_siamese import ARTICLE_LISTING, DEFECTS, diagnose, undefined_names
-from mlcore.metric.siamese import (PairBatch, PairSampler, Siamese, SiameseEncoder, distort, feature_shape,
-                                   koch_config)
+from mlcore.engine import evaluate, fit
+from mlcore.metric.siamese import (
+    PairBatch,
+    PairSampler,
+    Siamese,
+    SiameseEncoder,
+    distort,
+    feature_shape,
+    koch_config,
+)
 
 TINY = {"channels": [8, 8, 16, 16], "embed_dim": 32}
 
@@ -33,7 +38,7 @@ def test_wrong_resolution_and_too_small_images_raise_clear_errors():
     with pytest.raises(ValueError, match="image_size=105"):
         enc(torch.zeros(1, 1, 105, 105))
     with pytest.raises(ValueError, match="too small"):
-        SiameseEncoder(**{**koch_config(28)})  # Koch's 10x10 kernels do not fit 28x28
+        SiameseEncoder(**koch_config(28))  # Koch's 10x10 kernels do not fit 28x28
 
 
 def test_verification_loss_on_a_hand_made_pair_batch():

@@ -6,8 +6,6 @@ from mlcore.experiments import task_similarity as study
 from mlcore.metric import task_similarity as ts
 from mlcore.nets import Conv4
 
-torch.set_num_threads(1)  # the test machine is shared: one thread avoids oversubscription
-
 
 @pytest.fixture(scope="module")
 def background():

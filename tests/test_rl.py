@@ -8,6 +8,7 @@ import sys
 import pytest
 import torch
 
+from mlcore.experiments.rl_ablations import VARIANTS, AblatedRL2Policy
 from mlcore.rl.baselines import (
     PSRL,
     UCB1,
@@ -229,6 +230,84 @@ def test_short_rl2_training_beats_random():
     assert history[-1]["update"] == 20
 
 
+# ----------------------------------------------------------------------------- RL^2 ablations (chapter 10)
+# the two design decisions of RL^2 taken away: reward input, hidden state carried across episodes
+def _inputs(policy, T=6, B=3, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    xs = []
+    for t in range(T):
+        state = torch.zeros(B, dtype=torch.long)
+        a = None if t == 0 else torch.randint(policy.num_actions, (B,), generator=g)
+        r = torch.rand(B, generator=g)
+        done = torch.full((B,), t > 0 and t % 2 == 0)  # an episode ends every 2 steps
+        xs.append(policy.encode(state, a, r, done))
+    return torch.stack(xs, 1)
+
+
+def test_full_variant_is_the_plain_rl2_policy():
+    torch.manual_seed(0)
+    a = AblatedRL2Policy(1, 4, 8, True, True)
+    b = RL2Policy(1, 4, 8)
+    b.load_state_dict(a.state_dict())
+    x = _inputs(a)
+    la, va, _ = a(x)
+    lb, vb, _ = b(x)
+    assert torch.allclose(la, lb) and torch.allclose(va, vb)
+    assert VARIANTS["RL2 (full)"] == (True, True)
+
+
+def test_no_reward_input_makes_the_policy_blind_to_rewards():
+    torch.manual_seed(0)
+    p = AblatedRL2Policy(1, 4, 8, reward_input=False)
+    s, a, d = torch.zeros(3, dtype=torch.long), torch.tensor([0, 1, 2]), torch.zeros(3, dtype=torch.bool)
+    x1, x2 = p.encode(s, a, torch.zeros(3), d), p.encode(s, a, torch.ones(3) * 5, d)
+    assert torch.equal(x1, x2) and x1.shape[-1] == p.input_size
+    full = AblatedRL2Policy(1, 4, 8)
+    assert not torch.equal(full.encode(s, a, torch.zeros(3), d), full.encode(s, a, torch.ones(3), d))
+
+
+def test_hidden_reset_forgets_exactly_at_episode_boundaries():
+    torch.manual_seed(0)
+    p = AblatedRL2Policy(1, 4, 8, carry_hidden=False)
+    x = _inputs(p, T=6)
+    logits, _, _ = p(x)
+    # stepping one input at a time with the same module (as a rollout does) gives the same outputs
+    h = None
+    for t in range(6):
+        lt, _, h = p(x[:, t:t + 1], h)
+        assert torch.allclose(lt[:, 0], logits[:, t], atol=1e-6)
+    # after the reset at t = 2, outputs depend only on inputs from t = 2 on
+    x2 = x.clone()
+    x2[:, :2] = torch.randn_like(x2[:, :2])
+    l2, _, _ = p(x2)
+    assert torch.allclose(l2[:, 2:], logits[:, 2:], atol=1e-6)
+    assert not torch.allclose(l2[:, :2], logits[:, :2])
+    # the carried variant does remember the earlier inputs
+    c = AblatedRL2Policy(1, 4, 8, carry_hidden=True)
+    c.load_state_dict(p.state_dict())
+    assert not torch.allclose(c(x2)[0][:, 2:], c(x)[0][:, 2:])
+
+
+def test_test_time_ablation_pairs_variants_on_the_same_trials(tmp_path):
+    from mlcore.experiments.rl_ablations import test_time_ablation
+    from mlcore.results import Record, atomic_torch_save, save_record
+
+    torch.manual_seed(0)
+    spec = {"env": "bandit", "arms": 3, "pulls": 6}
+    policy = RL2Policy(1, 3, 16)
+    atomic_torch_save(policy.state_dict(), tmp_path / "agent.pt")
+    save_record(Record(name="agent", method="rl2", dataset="bernoulli_bandit", checkpoint="agent.pt",
+                       config={"spec": spec, "model": policy.config()}), tmp_path)
+    out = test_time_ablation(tmp_path / "agent.json", trials=64, seed=5)
+    intact = evaluate_rl2(policy, spec, 64, 5)
+    assert out["variants"]["RL2 (full)"]["mean_total_reward"] == intact["mean_total_reward"]
+    assert set(out["variants"]) == set(VARIANTS)
+    for name, v in out["variants"].items():
+        if name != "RL2 (full)":
+            d = v["paired_vs_full"]
+            assert abs(d["mean_difference"] - (v["mean_total_reward"] - intact["mean_total_reward"])) < 1e-9
+
+
 # ----------------------------------------------------------------------------- records, CLI, Gymnasium
 def test_records_and_cli_eval(tmp_path):
     from mlcore.experiments.rl2_records import eval_record, reproduce_baselines, reproduce_rl2
@@ -236,7 +315,13 @@ def test_records_and_cli_eval(tmp_path):
     spec = {"env": "bandit", "arms": 3, "pulls": 5}
     (bpath,) = reproduce_baselines("smoke", 0, tmp_path, "cpu", spec)
     rec = json.loads(bpath.read_text())
-    assert set(rec["metrics"]["baselines"]) >= {"random", "Gittins", "Thompson", "UCB1", "greedy"}
+    scores = rec["metrics"]["baselines"]
+    assert set(scores) >= {"random", "Gittins", "Thompson", "UCB1", "greedy"}
+    # known values: random play earns E[mu] = 0.5 per pull, 2.5 per trial; knowing the best arm earns
+    # 5 E[max of 3 U(0, 1)] = 5 * 3/4 = 3.75; Gittins learns within the trial: well above random, below that
+    rand, gittins = scores["random"], scores["Gittins"]
+    assert abs(rand["mean_total_reward"] - 2.5) < 2 * rand["ci95"], rand
+    assert rand["mean_total_reward"] + 0.25 < gittins["mean_total_reward"] < 3.75, (rand, gittins)
     (path,) = reproduce_rl2("smoke", 0, tmp_path, "cpu", spec,
                             overrides={"updates": 3, "hidden": 16, "time_limit_s": 0.0}, progress=False)
     rec = json.loads(path.read_text())
@@ -245,9 +330,13 @@ def test_records_and_cli_eval(tmp_path):
     assert rec["config"]["time_limited"] == {"planned_steps": 3, "steps_run": 1,
                                              "reason": "time_limit_s reached after 1 of 3 updates"}
     assert rec["method"] == "rl2" and (tmp_path / rec["checkpoint"]).exists()
-    assert 0 <= rec["metrics"]["mean_total_reward"] <= 5
+    # re-scoring the saved agent on the record's own trials (same seed, same number) gives its number exactly,
+    # and fresh trials give another draw of the same agent
+    same = eval_record(path, episodes=rec["metrics"]["trials"], seed=rec["config"]["eval_seed"])
+    m = rec["metrics"]
+    assert (same["mean_total_reward"], same["ci95"]) == (m["mean_total_reward"], m["ci95"])
     again = eval_record(path, episodes=100, seed=123)
-    assert again["trials"] == 100 and 0 <= again["mean_total_reward"] <= 5
+    assert again["trials"] == 100 and again["mean_total_reward"] != m["mean_total_reward"]
     out = subprocess.run([sys.executable, "-m", "mlcore", "eval", str(path), "--seed", "123", "--episodes", "50"],
                          capture_output=True, text=True, timeout=120, check=False)
     assert out.returncode == 0, out.stderr
