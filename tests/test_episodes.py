@@ -65,11 +65,11 @@ def test_within_alphabet(test_classes):
         assert len(set(test_classes.class_alphabet[cls].tolist())) == 1
 
 
-@pytest.mark.parametrize("kw,msg", [(dict(ways=5000, shots=1, queries=1), "exceeds the 1692 classes"),
-                                     (dict(ways=5, shots=10, queries=11), "exceeds the 20 drawings"),
-                                     (dict(ways=5, shots=0, queries=1), "shots must be a positive int"),
-                                     (dict(ways=1, shots=1, queries=1), "at least 2"),
-                                     (dict(ways=5, shots=1, queries=-2), "queries must be a positive int")])
+@pytest.mark.parametrize("kw,msg", [({"ways": 5000, "shots": 1, "queries": 1}, "exceeds the 1692 classes"),
+                                     ({"ways": 5, "shots": 10, "queries": 11}, "exceeds the 20 drawings"),
+                                     ({"ways": 5, "shots": 0, "queries": 1}, "shots must be a positive int"),
+                                     ({"ways": 1, "shots": 1, "queries": 1}, "at least 2"),
+                                     ({"ways": 5, "shots": 1, "queries": -2}, "queries must be a positive int")])
 def test_impossible_specs(test_classes, kw, msg):
     with pytest.raises(ValueError, match=msg):
         EpisodeSampler(test_classes, **kw)

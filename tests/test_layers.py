@@ -70,7 +70,8 @@ def imports_in(source: str, module: str, is_package: bool = False) -> list[tuple
             out += [(node.lineno, a.name) for a in node.names if a.name.split(".")[0] == "mlcore"]
         elif isinstance(node, ast.ImportFrom):
             if node.level:
-                base = ".".join(package[: len(package) - (node.level - 1)] + ([node.module] if node.module else []))
+                parent = package[: len(package) - (node.level - 1)]
+                base = ".".join(parent + ([node.module] if node.module else []))
             else:
                 base = node.module or ""
             if base.split(".")[0] == "mlcore":

@@ -67,7 +67,6 @@ def test_maml_meta_gradient_equals_explicit_hessian_formula():
 
 
 def test_maml_meta_loss_gradcheck():
-    from torch.func import functional_call
 
     from mlcore.optimization.maml import adapted_query_loss
 

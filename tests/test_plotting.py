@@ -19,8 +19,8 @@ def test_every_registered_method_has_a_style():
     assert set(learners()) <= set(METHOD_STYLES)
 
 
-@pytest.mark.parametrize("name, key", [("UCB1", "ucb1"), ("epsilon-greedy", "epsilon_greedy"), ("RL²", "rl2"),
-                                       ("Matching FCE", "matching_fce"), ("ProtoNet", "protonet")])
+@pytest.mark.parametrize("name, key", [("UCB1", "ucb1"), ("epsilon-greedy", "epsilon_greedy"),
+                                       ("RL²", "rl2"), ("Matching FCE", "matching_fce"), ("ProtoNet", "protonet")])
 def test_names_from_records_and_tables_are_found(name, key):
     assert style(name) == {"color": METHOD_STYLES[key][0], "marker": METHOD_STYLES[key][1]}
     assert (colour(name), marker(name)) == METHOD_STYLES[key]
