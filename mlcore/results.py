@@ -59,6 +59,12 @@ def results_dir(directory: str | os.PathLike | None = None) -> Path:
 RESULTS_DIR = results_dir()  # resolved once at import; functions here call results_dir() to see later changes
 
 
+def record_dir(out_dir: str | os.PathLike | None, budget: str) -> Path:
+    """Where a study writes its records: ``out_dir`` when the caller names one, else ``results/`` for the
+    full budget (the reference records), else ``runs/`` (a smoke run never overwrites a reference record)."""
+    return Path(out_dir) if out_dir is not None else (RESULTS_DIR if budget == "full" else Path("runs"))
+
+
 @dataclass
 class Record:
     name: str

@@ -25,7 +25,7 @@ from .. import budget as budget_mod
 from ..baselines.pixels import PixelCentroids
 from ..data.digits import DIGITS_SOURCE, DigitEpisodes
 from ..engine import EVAL_SEED, evaluate, test_sampler
-from ..results import RESULTS_DIR, Record, load_record, save_record
+from ..results import RESULTS_DIR, Record, load_record, record_dir, save_record
 from ..runs import load, train_and_record
 from ..runtime import get_device, git_commit, hardware
 
@@ -65,7 +65,7 @@ def reproduce(budget: str | None = None, seed: int = 0, out_dir=None, device=Non
               source: str = "protonet_omniglot_5w1s", shots: tuple[int, ...] = (1, 5), **_ignored) -> list[Path]:
     """Score ``source`` (default: the ProtoNet 5-way 1-shot record) on Omniglot vs digits; write one record."""
     budget = budget_mod.current_budget(budget)
-    out = Path(out_dir) if out_dir is not None else (RESULTS_DIR if budget == "full" else Path("runs"))
+    out = record_dir(out_dir, budget)
     device = get_device(device)
     t0 = time.perf_counter()
     learner, src = _source_learner(source, budget, seed, out, device)

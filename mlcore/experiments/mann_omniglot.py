@@ -20,7 +20,7 @@ from pathlib import Path
 from .. import budget as budget_mod
 from ..engine import EVAL_SEED, evaluate, fit, test_sampler
 from ..memory.mann import MANN, accuracy_by_instance
-from ..results import RESULTS_DIR, Record, atomic_torch_save, save_record
+from ..results import Record, atomic_torch_save, record_dir, save_record
 from ..runs import time_limited
 from ..runtime import get_device, git_commit, hardware, seed_everything
 
@@ -45,7 +45,7 @@ def reproduce(budget: str | None = None, seed: int = 0, out_dir=None, device=Non
     learner = MANN(**recipe.model).to(device)
     sampler = learner.make_train_sampler(recipe, device, seed)
     suffix = "" if budget == "full" else f"_{budget}"
-    out_dir = Path(out_dir) if out_dir is not None else (RESULTS_DIR if budget == "full" else Path("runs"))
+    out_dir = record_dir(out_dir, budget)
     t0 = time.perf_counter()
     fr = fit(learner, sampler, recipe.steps, lr=recipe.lr, grad_clip=recipe.grad_clip,
              run_dir=Path("runs") / f"{name}{suffix}", progress=budget == "full")

@@ -22,12 +22,12 @@ import torch
 
 from .. import budget as budget_mod
 from ..results import (
-    RESULTS_DIR,
     Record,
     atomic_torch_save,
     checkpoint_path,
     load_record,
     mean_ci95,
+    record_dir,
     save_record,
 )
 from ..rl import PAPER, SPECS
@@ -69,10 +69,6 @@ def rl2_config(spec: dict, budget: str | None = None) -> RL2Config:
     # 2,000 trials per update, 8 PPO epochs x 4 minibatches of 500 whole trials
     return RL2Config(spec=spec, updates=updates, trials_per_update=2000, lr=2e-3, epochs=8, minibatches=4,
                      reward_scale=scale)
-
-
-def _out_dir(out_dir, budget: str) -> Path:
-    return Path(out_dir) if out_dir is not None else (RESULTS_DIR if budget == "full" else Path("runs"))
 
 
 def _dataset(spec: dict) -> str:
@@ -120,7 +116,7 @@ def reproduce_rl2(budget: str | None = None, seed: int = 0, out_dir=None, device
     trials = budget_mod.pick(budget, smoke=200, full=EVAL_TRIALS)
     res = evaluate_rl2(policy, spec, trials, EVAL_SEED, device)
     res_argmax = evaluate_rl2(policy, spec, trials, EVAL_SEED, device, greedy=True)
-    out = _out_dir(out_dir, budget)
+    out = record_dir(out_dir, budget)
     out.mkdir(parents=True, exist_ok=True)
     ckpt = out / f"{name}.pt"
     atomic_torch_save({k: v.detach().cpu() for k, v in policy.state_dict().items()}, ckpt)
@@ -198,4 +194,4 @@ def reproduce_baselines(budget: str | None = None, seed: int = 0, out_dir=None, 
                  config={"spec": spec, "eval_seed": EVAL_SEED},
                  metrics={"baselines": scores, "trials": trials, "paper": PAPER.get(key, {})},
                  hardware=hardware(), wall_s=time.perf_counter() - t0, git_commit=git_commit(), budget=budget)
-    return [save_record(rec, _out_dir(out_dir, budget))]
+    return [save_record(rec, record_dir(out_dir, budget))]

@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 
 from .. import budget as budget_mod
-from ..results import RESULTS_DIR, Record, mean_ci95, save_record
+from ..results import Record, mean_ci95, record_dir, save_record
 from ..rl.envs import check_spec, make_env, spec_name
 from ..rl.rl2 import RL2Config, RL2Policy, evaluate_rl2, train_rl2
 from ..runtime import git_commit, hardware
@@ -186,7 +186,7 @@ def reproduce_ablations(budget: str | None = None, seed: int = 0, out_dir=None, 
     t0 = time.perf_counter()
     res = run_ablations(spec, budget, seed, device="cpu")
     name = f"rl2_ablations_{spec_name(spec)}" + ("" if budget == "full" else f"_{budget}")
-    out = Path(out_dir) if out_dir is not None else (RESULTS_DIR if budget == "full" else Path("runs"))
+    out = record_dir(out_dir, budget)
     rec = Record(name=name, method="rl2_ablation", dataset="bernoulli_bandit" if spec["env"] == "bandit"
                  else "tabular_mdp", episodes=res["trials"], seed=seed,
                  config={"spec": spec, "rl2": res["config"], "eval_seed": EVAL_SEED,

@@ -25,7 +25,7 @@ from ..data.omniglot import load_split
 from ..engine import EVAL_SEED, evaluate, fit
 from ..learner import Recipe
 from ..metric.siamese import Siamese
-from ..results import RESULTS_DIR, Record, atomic_torch_save, load_record, save_record
+from ..results import Record, atomic_torch_save, load_record, record_dir, save_record
 from ..runs import load, time_limited
 from ..runtime import get_device, git_commit, hardware, seed_everything
 
@@ -55,7 +55,7 @@ def reproduce(budget: str | None = None, seed: int = 0, out_dir=None, device=Non
     sampler = learner.make_train_sampler(recipe, device, seed)
     suffix = "" if budget == "full" else f"_{budget}"
     base = "siamese_omniglot" if protocol == "vinyals" else "siamese_omniglot_lake"
-    out_dir = Path(out_dir) if out_dir is not None else (RESULTS_DIR if budget == "full" else Path("runs"))
+    out_dir = record_dir(out_dir, budget)
     t0 = time.perf_counter()
     fr = fit(learner, sampler, recipe.steps, lr=recipe.lr, lr_step=recipe.lr_step, lr_gamma=recipe.lr_gamma,
              run_dir=run_dir if run_dir is not None or budget != "full" else Path("runs") / f"{base}_train",

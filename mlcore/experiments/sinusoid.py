@@ -30,7 +30,15 @@ from ..budget import current_budget, pick
 from ..data.sinusoid import SinusoidSampler
 from ..nets import MLP
 from ..optimization.maml import batched_query_loss, check_inner_steps, check_lr, inner_loop
-from ..results import RESULTS_DIR, Record, atomic_torch_save, load_record, mean_ci95, save_record
+from ..results import (
+    RESULTS_DIR,
+    Record,
+    atomic_torch_save,
+    load_record,
+    mean_ci95,
+    record_dir,
+    save_record,
+)
 from ..runtime import get_device, git_commit, hardware, seed_everything
 
 EVAL_TASKS_SEED = 600  # the 600 test tasks are drawn with this seed
@@ -162,7 +170,7 @@ def reproduce(budget: str | None = None, seed: int = 0, out_dir=None, device=Non
     metrics = {f"{name}_k{k}": score(m, k, n_tasks, device=device) for name, m in models for k in (5, 10)}
     robust = {f"{name}_k{k}": robust_summary(m, k, n_tasks, device=device) for name, m in models for k in (5, 10)}
     name = "maml_sinusoid" if budget == "full" else f"maml_sinusoid_{budget}"
-    out = Path(out_dir) if out_dir is not None else (RESULTS_DIR if budget == "full" else Path("runs"))
+    out = record_dir(out_dir, budget)
     ckpt = out / f"{name}.pt"
     atomic_torch_save({"maml": {k: v.cpu() for k, v in maml.state_dict().items()},
                        "pretrained": {k: v.cpu() for k, v in pretrained.state_dict().items()}}, ckpt)

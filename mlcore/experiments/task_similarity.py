@@ -51,12 +51,12 @@ from ..metric.task_similarity import (
 )
 from ..nets import Conv4
 from ..results import (
-    RESULTS_DIR,
     Record,
     atomic_torch_save,
     checkpoint_path,
     load_record,
     mean_ci95,
+    record_dir,
     save_record,
 )
 from ..runtime import get_device, git_commit, hardware
@@ -202,7 +202,7 @@ def reproduce(budget: str | None = None, seed: int = 0, out_dir=None, device=Non
     m = run_analysis(budget, seed, device)
     models = m.pop("_models")
     name = "task_similarity_omniglot" + ("" if budget == "full" else f"_{budget}")
-    out_dir = Path(out_dir) if out_dir is not None else (RESULTS_DIR if budget == "full" else Path("runs"))
+    out_dir = record_dir(out_dir, budget)
     out_dir.mkdir(parents=True, exist_ok=True)
     ckpt = out_dir / f"{name}.pt"
     atomic_torch_save({"enc": models["enc"].state_dict(), "sim": models["sim"].state_dict(),

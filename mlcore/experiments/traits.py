@@ -28,7 +28,7 @@ from pathlib import Path
 from ..baselines.scratch import Scratch
 from ..budget import current_budget, pick
 from ..engine import EVAL_SEED, evaluate, test_sampler
-from ..results import RESULTS_DIR, Record, load_record, save_record
+from ..results import RESULTS_DIR, Record, load_record, record_dir, save_record
 from ..runs import load, train_and_record
 from ..runtime import get_device, git_commit, hardware
 
@@ -84,7 +84,7 @@ def traits_vs_shots(budget: str | None = None, seed: int = 0, out_dir: str | Pat
         raise ValueError(f"ways must be >= 2, got {ways}")
     if not shots or any((not isinstance(k, int)) or k < 1 or k + queries > 20 for k in shots):
         raise ValueError(f"shots must be positive ints with shot + queries ({queries}) <= 20, got {shots}")
-    out_dir = Path(out_dir) if out_dir is not None else (RESULTS_DIR if budget == "full" else Path("runs"))
+    out_dir = record_dir(out_dir, budget)
     suffix = "" if budget == "full" else f"_{budget}"
     episodes = episodes or pick(budget, smoke=5, full=600)
     t0 = time.perf_counter()

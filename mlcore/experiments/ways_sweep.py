@@ -24,7 +24,7 @@ import torch
 from .. import budget as budget_mod
 from ..engine import EVAL_SEED, evaluate, fit, test_sampler
 from ..memory.protonet import ProtoNet
-from ..results import RESULTS_DIR, Record, atomic_torch_save, load_record, save_record
+from ..results import Record, atomic_torch_save, load_record, record_dir, save_record
 from ..runtime import get_device, git_commit, hardware, seed_everything, train_deadline
 
 
@@ -42,7 +42,7 @@ def protonet_ways_sweep(budget: str | None = None, seed: int = 0, out_dir=None, 
     episodes = episodes or budget_mod.pick(budget, smoke=40, full=1000)
     device = get_device(device)
     suffix = "" if budget == "full" else f"_{budget}"
-    out_dir = Path(out_dir) if out_dir is not None else (RESULTS_DIR if budget == "full" else Path("runs"))
+    out_dir = record_dir(out_dir, budget)
     out_dir.mkdir(parents=True, exist_ok=True)
     grid, t0 = [], time.perf_counter()
     deadline, models_left = train_deadline(), len(train_shots) * len(train_ways)
