@@ -8,31 +8,25 @@ exactly. The record and its checkpoint are written to ``--out`` (default: the re
 training ends. Run it from a clean checkout (e.g. a ``git worktree`` of the commit to reproduce), so the
 record's git commit names the code that trained it.
 
-It re-executes itself with glibc's malloc told never to hand large blocks back to the system
-(``MALLOC_MMAP_THRESHOLD_`` / ``MALLOC_TRIM_THRESHOLD_``): otherwise every step of a Relation Net
-frees and re-faults its activations, ~14,000 page faults per step. Measured on this 2-core machine
-(30 steps, one thread, beside other work): Relation Net 5w1s 0.171 s user + 0.037 s system per
-step before, 0.151 s user + 0.000 s system after; Reptile's steps are small and do not change.
+It asks glibc's malloc to keep freed memory (:func:`mlcore.runtime.keep_freed_memory`): otherwise every
+step frees and re-faults its activations (a Relation Net 5w1s episode: ~14,000 page faults, a 60-way
+ProtoNet episode ~150,000; ``benchmarks/step_speed.py`` measures what that costs per method).
 """
 from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
 from pathlib import Path
 
 import torch
 
 from mlcore.runs import record_name, train_and_record
-from mlcore.runtime import git_commit, set_train_time_limit
-
-MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": str(2**32), "MALLOC_TRIM_THRESHOLD_": str(2**32)}
+from mlcore.runtime import git_commit, keep_freed_memory, set_train_time_limit
 
 
 def main() -> None:
-    if any(os.environ.get(k) != v for k, v in MALLOC_ENV.items()):
-        os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, **MALLOC_ENV})
+    keep_freed_memory()
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("method")
     ap.add_argument("ways", type=int)
