@@ -45,7 +45,7 @@ METHOD_STYLES: dict[str, tuple[str, str]] = {
     "ucb1": ("tab:blue", "s"),
     "thompson": ("tab:green", "^"),
     "ots": ("#98df8a", "v"),
-    "gittins": ("#393b79", "*"),
+    "gittins": ("tab:orange", "*"),
     "psrl": ("tab:purple", "s"),
     "opsrl": ("#c5b0d5", "d"),
     "ucrl2": ("#9edae5", "<"),
