@@ -38,12 +38,12 @@ DEFECTS = [
     ("torch is never imported",
      "`nn`, `torch.sigmoid` and `torch.abs` raise NameError. Fix: `import torch`, `from torch import nn`."),
     ("`conv_net` is called but never defined",
-     "the convolutional twin does not exist. Fix: `SiameseEncoder` builds Koch's conv stack "
-     "(64, 128, 128, 256 channels, ReLU, 2x2 max-pool after the first three blocks)."),
+     ("the convolutional twin does not exist. Fix: `SiameseEncoder` builds Koch's conv stack "
+      "(64, 128, 128, 256 channels, ReLU, 2x2 max-pool after the first three blocks).")),
     ("`forward` is cut off mid-expression",
-     "the file does not even compile, and the weighted L1 distance, the sigmoid head and the return "
-     "value are missing. Fix: `Siamese.pair_logits` = w . |phi(x1) - phi(x2)| + b, trained with "
-     "binary cross-entropy on logits."),
+     ("the file does not even compile, and the weighted L1 distance, the sigmoid head and the return "
+      "value are missing. Fix: `Siamese.pair_logits` = w . |phi(x1) - phi(x2)| + b, trained with "
+      "binary cross-entropy on logits.")),
 ]
 # not a printing defect, but the reason for the flatten-size test: 256*6*6 is right only for 105x105 input
 LATENT = ("`nn.Linear(256 * 6 * 6, 4096)` hard-codes the flatten size of Koch's 105x105 input; "

@@ -14,9 +14,9 @@ On CUDA the functions report ``torch.cuda.max_memory_allocated`` as well.
 from __future__ import annotations
 
 import statistics
-from contextlib import contextmanager
 import time
-from typing import Callable
+from collections.abc import Callable
+from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
@@ -179,7 +179,7 @@ def compile_speed(ways: int, shots: int, device="cpu", repeats: int = 10) -> dic
     try:
         conv4_step(compiled, x)()
         synchronize(device)
-    except Exception as e:  # no C++ compiler, unsupported platform, ...
+    except Exception as e:  # noqa: BLE001 - no C++ compiler, unsupported platform, ...: recorded, not raised
         return {"ways": ways, "shots": shots, "error": f"{type(e).__name__}: {str(e)[:300]}"}
     compile_s = time.perf_counter() - t0
     t = time_interleaved({"eager": conv4_step(model, x), "compiled": conv4_step(compiled, x)}, device, repeats)
@@ -209,7 +209,7 @@ def second_order_through_compile(device="cpu") -> dict:
         try:
             fn()
             out[name] = "ok"
-        except Exception as e:
+        except Exception as e:  # noqa: BLE001 - whatever fails is the measurement
             out[name] = f"{type(e).__name__}: {' '.join(str(e).split())[:400]}"
 
     def first_order():
@@ -222,10 +222,10 @@ def second_order_through_compile(device="cpu") -> dict:
     params = {k: v.detach() for k, v in model.named_parameters()}
     loss = torch.compile(lambda p: functional_call(model, p, (x,)).pow(2).mean())
 
-    eager_loss = lambda p: functional_call(model, p, (x,)).pow(2).mean()  # noqa: E731
+    eager_loss = lambda p: functional_call(model, p, (x,)).pow(2).mean()
 
     def func_grad_of_grad():
-        outer = lambda f: grad(lambda p: sum(v.pow(2).sum() for v in grad(f)(p).values()))(params)  # noqa: E731
+        outer = lambda f: grad(lambda p: sum(v.pow(2).sum() for v in grad(f)(p).values()))(params)
         got, ref = outer(loss), outer(eager_loss)
         err = max(float((got[k] - ref[k]).abs().max()) for k in ref)
         if err > 1e-4:
@@ -308,7 +308,7 @@ def maml_setup(ways: int = 5, shots: int = 1, queries: int = 5, meta_batch: int 
 def maml_meta_step(learner, ep, vectorize: bool = True, inner_steps: int | None = None,
                    first_order: bool | None = None, checkpoint: bool = False) -> Callable[[], torch.Tensor]:
     """A closure computing one MAML meta-loss (and returning it); backward is the caller's."""
-    from ..optimization.maml import adapted_query_loss, batched_query_loss
+    from ..optimization.maml import batched_query_loss
 
     steps = learner.inner_steps if inner_steps is None else inner_steps
     fo = learner.first_order if first_order is None else first_order
@@ -382,7 +382,7 @@ def vmap_limits() -> dict:
         try:
             fn()
             out[name] = {"error": None, "workaround": workaround}
-        except Exception as e:
+        except Exception as e:  # noqa: BLE001 - whatever fails is the measurement
             out[name] = {"error": f"{type(e).__name__}: {' '.join(str(e).split())[:300]}", "workaround": workaround}
 
     attempt(".item() inside the function", lambda: vmap(lambda x: x * x.sum().item())(xs),
@@ -420,7 +420,7 @@ def maml_memory(inner_steps: int, meta_batch: int, first_order: bool = False, ch
     peak = cuda_peak_bytes(full_step, device)
     if peak is not None:
         step_ms = time_call(full_step, device, repeats=3, warmup=0)["median_ms"]
-    mb = lambda b: None if b is None else b / 2**20  # noqa: E731
+    mb = lambda b: None if b is None else b / 2**20
     return {"inner_steps": inner_steps, "meta_batch": meta_batch, "first_order": first_order,
             "checkpoint": checkpoint, "graph_saved_mb": mb(saved), "rss_peak_increase_mb": mb(rss),
             "cuda_peak_mb": mb(peak), "step_ms": step_ms}
@@ -444,7 +444,7 @@ def checkpoint_compatibility() -> dict:
         try:
             checkpoint(task_loss, *vals, use_reentrant=reentrant).backward()
             out[f"use_reentrant={reentrant}"] = "ok"
-        except Exception as e:
+        except Exception as e:  # noqa: BLE001 - whatever fails is the measurement
             out[f"use_reentrant={reentrant}"] = f"{type(e).__name__}: {' '.join(str(e).split())[:300]}"
     return out
 

@@ -141,7 +141,7 @@ def run_ablations(spec: dict, budget: str | None = None, seed: int = 0, trials: 
     # when it is scored (what the learned algorithm relies on, free of retraining noise)
     out["test_time"] = {}
     for name, (reward_input, carry_hidden) in variants.items():
-        if name == ref or not (VARIANTS.get(ref) == (True, True)):
+        if name == ref or VARIANTS.get(ref) != (True, True):
             continue
         policy = AblatedRL2Policy(probe.num_states, probe.num_actions, cfg.hidden, reward_input, carry_hidden)
         policy.load_state_dict(full_state)
@@ -199,5 +199,11 @@ def reproduce_ablations(budget: str | None = None, seed: int = 0, out_dir=None, 
     return [save_record(rec, out)]
 
 
-__all__ = ["VARIANTS", "AblatedRL2Policy", "ablation_config", "run_ablations", "test_time_ablation",
-           "reproduce_ablations"]
+__all__ = [
+    "VARIANTS",
+    "AblatedRL2Policy",
+    "ablation_config",
+    "reproduce_ablations",
+    "run_ablations",
+    "test_time_ablation",
+]

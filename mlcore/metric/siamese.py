@@ -27,8 +27,8 @@ is rejected with a clear error instead of a shape mismatch deep inside ``nn.Line
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -122,7 +122,7 @@ class PairBatch:
     weight: torch.Tensor | None = None
 
     @classmethod
-    def from_pairs(cls, x1: torch.Tensor, x2: torch.Tensor, same: torch.Tensor) -> "PairBatch":
+    def from_pairs(cls, x1: torch.Tensor, x2: torch.Tensor, same: torch.Tensor) -> PairBatch:
         """Explicit pairs (x1[p], x2[p]) with 0/1 targets ``same[p]``."""
         if x1.shape != x2.shape or x1.shape[0] != same.shape[0]:
             raise ValueError(f"x1, x2 must have equal shapes and one target per pair; got {tuple(x1.shape)}, "
@@ -277,8 +277,9 @@ class Siamese(FewShotLearner):
 
     def meta_loss(self, pairs: PairBatch) -> tuple[torch.Tensor, dict]:
         if not isinstance(pairs, PairBatch):
-            raise ValueError(f"Siamese.meta_loss expects a PairBatch (from PairSampler), got {type(pairs).__name__}; "
-                             "use learner.make_train_sampler(...) to build one")
+            raise ValueError(  # noqa: TRY004 - the book's bad inputs raise ValueError
+                f"Siamese.meta_loss expects a PairBatch (from PairSampler), got {type(pairs).__name__}; "
+                "use learner.make_train_sampler(...) to build one")
         z = self.encoder(pairs.images)
         logits = self.pair_logits(z[pairs.left], z[pairs.right])
         loss = F.binary_cross_entropy_with_logits(logits, pairs.same.to(logits.dtype), weight=pairs.weight)
