@@ -24,7 +24,7 @@ import zipfile
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 import torch
@@ -311,7 +311,7 @@ class ClassSet:
     def num_classes(self) -> int:
         return len(self.class_names)
 
-    def to(self, device) -> "ClassSet":
+    def to(self, device) -> ClassSet:
         return ClassSet(self.name, self.images.to(device), self.class_char.to(device), self.class_rot.to(device),
                         self.class_alphabet.to(device), self.class_names, self.alphabets)
 
