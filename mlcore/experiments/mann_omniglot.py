@@ -4,7 +4,7 @@
 
 What is run: one :class:`mlcore.memory.mann.MANN` trained with its recipe (``MANN.recipe``: 5-way,
 10-instance sequences), then scored twice: the standard few-shot protocol on the book's shared test
-episodes (:func:`mlcore.engine.test_sampler`, seed :data:`mlcore.engine.EVAL_SEED`), and the paper's own
+episodes (:func:`mlcore.engine.test_sampler`, seed ``mlcore.engine.EVAL_SEED``), and the paper's own
 measurement, accuracy by presentation number in held-out sequences
 (:func:`mlcore.memory.mann.accuracy_by_instance`).
 

@@ -7,7 +7,7 @@ What is run: one :class:`mlcore.metric.siamese.Siamese` trained for same/differe
 its recipe (``Siamese.recipe`` on ``vinyals/trainval``, or ``Siamese.lake_recipe`` on the 30
 background alphabets), then scored N-way K-shot on the book's shared test episodes at the network's
 own resolution (:func:`fixed_test_sampler`: the classes and drawings of
-:func:`mlcore.engine.test_sampler`, seed :data:`mlcore.engine.EVAL_SEED`).
+:func:`mlcore.engine.test_sampler`, seed ``mlcore.engine.EVAL_SEED``).
 
 What is recorded: ``siamese_omniglot_{5w1s,5w5s,20w1s,20w5s}`` (Vinyals split, all four pointing
 to one checkpoint) or ``siamese_omniglot_lake_20w1s`` (20-way within-alphabet one-shot on the

@@ -8,7 +8,7 @@ has to separate more of them at once.
 
 What is run: one :class:`mlcore.memory.protonet.ProtoNet` per (training ways, training shots), each with
 the same recipe and number of episodes, each scored on every test setting on the book's shared test
-episodes (seed :data:`mlcore.engine.EVAL_SEED`).
+episodes (seed ``mlcore.engine.EVAL_SEED``).
 
 What is recorded: one record ``protonet_ways_sweep`` whose ``metrics.grid`` is a list of cells
 (training ways and shots x test ways and shots, each with its accuracy, 95 % CI, episodes, steps run and

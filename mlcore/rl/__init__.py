@@ -8,7 +8,7 @@ This file stays free of heavy imports: only plain dicts (the settings, the paper
 """
 LEARNERS: dict[str, str] = {}  # RL^2 is not a few-shot classifier; its records come from REPRODUCTIONS
 
-#: the book's meta-RL settings (Duan et al. 2016): the registry's records and the study's tables
+#: the book's meta-RL settings (Duan et al. 2016), for the registry's records and the study's tables
 SPECS: dict[str, dict] = {
     "bandit_n10_k5": {"env": "bandit", "arms": 5, "pulls": 10},
     "bandit_n10_k10": {"env": "bandit", "arms": 10, "pulls": 10},
@@ -18,7 +18,7 @@ SPECS: dict[str, dict] = {
     "mdp_n25": {"env": "mdp", "episodes": 25},
 }
 
-#: Duan et al. (2016), Tables 1 and 2: mean total reward per trial over 1,000 trials, per setting and policy
+#: Duan et al. (2016), Tables 1 and 2, mean total reward per trial over 1,000 trials, per setting and policy
 PAPER: dict[str, dict[str, float]] = {
     "bandit_n10_k5": {"random": 5.0, "Gittins": 6.6, "Thompson": 5.7, "OTS": 6.5, "UCB1": 6.7,
                       "epsilon-greedy": 6.6, "greedy": 6.6, "RL2": 6.7},
