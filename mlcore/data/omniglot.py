@@ -21,10 +21,10 @@ import re
 import tempfile
 import urllib.request
 import zipfile
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from collections.abc import Iterable, Sequence
 
 import numpy as np
 import torch
