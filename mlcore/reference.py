@@ -121,8 +121,8 @@ LAKE_PROTOCOL = Protocol("none", queries=1, episodes=400, selection="validation"
                          training="30 background alphabets with affine distortions",
                          note="Lake's 400 official one-shot trials (20 runs x 20)")
 
-#: The papers' Omniglot training recipes, as data: method -> {(ways, shots) or "any": {field: value}}. A field
-#: is a :class:`mlcore.learner.Recipe` field, or ``model.<key>`` for the learner's own. Every ``full`` recipe
+#: The papers' Omniglot training recipes as data, keyed by method, then by ``(ways, shots)`` or ``"any"``, giving
+#: ``{field -> value}``. A field is a :class:`mlcore.learner.Recipe` field, or ``model.<key>`` for the learner's own. Every ``full`` recipe
 #: must equal these or name the field in its ``deviations`` (tests/test_recipes.py). Only what the paper
 #: or its authors' code states is listed.
 PAPER_RECIPES: dict[str, dict] = {

@@ -82,8 +82,8 @@ class TaskBatchNorm2d(nn.BatchNorm2d):
     tests/test_optimization.py). Mean/var/rsqrt have exact batching rules at every order.
     """
 
-    #: None: normalise with the batch's own statistics. "record": do so and keep them; "apply": normalise
-    #: with the kept ones (how :func:`query_logits` scores queries with the support set's statistics).
+    #: How forward normalises (None by default, with the batch's own statistics); "record" also keeps them, and
+    #: "apply" uses the kept ones, which is how :func:`query_logits` scores queries with the support set's.
     stats_mode: str | None = None
     kept_stats: tuple[torch.Tensor, torch.Tensor] | None = None
 
