@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import inspect
 import json
+import os
 import sys
 
 
@@ -37,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("method")
     t.add_argument("--ways", type=_positive, required=True)
     t.add_argument("--shots", type=_positive, required=True)
-    t.add_argument("--budget", choices=["smoke", "full"], default=None)
+    t.add_argument("--budget", choices=["smoke", "full", "cpu"], default=None)
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--out", default=None, help="folder for the record and checkpoint (full: results/, else runs/)")
     t.add_argument("--device", default=None)
@@ -55,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("reproduce", help="regenerate records under results/")
     r.add_argument("--only", action="append", default=None, help="record name (repeatable)")
-    r.add_argument("--budget", choices=["smoke", "full"], default="full")
+    r.add_argument("--budget", choices=["smoke", "full", "cpu"], default="full")
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--out", default=None)
     r.add_argument("--device", default=None)
@@ -71,7 +72,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run a command; a user's mistake (an unknown name, a missing record, a bad value) is one line on stderr,
+    ``error: ...``, and exit status 2. ``MLCORE_DEBUG=1`` shows the traceback instead."""
     args = build_parser().parse_args(argv)
+    try:
+        return _run(args)
+    except (ValueError, FileNotFoundError) as err:
+        if os.environ.get("MLCORE_DEBUG"):
+            raise
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+def _run(args) -> int:
     from . import registry
 
     if args.cmd == "list":
@@ -144,8 +157,7 @@ def reproduce(only: list[str] | None, budget: str, seed: int, out: str | None, d
     names = only or sorted(table)
     unknown = [n for n in names if n not in table]
     if unknown:
-        print(f"unknown reproduction(s) {unknown}; available: {sorted(table)}", file=sys.stderr)
-        return 2
+        raise ValueError(f"unknown reproduction(s) {unknown}; `python -m mlcore list` shows the {len(table)} there are")
     for name in names:
         spec = dict(table[name])
         spec.pop("eval_fn", None)
@@ -161,11 +173,11 @@ def reproduce(only: list[str] | None, budget: str, seed: int, out: str | None, d
         else:
             paths = [train_and_record(spec["method"], spec["ways"], spec["shots"], budget=budget, seed=seed,
                                       out_dir=out, device=device,
-                                      name=name if budget == "full" else f"{name}_{budget}",
+                                      name=name if budget in ("full", "cpu") else f"{name}_{budget}",
                                       recipe_overrides={**spec.get("recipe", {}),
                                                         **({"steps": steps} if steps else {})},
                                       shared_training=(None if "shared_training" not in spec else
-                                                       spec["shared_training"] + ("" if budget == "full"
+                                                       spec["shared_training"] + ("" if budget in ("full", "cpu")
                                                                                   else f"_{budget}")))]
         for p in paths:
             print(json.dumps({"reproduced": name, "record": str(p)}), flush=True)

@@ -54,10 +54,15 @@ def test_cli_rejects_bad_arguments():
     assert res.returncode == 2 and "positive integer" in res.stderr
     res = subprocess.run([sys.executable, "-m", "mlcore", "train", "nosuch", "--ways", "5", "--shots", "1"],
                          capture_output=True, text=True, check=False)
-    assert res.returncode != 0 and "unknown method" in res.stderr
+    # a user's mistake is one line, "error: ...", exit status 2: no traceback
+    assert res.returncode == 2 and res.stderr.startswith("error: unknown method 'nosuch'")
+    assert "Traceback" not in res.stderr and len(res.stderr.strip().splitlines()) == 1
     res = subprocess.run([sys.executable, "-m", "mlcore", "reproduce", "--only", "nosuch"], capture_output=True,
                          text=True, check=False)
-    assert res.returncode == 2 and "unknown reproduction" in res.stderr
+    assert res.returncode == 2 and res.stderr.startswith("error: unknown reproduction")
+    res = subprocess.run([sys.executable, "-m", "mlcore", "eval", "results/nosuch.json"], capture_output=True,
+                         text=True, check=False)
+    assert res.returncode == 2 and res.stderr.startswith("error: no record at") and "Traceback" not in res.stderr
 
 
 def test_shared_training_scores_the_same_weights(tmp_path, monkeypatch):
