@@ -129,17 +129,79 @@ if ref_sin is not None:
 # %% [markdown]
 # ## The meta-loss, written out and traced to code
 #
-# For a meta-batch of $B$ tasks, task $i$ has a support set $(x_i, y_i)$ and a query set $(x'_i, y'_i)$. With $S$
-# inner steps and per-step rates $\alpha_s$:
+# For a meta-batch of $B$ tasks, task $i$ has a support set $S_i = (x_i, y_i)$ and a query set $Q_i = (x'_i, y'_i)$.
+# With $J$ inner steps and per-step rates $\alpha_s$:
 #
-# $$\theta_{i,0} = \theta_0,\qquad \theta_{i,s+1} = \theta_{i,s} - \alpha_s \nabla_\theta \mathcal{L}\big(f(x_i;\theta_{i,s}), y_i\big),\qquad \phi_i = \theta_{i,S},$$
+# $$\theta_{i,0} = \theta_0,\qquad \theta_{i,s+1} = \theta_{i,s} - \alpha_s \nabla_\theta \mathcal{L}\big(f(x_i;\theta_{i,s}), y_i\big),\qquad \phi_i = \theta_{i,J},$$
 #
 # $$\mathcal{L}_{\text{meta}}(\theta_0) = \frac{1}{B}\sum_{i=1}^{B} \mathcal{L}\big(f(x'_i;\phi_i), y'_i\big).$$
 #
-# With $S=1$ this is exactly the article's $\sum_i \mathcal{L}_i(\theta_0-\alpha\nabla\mathcal{L}_i(\theta_0))$ (up to the
+# The diagram draws both loops, with $\theta$ for the initialisation $\theta_0$ (the meta-parameters), $\mathcal{L}_{S_i}$ and
+# $\mathcal{L}_{Q_i}$ for the losses on task $i$'s support and query sets, and $\beta$ for the outer learning rate
+# (symbols: the book's [notation page](../book/notation.md)). The meta-gradient flows back through every inner
+# step:
+
+# %%
+from mlcore.book import diagrams
+
+diagrams.maml()
+
+# %% [markdown]
+# With $J=1$ this is exactly the article's $\sum_i \mathcal{L}_i(\theta_0-\alpha\nabla\mathcal{L}_i(\theta_0))$ (up to the
 # $1/B$), with the one refinement every implementation makes: the inner gradient uses the support set and the
-# outer loss the query set, so the meta-objective measures *generalisation after adaptation*. Here is the code
-# that computes it, all of it:
+# outer loss the query set, so the meta-objective measures *generalisation after adaptation*.
+#
+# **From scratch first.** Before `mlcore`'s version, the whole of MAML with one inner step in plain PyTorch: the
+# strided Conv-4 written out (batch norm with the statistics of the batch at hand, as `mlcore` does), one SGD step
+# per task with `torch.autograd.grad(..., create_graph=True)` so that the step stays differentiable, and the
+# query loss under $\phi_i$. Calling `backward()` on what it returns gives the meta-gradient.
+
+# %%
+def conv4(w, x):
+    """MAML's strided Conv-4 with weights w: 4 x (conv stride 2, batch norm on this batch, ReLU), mean, linear."""
+    for b in range(4):
+        x = F.conv2d(x, w[f"features.{b}.0.weight"], w[f"features.{b}.0.bias"], stride=2, padding=1)
+        mean, var = x.mean((0, 2, 3), keepdim=True), x.var((0, 2, 3), unbiased=False, keepdim=True)
+        gain, shift = w[f"features.{b}.1.weight"].view(1, -1, 1, 1), w[f"features.{b}.1.bias"].view(1, -1, 1, 1)
+        x = F.relu((x - mean) / torch.sqrt(var + 1e-5) * gain + shift)
+    return F.linear(x.mean((2, 3)), w["head.weight"], w["head.bias"])
+
+
+def maml_meta_loss(theta, episodes, alpha):
+    """(1/B) sum_i L_Qi(phi_i), phi_i = theta - alpha * grad L_Si(theta): one inner step per task."""
+    losses = []
+    for sx, sy, qx, qy in zip(episodes.support_x, episodes.support_y, episodes.query_x, episodes.query_y):
+        support_loss = F.cross_entropy(conv4(theta, sx), sy)
+        grads = torch.autograd.grad(support_loss, list(theta.values()), create_graph=True)  # differentiable step
+        phi = {k: w - alpha * g for (k, w), g in zip(theta.items(), grads)}
+        losses.append(F.cross_entropy(conv4(phi, qx), qy))  # query loss under phi_i
+    return torch.stack(losses).mean()
+
+
+# %% [markdown]
+# The same meta-gradient as `mlcore`'s `MAML.meta_loss`, on two real 5-way 1-shot test tasks with the same weights,
+# in float64 with a tiny hidden size (8 channels). One detail to copy exactly: the learner keeps $\alpha$ in a
+# float32 buffer, so 0.4 is really 0.4000000059604645, and the from-scratch step uses that value.
+
+# %%
+torch.manual_seed(0)
+check = maml_mod.MAML(ways=5, hidden=8, inner_steps=1, inner_lr=0.4).double()
+batch = test_sampler(5, 1, queries=2).sample(2)  # two tasks, 2 queries per class
+batch = mlcore.Episode(batch.support_x.double(), batch.support_y, batch.query_x.double(), batch.query_y, 5, 1, 2)
+check.zero_grad()
+lib_loss = check.meta_loss(batch)[0]
+lib_loss.backward()
+lib_grad = [p.grad for p in check.net.parameters()]
+theta = {k: p.detach().clone().requires_grad_(True) for k, p in check.net.named_parameters()}
+alpha_used = check.inner_lrs[0].item()  # the float32 0.4, as the learner holds it
+own_loss = maml_meta_loss(theta, batch, alpha_used)
+own_grad = torch.autograd.grad(own_loss, list(theta.values()))
+print(f"meta-loss: mlcore {lib_loss.item():.10f}, from scratch {own_loss.item():.10f}")
+print("max |meta-gradient difference| over all weights:",
+      f"{max(float((a - b).abs().max()) for a, b in zip(lib_grad, own_grad)):.1e}")
+
+# %% [markdown]
+# Here is the code in `mlcore` that computes it, all of it:
 
 # %%
 print(inspect.getsource(maml_mod.inner_loop))
@@ -313,8 +375,8 @@ plt.show()
 # %% [markdown]
 # ## What second order costs, and what the cheaper variants give up
 #
-# Backpropagating through $S$ inner steps keeps every inner step's activations *and* the graph of every inner
-# gradient alive until the outer backward pass: memory grows linearly with $S$, and the backward pass does
+# Backpropagating through $J$ inner steps keeps every inner step's activations *and* the graph of every inner
+# gradient alive until the outer backward pass: memory grows linearly with $J$, and the backward pass does
 # Hessian-vector products through each step. First order detaches the inner gradients, so each step's graph is
 # freed as soon as its gradient is computed; only the query pass at $\phi_i$ is backpropagated. The benchmark
 # `benchmarks/maml_memory.py` measures this (5-way 1-shot, 5 queries per class, meta-batch 32):
