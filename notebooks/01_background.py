@@ -39,10 +39,21 @@
 # Every number below is printed by the cell above it; nothing is typed in by hand.
 
 # %% tags=["setup"]
-import importlib.util, subprocess, sys
-if "google.colab" in sys.modules and importlib.util.find_spec("mlcore") is None:
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q",
-                    "git+https://github.com/meta-learning-engineered/book.git"], check=True)
+# Colab setup: installs mlcore from a clone of the book's repository and points it at the clone's results/
+# (the reference records and checkpoints the chapter reads). It runs in Colab, or where MLCORE_SETUP=1;
+# elsewhere it does nothing. MLCORE_REPO_URL, MLCORE_REPO_REF and MLCORE_REPO_DIR pick another source.
+import os, subprocess, sys
+if "google.colab" in sys.modules or os.environ.get("MLCORE_SETUP") == "1":
+    url = os.environ.get("MLCORE_REPO_URL", "git+https://github.com/meta-learning-engineered/book.git")
+    ref = os.environ.get("MLCORE_REPO_REF", "main")
+    src = os.path.expanduser(os.environ.get("MLCORE_REPO_DIR", "~/mlcore-src"))
+    book = os.path.join(src, "mlcore")  # pip clones the repository here
+    if not os.path.isdir(os.path.join(book, "results")):
+        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--exists-action", "i", "--src", src,
+                        "-e", f"git+{url.removeprefix('git+')}@{ref}#egg=mlcore"], check=True)
+    if book not in sys.path:
+        sys.path.insert(0, book)
+    os.environ["MLCORE_RESULTS"] = os.path.join(book, "results")
 
 # %%
 import inspect
