@@ -3,10 +3,11 @@
 #   make book     build the rendered book (creates or reuses .venv); prints where index.html is
 #   make test     every check CI runs: unit tests, notebooks under nbval (smoke budget),
 #                 jupytext pairing + output hygiene, the book build with warnings as errors, and the
-#                 browser check of the built book (make browser-check; needs chromium)
+#                 browser check of the built book (make browser-check; needs chromium). The unit tests include
+#                 tests/test_colab.py: a chapter opened alone, as Colab opens it (make colab runs only that)
 #
-# Other targets: setup, browser-check, notebook NB=03_metric, notebooks, reproduce [ONLY=name] [BUDGET=full],
-# report, bench, clean.
+# Other targets: setup, browser-check, colab, setup-cell, notebook NB=03_metric, notebooks,
+# reproduce [ONLY=name] [BUDGET=full], report, bench, clean.
 
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
@@ -40,12 +41,14 @@ NOTEBOOKS := $(sort $(wildcard notebooks/*.ipynb))
 BUDGET ?= full
 NB ?=
 
-.PHONY: help setup book browser-check test unit nbval notebook notebooks reproduce report bench clean
+.PHONY: help setup book browser-check colab setup-cell test unit nbval notebook notebooks reproduce report bench clean
 
 help:
 	@echo "make book    build the book (prints where index.html is)"
 	@echo "make test    run every test (unit, notebooks at smoke budget, hygiene, book with -W, browser check)"
 	@echo "make browser-check   open every built page in headless Chromium, offline (after make book)"
+	@echo "make colab   run one chapter as Colab does: the notebook alone, mlcore from its setup cell"
+	@echo "make setup-cell   stamp tools/setup_cell.py's Colab cell into every notebook"
 	@echo "make notebook NB=03_metric   pair + execute (smoke) + sync one chapter"
 	@echo "make reproduce [ONLY=name] [BUDGET=full]   regenerate results/ and the README table"
 	@echo "make bench   run the benchmarks"
@@ -76,6 +79,16 @@ book: setup
 browser-check: setup
 	@test -f _build/html/index.html || { echo "error: no book in _build/html; run make book first" >&2; exit 1; }
 	python tools/check_book.py --html _build/html --screenshots _build/screenshots
+
+# A chapter opened the way Colab opens it (tests/test_colab.py; also part of `make unit`): a fresh venv without
+# mlcore, the setup cell cloning this repository (file://, at HEAD) and installing mlcore, chapter 9 executed
+# at the smoke budget from a folder holding only the notebook, its reference numbers checked. About a minute.
+colab: setup
+	python -m pytest -q -p no:cacheprovider tests/test_colab.py
+
+# The Colab setup cell is written once, in tools/setup_cell.py; this puts it into every notebook (both twins).
+setup-cell: setup
+	python tools/setup_cell.py
 
 unit: setup
 	python -m pytest -q tests
