@@ -1,6 +1,6 @@
 """Schematic diagrams of the book's methods, drawn with matplotlib only (boxes, arrows, labels).
 
-One function per method, each returning a :class:`matplotlib.figure.Figure` (not registered with pyplot,
+One function per method, each returning a ``matplotlib.figure.Figure`` (not registered with pyplot,
 so nothing is left open; a notebook cell that ends with ``diagrams.maml()`` shows it)::
 
     from mlcore.book import diagrams
@@ -63,7 +63,7 @@ def _arrow(ax, start: tuple[float, float], end: tuple[float, float], text: str |
 
 
 # ----------------------------------------------------------------------------- chapter 4
-def maml(tasks: int = 3) -> Figure:
+def maml(tasks: int = 3):
     """MAML: from θ, inner gradient steps on each task's support set give φ_i; the query losses at φ_i are
     averaged into the meta-loss, whose gradient flows back through the inner steps to θ."""
     c = colour("maml")
@@ -102,7 +102,7 @@ def maml(tasks: int = 3) -> Figure:
 
 
 # ----------------------------------------------------------------------------- chapter 3
-def siamese() -> Figure:
+def siamese():
     """Siamese network: two inputs through one shared encoder f_θ, the element-wise |f_θ(x1) − f_θ(x2)|,
     a weighted L1 sum and a sigmoid giving p(same)."""
     c = colour("siamese")
@@ -127,7 +127,7 @@ def siamese() -> Figure:
     return fig
 
 
-def relation_network() -> Figure:
+def relation_network():
     """Relation Network: the embedding f_θ of a class's support images (summed over K shots) and of the query
     are concatenated along the channels; the relation module g_θ maps the pair to a score in (0, 1)."""
     c = colour("relationnet")
@@ -157,7 +157,7 @@ def relation_network() -> Figure:
 
 
 # ----------------------------------------------------------------------------- chapter 5
-def matching_attention(weights: tuple[float, ...] = (0.62, 0.21, 0.12, 0.05)) -> Figure:
+def matching_attention(weights: tuple[float, ...] = (0.62, 0.21, 0.12, 0.05)):
     """Matching Networks: the query's embedding attends over the support embeddings (softmax of cosines);
     the prediction is the attention-weighted sum of the support labels."""
     c = colour("matching")
@@ -192,7 +192,7 @@ def matching_attention(weights: tuple[float, ...] = (0.62, 0.21, 0.12, 0.05)) ->
     return fig
 
 
-def prototypes() -> Figure:
+def prototypes():
     """Prototypical Networks: in embedding space each class's prototype c_k is the mean of its K support
     embeddings; a query is assigned to the nearest prototype (squared Euclidean distance)."""
     c = colour("protonet")
@@ -233,7 +233,7 @@ def prototypes() -> Figure:
     return fig
 
 
-def mann(slots: int = 8, last_read: int = 1, least_used: int = 5) -> Figure:
+def mann(slots: int = 8, last_read: int = 1, least_used: int = 5):
     """MANN with LRUA: the controller emits a key k_t; reading weights the memory rows by the softmax of their
     cosine to k_t; writing (least-recently-used access) goes to the slot read last or to the least-used one."""
     c = colour("mann")
@@ -281,7 +281,7 @@ def mann(slots: int = 8, last_read: int = 1, least_used: int = 5) -> Figure:
 
 
 # ----------------------------------------------------------------------------- chapter 6
-def rl2(steps: int = 3, episodes: int = 2) -> Figure:
+def rl2(steps: int = 3, episodes: int = 2):
     """RL²: one GRU whose hidden state h is carried across the episode boundaries of a trial and reset to
     h_0 = 0 when a new trial (a new task) starts; its input is (s_t, a_{t-1}, r_{t-1}, d_{t-1})."""
     c = colour("rl2")
