@@ -7,7 +7,7 @@
 #                 tests/test_colab.py: a chapter opened alone, as Colab opens it (make colab runs only that)
 #
 # Other targets: setup, browser-check, colab, setup-cell, notebook NB=03_metric, notebooks,
-# reproduce [ONLY=name] [BUDGET=full], report, bench, clean.
+# reproduce [ONLY=name] [BUDGET=full], report, notes, bench, clean.
 
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
@@ -41,7 +41,8 @@ NOTEBOOKS := $(sort $(wildcard notebooks/*.ipynb))
 BUDGET ?= full
 NB ?=
 
-.PHONY: help setup book browser-check colab setup-cell test unit nbval notebook notebooks reproduce report bench clean
+.PHONY: help setup book browser-check colab setup-cell test unit nbval notebook notebooks reproduce report notes \
+	bench clean
 
 help:
 	@echo "make book    build the book (prints where index.html is)"
@@ -51,6 +52,7 @@ help:
 	@echo "make setup-cell   stamp tools/setup_cell.py's Colab cell into every notebook"
 	@echo "make notebook NB=03_metric   pair + execute (smoke) + sync one chapter"
 	@echo "make reproduce [ONLY=name] [BUDGET=full]   regenerate results/ and the README table"
+	@echo "make notes   regenerate the appendix book/reproduction-notes.md from results/"
 	@echo "make bench   run the benchmarks"
 
 setup: $(STAMP)
@@ -127,6 +129,11 @@ reproduce: setup
 
 report: setup
 	python -m mlcore.report --readme
+
+# The appendix book/reproduction-notes.md (hardware, budget, steps, what ended training, wall time, commit, date
+# of every record), generated from results/*.json; tests/test_book.py fails when it is stale.
+notes: setup
+	python tools/reproduction_notes.py
 
 bench: setup
 	$(PIP) install -q -e ".[bench]"

@@ -428,6 +428,99 @@ def results_markdown(directory: str | os.PathLike | None = None) -> str:
     return "\n".join(parts)
 
 
+def reproduction_notes_markdown(directory: str | os.PathLike | None = None) -> str:
+    """The book's appendix "Reproduction notes": how each record in ``directory`` (default ``results/``) was made.
+
+    One row per record, sorted by name: the hardware and PyTorch version it ran on, its budget, the training steps
+    and what ended training (the recipe's planned steps, or the time limit that ``config.time_limited`` records),
+    the training and whole-run wall times, the git commit of the code (``+ local changes`` for a ``-dirty`` one)
+    and the date. ``tools/reproduction_notes.py`` writes it to ``book/reproduction-notes.md``.
+    """
+    records, skipped = load_records(directory)
+
+    def training(rec: dict) -> tuple[str, str]:
+        """(steps, what ended training) of one record."""
+        cfg = rec.get("config") or {}
+        stopped = cfg.get("time_limited") or {}
+        source = cfg.get("weights_from") or cfg.get("source_record")
+        if source:
+            return f"weights of `{source}`", "–"
+        planned, unit = None, "steps"
+        steps = (cfg.get("recipe") or {}).get("steps")
+        if isinstance(cfg.get("rl2"), dict) and _is_number((rec.get("metrics") or {}).get("updates_done")):
+            steps, planned, unit = rec["metrics"]["updates_done"], cfg["rl2"].get("updates"), "updates"
+        elif not _is_number(steps):
+            steps = cfg.get("steps")
+        if not _is_number(steps):
+            return "–", "–"
+        if stopped:
+            planned = stopped.get("planned_steps", planned)
+        if stopped or (_is_number(planned) and steps < planned):
+            total = f" of {int(planned):,}" if _is_number(planned) else ""
+            why = "time limit" if stopped or (cfg.get("rl2") or {}).get("time_limit_s") else "stopped early"
+            return f"{int(steps):,} {unit}", f"{why} ({int(steps):,}{total} {unit})"
+        return f"{int(steps):,} {unit}", f"all planned {unit}"
+
+    def hardware(rec: dict) -> str:
+        hw = rec.get("hardware") or {}
+        if not hw:
+            return "–"
+        return hardware_label(hw) + (f", torch {hw['torch']}" if hw.get("torch") else "")
+
+    def commit(rec: dict) -> str:
+        sha = str(rec.get("git_commit") or "unknown")
+        dirty = sha.endswith("-dirty")
+        sha = sha.removesuffix("-dirty")
+        return (f"`{sha[:10]}`" if sha != "unknown" else "unknown") + (" + local changes" if dirty else "")
+
+    def date(rec: dict) -> str:
+        created = str(rec.get("created") or "")
+        return created[:16].replace("T", " ") + " UTC" if len(created) >= 16 else (created or "–")
+
+    rows = []
+    for rec in sorted(records, key=lambda r: r["name"]):
+        steps, ended = training(rec)
+        rows.append({"record": f"`{rec['name']}`", "hardware": hardware(rec), "budget": rec.get("budget") or "–",
+                     "steps": steps, "ended": ended, "train": fmt_seconds(rec.get("train_wall_s")),
+                     "run": fmt_seconds(rec.get("wall_s")), "commit": commit(rec), "date": date(rec)})
+    by_hw: dict[str, int] = {}
+    for rec in records:
+        label = hardware_label(rec["hardware"]) if rec.get("hardware") else "unknown hardware"
+        by_hw[label] = by_hw.get(label, 0) + 1
+    limited = sum(r["ended"].startswith("time limit") for r in rows)
+    intro = (
+        "Every reference number in this book is read from a record: one JSON file per run in the repository's "
+        "`results/` folder, written by the run itself. This appendix lists how each record was produced, so that "
+        "you can judge a number and run it again (`python -m mlcore reproduce --only NAME`, or `make reproduce`).\n"
+        "\n"
+        "- **Hardware**: the GPU, or the CPU and the number of threads the run used, and the PyTorch version. "
+        "Compare wall times only between records made on the same hardware.\n"
+        "- **Budget**: `full` is the budget of the reference records (the chapters' live cells run a much smaller "
+        "one); – means the record does not say.\n"
+        "- **Steps** and **ended by**: the training steps (meta-batches, or policy updates for RL²) and what "
+        "ended training: *all planned steps* when the recipe ran to its end, *time limit* when the run's "
+        "wall-clock allowance ran out first. Such a record is scored with the weights reached by then, so it can "
+        "understate what the whole recipe reaches. A record that scores another record's trained weights names "
+        "that record.\n"
+        "- **Training** is the wall time of the training that produced the record's weights (records that score one "
+        "trained model in several settings show the same time); **run** is the wall time of the record's own run, "
+        "evaluation included, shorter than training when it reused weights trained before.\n"
+        "- **Code**: the git commit the run started from; *+ local changes* means the working tree also held "
+        "uncommitted edits.")
+    summary = (f"{len(rows)} records: "
+               + ", ".join(f"{n} on {hw}" for hw, n in sorted(by_hw.items(), key=lambda x: (-x[1], x[0])))
+               + f"; {limited} ended by a time limit.")
+    columns = [("record", "record"), ("hardware", "hardware"), ("budget", "budget"), ("steps", "steps"),
+               ("ended", "ended by"), ("train", "training"), ("run", "run"), ("commit", "code"), ("date", "date")]
+    parts = ["# Reproduction notes", "", intro, "", summary, "",
+             markdown_table(rows, columns) if rows else "_No records yet._"]
+    if skipped:
+        parts += ["", "JSON files in `results/` that are not records: " + ", ".join(skipped) + "."]
+    parts += ["", ("This page is generated from the records by `python tools/reproduction_notes.py`; "
+                   "do not edit it by hand.")]
+    return "\n".join(parts) + "\n"
+
+
 def replace_section(text: str, body: str) -> str:
     """Put ``body`` between the results markers of ``text`` (markers kept)."""
     i, j = text.find(START), text.find(END)

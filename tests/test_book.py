@@ -225,3 +225,59 @@ def test_steps_column_and_one_line_summaries():
     assert rows["protonet_ways_sweep"] == ("test 5w1s: train 5-way 86.5 (584 ep.), train 20-way 96.4 (997 ep.)")
     assert rows["traits_accuracy_vs_shots"] == ("5-way accuracy at 1 / 5 shots: scratch 70.4 / 92.8; "
                                                  "protonet 98.8 / 99.7")
+
+
+# ------------------------------------------------------------------ the reproduction notes appendix
+def _notes_records(tmp_path):
+    recs = [
+        {**_record("maml_omniglot_5w1s", "maml", 5, 1, 0.948, 0.003, train_wall_s=265.0),
+         "config": {"recipe": {"steps": 1217},
+                    "time_limited": {"planned_steps": 2000, "steps_run": 1217, "reason": "time limit reached"}},
+         "git_commit": "dd404a12982aeccc01852654059d48836c2e38ed-dirty", "created": "2026-11-26T15:34:26Z"},
+        {**_record("protonet_omniglot_5w1s", "protonet", 5, 1, 0.987, 0.0015, train_wall_s=2009.0, gpu=False),
+         "config": {"recipe": {"steps": 5000}}, "git_commit": "763b5475f19e4bd42efcfc438a8dc7eb4f06533e",
+         "created": "2026-11-26T10:48:34Z"},
+        {**_record("protonet_omniglot_20w1s", "protonet", 20, 1, 0.954, 0.0016, train_wall_s=2009.0, gpu=False),
+         "config": {"recipe": {"steps": 5000}, "weights_from": "protonet_omniglot_5w1s"}, "budget": None},
+        {"name": "rl2_mdp_n25", "method": "rl2", "dataset": "tabular_mdp", "train_wall_s": 296.5, "wall_s": 297.0,
+         "config": {"rl2": {"updates": 150, "time_limit_s": 283.9}}, "metrics": {"updates_done": 43},
+         "hardware": {"cpu_threads": 1, "torch": "2.11.0+cu130", "gpu": "NVIDIA H100 80GB HBM3"},
+         "git_commit": "unknown", "created": "2026-11-26T15:34:37Z"},
+        {"name": "baselines_mdp_n25", "method": "baselines", "dataset": "tabular_mdp", "wall_s": 2.3},
+    ]
+    for r in recs:
+        (tmp_path / f"{r['name']}.json").write_text(json.dumps(r))
+    (tmp_path / "bench_sampling.json").write_text(json.dumps({"ratio": 12.0}))  # not a record
+    return tmp_path
+
+
+def test_reproduction_notes_list_how_each_record_was_made(tmp_path):
+    """Per record: hardware, budget, steps and what ended training, wall times, commit and date."""
+    text = report.reproduction_notes_markdown(_notes_records(tmp_path))
+    lines = text.splitlines()
+    assert lines[0] == "# Reproduction notes"
+    assert ("| record | hardware | budget | steps | ended by | training | run | code | date |") in lines
+    assert ("| `maml_omniglot_5w1s` | NVIDIA H200, torch 2.11 | full | 1,217 steps | time limit (1,217 of 2,000 "
+            "steps) | 4.4 min | 4.8 min | `dd404a1298` + local changes | 2026-11-26 15:34 UTC |") in lines
+    assert ("| `protonet_omniglot_5w1s` | CPU (16 threads), torch 2.11 | full | 5,000 steps | all planned steps "
+            "| 33.5 min | 33.8 min | `763b5475f1` | 2026-11-26 10:48 UTC |") in lines
+    # scores another record's weights: names it, no steps of its own; no budget recorded
+    assert any(line.startswith("| `protonet_omniglot_20w1s` | CPU (16 threads), torch 2.11 | – | weights of "
+                               "`protonet_omniglot_5w1s` | – | 33.5 min |") for line in lines)
+    # RL²: policy updates, cut by the run's time limit (no config.time_limited in older records)
+    assert ("| `rl2_mdp_n25` | NVIDIA H100 80GB HBM3, torch 2.11.0+cu130 | – | 43 updates | time limit (43 of 150 "
+            "updates) | 4.9 min | 5.0 min | unknown | 2026-11-26 15:34 UTC |") in lines
+    assert "| `baselines_mdp_n25` | – | – | – | – | – | 2 s | unknown | – |" in lines
+    assert ("5 records: 2 on CPU (16 threads), 1 on NVIDIA H100 80GB HBM3, 1 on NVIDIA H200, 1 on unknown "
+            "hardware; 2 ended by a time limit.") in lines
+    assert "JSON files in `results/` that are not records: bench_sampling.json." in lines
+    # rows sorted by record name; the chapters' history (leases, shared machines) is not in the notes
+    names = [line.split("`")[1] for line in lines if line.startswith("| `")]
+    assert names == sorted(names)
+
+
+def test_reproduction_notes_page_is_generated_from_the_records():
+    """book/reproduction-notes.md is exactly what the records give (regenerate: python tools/reproduction_notes.py)."""
+    page = ROOT / "book" / "reproduction-notes.md"
+    assert page.read_text(encoding="utf-8") == report.reproduction_notes_markdown(ROOT / "results"), (
+        "book/reproduction-notes.md is stale: run `python tools/reproduction_notes.py` (make notes)")
