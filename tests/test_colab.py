@@ -22,6 +22,7 @@ all three. It takes about a minute (the clone and the editable install ~10 s, th
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import shutil
@@ -36,7 +37,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tools"))
-import setup_cell  # noqa: E402  (tools/ is not a package)
+import setup_cell  # tools/ is not a package
 
 CHAPTER = "09_comparison"
 NOT_PRODUCED = "not yet produced"
@@ -85,7 +86,7 @@ def test_stamp_replaces_only_the_setup_cell():
 def _git_head() -> str | None:
     if shutil.which("git") is None:
         return None
-    out = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True)
+    out = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True, check=False)
     return out.stdout.strip() if out.returncode == 0 else None
 
 
@@ -144,7 +145,7 @@ def _record_numbers(results: Path) -> set[str]:
         if not isinstance(rec, dict):
             continue
         acc, ci = rec.get("accuracy"), rec.get("ci95")
-        if isinstance(acc, float) and isinstance(ci, float) and ci == ci:
+        if isinstance(acc, float) and isinstance(ci, float) and not math.isnan(ci):
             numbers.add(f"{100 * acc:.2f} ± {100 * ci:.2f}")
     return numbers
 
@@ -187,7 +188,7 @@ def test_chapter_runs_from_the_notebook_alone_like_colab(tmp_path):
     proc = subprocess.run([str(python), "-m", "nbconvert", "--to", "notebook", "--execute",
                            "--ExecutePreprocessor.timeout=900", "--ExecutePreprocessor.kernel_name=python3",
                            "--output", executed.name, f"{CHAPTER}.ipynb"],
-                          cwd=run_dir, env=env, capture_output=True, text=True, timeout=1500)
+                          cwd=run_dir, env=env, capture_output=True, text=True, timeout=1500, check=False)
     t2 = time.perf_counter()
     print(f"colab flow: venv {t1 - t0:.1f} s, setup cell + chapter {CHAPTER} {t2 - t1:.1f} s")
     assert proc.returncode == 0, proc.stderr[-4000:]
@@ -208,3 +209,4 @@ def test_chapter_runs_from_the_notebook_alone_like_colab(tmp_path):
         f"none of the record numbers of the committed {CHAPTER} ({sorted(shown)[:5]}) was printed from the clone")
     assert fresh.count(NOT_PRODUCED) <= committed.count(NOT_PRODUCED), "records the book shows were not found"
     assert re.search(r"\bTraceback\b", fresh) is None
+    shutil.rmtree(tmp_path, ignore_errors=True)  # the clone is ~200 MB; pytest keeps its last temp folders
