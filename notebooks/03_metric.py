@@ -117,7 +117,7 @@ for label, s in [("5-way 1-shot, Vinyals test split", test_sampler(5, 1, 15)),
 # %% [markdown]
 # Lake et al. report 21.7 % for pixel nearest neighbour on their 20-way within-alphabet trials; the line above is
 # the same rule on our version of those trials. A *learned* metric replaces the pixels with an embedding
-# $\phi_\theta(x)$ and, often, the distance with a learned function of two embeddings. Metric-based
+# $f_\theta(x)$ and, often, the distance with a learned function of two embeddings. Metric-based
 # meta-learning trains $\theta$ on many classes so that the comparison transfers to classes never seen.
 
 # %% [markdown]
@@ -169,9 +169,19 @@ except ValueError as e:
     print("ValueError:", e)
 
 # %% [markdown]
-# The two twins share one encoder $\phi$. A pair is scored by a *weighted L1 distance*,
-# $\text{logit}(x_1,x_2) = \sum_j \alpha_j\,|\phi_j(x_1)-\phi_j(x_2)| + b$, and $p(\text{same}) =
-# \sigma(\text{logit})$. Training is plain binary cross-entropy on same/different pairs:
+# The two twins share one encoder $f_\theta$. A pair is scored by a *weighted L1 distance*,
+# $\text{logit}(x_1,x_2) = \sum_j w_j\,|f_\theta(x_1)_j-f_\theta(x_2)_j| + b$, and $p(\text{same}) =
+# \sigma(\text{logit})$ (the weights $w_j$ and $b$ are `Siamese.distance`, a linear layer; its comment calls
+# them $\alpha_j$, the letter the book keeps for inner learning rates). Training is plain binary cross-entropy
+# on same/different pairs. The whole network, in the book's notation:
+
+# %%
+from mlcore.book import diagrams
+
+diagrams.siamese()
+
+# %% [markdown]
+# The code that scores a pair and trains on a batch of them:
 
 # %%
 show_source(Siamese.pair_logits)
@@ -418,11 +428,18 @@ plt.show()
 # ## Relation Networks: learning the comparison
 #
 # A Siamese network learns the embedding but fixes the *form* of the comparison (a weighted L1 distance).
-# A Relation Network {cite}`sung2018relation` learns the comparison too. An embedding module $f$ maps each image
-# to a 64×5×5 feature map (4 conv blocks, max-pool only in the first two). For a query and a class, the two
-# feature maps are concatenated along the channels, and a relation module $g$ (2 conv blocks, then FC 8 → 1 with
-# a sigmoid) outputs a relation score $r_{q,c}\in(0,1)$. With K > 1 shots the class's feature maps are summed.
-# Training regresses $r$ onto the one-hot match with mean squared error, using Adam at $10^{-3}$.
+# A Relation Network {cite}`sung2018relation` learns the comparison too. An embedding module $f_\theta$ maps each
+# image to a 64×5×5 feature map (4 conv blocks, max-pool only in the first two). For a query $\hat x$ and a class
+# $k$, the two feature maps are concatenated along the channels, and a relation module $g_\theta$ (2 conv blocks,
+# then FC 8 → 1 with a sigmoid) outputs a relation score $r_k(\hat x)\in(0,1)$. With K > 1 shots the class's
+# feature maps are summed. Training regresses $r$ onto the one-hot match with mean squared error, using Adam at
+# $10^{-3}$.
+
+# %%
+diagrams.relation_network()
+
+# %% [markdown]
+# In the code, $f_\theta$ is `RelationNet.embedding` and $g_\theta$ is `relation_conv` followed by `relation_fc`:
 
 # %%
 from mlcore.metric.relation import RelationNet

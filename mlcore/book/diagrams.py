@@ -14,6 +14,8 @@ The figures are 8 inches wide at most, the width of a book page.
 """
 from __future__ import annotations
 
+import io
+
 import numpy as np
 from matplotlib.colors import ListedColormap, to_rgba
 from matplotlib.figure import Figure
@@ -27,9 +29,18 @@ GREY = "#555555"
 FONT = 10
 
 
+class _Diagram(Figure):
+    """A Figure that shows itself as a PNG in a notebook even before pyplot has set up the inline backend."""
+
+    def _repr_png_(self) -> bytes:
+        buf = io.BytesIO()
+        self.savefig(buf, format="png", bbox_inches="tight")
+        return buf.getvalue()
+
+
 def _canvas(width: float, height: float, title: str) -> tuple[Figure, object]:
     """A figure of ``width`` x ``height`` inches whose axes run in the same units (1 unit = 1 inch)."""
-    fig = Figure(figsize=(width, height))
+    fig = _Diagram(figsize=(width, height), dpi=100)
     ax = fig.add_axes((0, 0, 1, 1))
     ax.set_xlim(0, width)
     ax.set_ylim(0, height)
