@@ -475,7 +475,7 @@ def plot_paired_heatmaps(rows: list[dict], settings: tuple[str, ...] = GRID_SETT
             for j in range(len(names)):
                 if np.isfinite(diff[i, j]):
                     ax.text(j, i, f"{diff[i, j]:+.1f}" + ("*" if star[i, j] else ""), ha="center", va="center",
-                            fontsize=6)
+                            fontsize=6, color="white" if abs(diff[i, j]) > 0.6 * lim else "black")
         labels = [reference.display_name(m) for m in names]
         ax.set_xticks(range(len(names)), labels, rotation=60, ha="right", fontsize=7)
         ax.set_yticks(range(len(names)), labels, fontsize=7)
