@@ -118,10 +118,51 @@ trainval = load_split("vinyals/trainval")
 #
 # $\sum_i \mathcal{L}_i(f_\theta(x, M_i))$ is, for every learner here, `meta_loss(episodes)`: it builds $M_i$ from
 # task $i$'s support set, scores task $i$'s queries with $f_\theta$, and averages the cross-entropies over the
-# batch of tasks (the sum over $i$). `mlcore.engine.fit` then takes gradient steps on $\theta$. For ProtoNet:
+# batch of tasks (the sum over $i$). `mlcore.engine.fit` then takes gradient steps on $\theta$. For ProtoNet,
+# $M_i$ is one prototype $c_k$ per class, the mean of the class's support embeddings $f_\theta(x_j)$, and a query
+# goes to the nearest prototype:
+
+# %%
+from mlcore.book import diagrams
+
+diagrams.prototypes()
+
+# %% [markdown]
+# **From scratch first.** The whole classifier fits in a few lines: embed the support and query sets with the same
+# Conv-4 (in one pass, as `mlcore` does, so that in training mode batch norm sees both), average each class's
+# support embeddings, and use negative squared Euclidean distances as logits.
+
+# %%
+def protonet_logits(embed, support_x, support_y, query_x, ways):
+    """ProtoNet for one task: c_k = mean of f(x_j) over y_j = k; logits = -||f(query) - c_k||^2."""
+    z = embed(torch.cat([support_x, query_x]))  # the same network for both sets
+    z_support, z_query = z[: len(support_x)], z[len(support_x):]
+    protos = torch.stack([z_support[support_y == k].mean(0) for k in range(ways)])  # (N, D): the c_k
+    return -((z_query[:, None, :] - protos[None, :, :]) ** 2).sum(-1)  # (queries, N)
+
+
+# %% [markdown]
+# Against `ProtoNet.predict` with the same weights, on one real 5-way 1-shot test episode, in float64 and with batch
+# norm in both of its modes (batch statistics in training, running statistics in evaluation):
 
 # %%
 from mlcore.memory.protonet import ProtoNet, prototype_logits, prototypes
+
+torch.manual_seed(0)
+proto_check = ProtoNet(hidden=16).double()  # float64: the two orders of summation agree to round-off
+task = test_sampler(5, 1, queries=3).sample()  # on the CPU: 5 support and 15 query images
+sx, sy, qx = task.support_x[0].double(), task.support_y[0], task.query_x[0].double()
+for mode in ("train", "eval"):
+    proto_check.train(mode == "train")
+    with torch.no_grad():
+        ours, lib = protonet_logits(proto_check.encoder.embed, sx, sy, qx, 5), proto_check.predict(sx, sy, qx)
+    print(f"{mode:5s} mode: allclose {torch.allclose(ours, lib)}, "
+          f"max |logit difference| {float((ours - lib).abs().max()):.1e}")
+
+# %% [markdown]
+# The library's version, batched over the tasks of a meta-batch:
+
+# %%
 
 show_source(prototypes)
 show_source(prototype_logits)
@@ -129,7 +170,7 @@ show_source(ProtoNet.meta_loss)
 
 # %% [markdown]
 # `prototypes` *writes* $M_i$ (one mean per class, for every task of the batch at once); `prototype_logits`
-# *reads* it ($f_\theta(x, M_i) = -\lVert g_\theta(x) - c_k\rVert^2$); `F.cross_entropy` over the flattened batch
+# *reads* it (the logit of class $k$ is $-\lVert f_\theta(x) - c_k\rVert^2$); `F.cross_entropy` over the flattened batch
 # is $\frac{1}{\sum_i m_i}\sum_i \mathcal{L}_i$. A check by hand on two-dimensional "embeddings":
 
 # %%
@@ -162,12 +203,18 @@ print("same class probabilities:", same)
 # %% [markdown]
 # ## Matching Networks: attention over the support set
 #
-# Matching Networks label a query $\hat x$ with $P(y\mid\hat x, S) = \sum_i a(\hat x, x_i)\,y_i$, where
+# Matching Networks label a query $\hat x$ with $P(y\mid\hat x, S) = \sum_j a(\hat x, x_j)\,y_j$, where
 # $a$ is a softmax over cosine similarities between the query's and the support items' embeddings. With
 # *full-context embeddings* (FCE), a bidirectional LSTM re-embeds each support item in the context of the
 # whole support set, and an attention LSTM re-reads the support set $P$ times for each query ($P$ "processing
 # steps", `fce_steps`, 5 by default; the docstring printed below calls it K, which in this book is the number of
-# shots). Both are in one file:
+# shots). Without FCE, one query's prediction:
+
+# %%
+diagrams.matching_attention()
+
+# %% [markdown]
+# Both variants are in one file:
 
 # %%
 from mlcore.memory import matching
@@ -276,7 +323,14 @@ print(f"this task: {int((~wrong).sum())}/{len(wrong)} queries nearest to their o
 # second appearance on, the answer can be read from memory. The controller is an LSTM; the memory is a
 # $128\times 40$ matrix accessed by content (cosine similarity) for reading and by *least-recently-used access*
 # for writing: each write goes either to the slot read at the previous step (to bind a label that has just
-# arrived to the image stored there) or to the least-used slot (a fresh place for a new image). The whole step:
+# arrived to the image stored there) or to the least-used slot (a fresh place for a new image). The write gate
+# $\sigma(g_t)$ mixes the two (Santoro et al. call it $\alpha$; here $\alpha$ is kept for inner learning rates):
+
+# %%
+diagrams.mann()
+
+# %% [markdown]
+# The whole step in code (`write_gate_logits` is $g_t$, `state.lu` is $w^{lu}_{t-1}$):
 
 # %%
 from mlcore.memory import mann
