@@ -165,6 +165,15 @@ print(f"({time.perf_counter() - t0:.1f} s)")
 #    {cite}`schulman2017ppo` with GAE {cite}`schulman2016gae` (discount 0.99, λ 0.3 as in the paper), one
 #    PPO episode = one trial, thousands of trials per update.
 #
+# Decisions 1 and 2 in one picture: the GRU's input $x_t$ at every step, its hidden state $h$ carried across the
+# episode boundary inside a trial and reset to $h_0 = 0$ when the next trial (a new task) begins:
+
+# %%
+from mlcore.book import diagrams
+
+diagrams.rl2()
+
+# %% [markdown]
 # Decisions 3 and 4 do not quite match. PPO with GAE maximises the *discounted* return
 # $\mathbb E\big[\sum_{t} \gamma^{t} r_t\big]$ with $\gamma = 0.99$, counted from each step of the trial, a
 # surrogate of $R_{\text{meta}}$ in which a reward $t$ steps ahead counts $\gamma^t$ times. The longer the trial,
