@@ -114,8 +114,8 @@ def maml(tasks: int = 3):
 
 # ----------------------------------------------------------------------------- chapter 3
 def siamese():
-    """Siamese network: two inputs through one shared encoder f_θ, the element-wise |f_θ(x1) − f_θ(x2)|,
-    a weighted L1 sum and a sigmoid giving p(same)."""
+    """Siamese network: two inputs through one shared encoder f_θ, the element-wise absolute difference of
+    f_θ(x1) and f_θ(x2), a weighted L1 sum and a sigmoid giving p(same)."""
     c = colour("siamese")
     fig, ax = _canvas(8.0, 2.75, "Siamese network: twin encoders sharing θ, weighted L1 distance, sigmoid")
     top, low, mid = 1.85, 0.75, 1.3
