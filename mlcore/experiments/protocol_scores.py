@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from ..protocols import Protocol, book_protocol, score
@@ -58,6 +59,8 @@ def protocol_scores(path: str | Path, device=None, episodes: int | None = None) 
     setting = setting_name(rec.ways, rec.shots, within)
     own = _record_protocol(learner, recipe)
     book = book_protocol(learner)
+    if within:  # Lake's within-alphabet protocol is one query per class: the record's own episodes are the book's
+        book = replace(book, queries=own.queries)
     paper_pub = published(rec.method, setting)
     out: dict = {}
     for key, protocol in (("book", book), ("paper", paper_pub.protocol if paper_pub else None)):
