@@ -95,8 +95,7 @@ def omniglot_records(directory: str | Path | None = None) -> list[Path]:
     out = []
     for p in sorted(results_dir(directory).glob("*.json")):
         d = json.loads(p.read_text())
-        if d.get("dataset") == "omniglot" and d.get("checkpoint") and d.get("ways") and d.get("shots") \
-                and d.get("method") not in ("mann",):
+        if d.get("dataset") == "omniglot" and d.get("checkpoint") and d.get("ways") and d.get("shots"):
             out.append(p)
     return out
 
