@@ -174,6 +174,12 @@ if not CURVES:
     print("no record with a learning curve yet: reference records not yet produced")
 
 # %% [markdown]
+# On these two curves, both still rising when training stopped, the best checkpoint is the last one: selection
+# on the scored episodes adds nothing here. It matters on a plateau, where consecutive checkpoints differ only
+# by noise: scoring a few hundred episodes has a 95 % interval of about half a point at these accuracies, and
+# keeping the best of many such scores reports the top of that noise. The book reports the last checkpoint.
+
+# %% [markdown]
 # The book's-protocol numbers as a compact method × setting grid (ours / paper):
 
 # %%
