@@ -237,15 +237,20 @@ class MAML(FewShotLearner):
 
     def __init__(self, ways: int = 5, hidden: int = 64, in_channels: int = 1, inner_steps: int = 1,
                  inner_lr: float | list[float] = 0.4, test_inner_steps: int = 3, first_order: bool = False,
-                 learn_inner_lr: bool = False):
+                 learn_inner_lr: bool = False, *, config: dict | None = None):
+        """``config`` is what the learner records as its constructor arguments (``mlcore.load`` rebuilds it
+        with ``cls(**config)``): MAML's own arguments by default; a subclass whose constructor takes other
+        arguments (Reptile, Meta-SGD) passes its own, so ``self.config`` is complete when the base sets it."""
         check_inner_steps(inner_steps)
         check_inner_steps(test_inner_steps, "test_inner_steps")
         rates = [check_lr(r) for r in (inner_lr if isinstance(inner_lr, (list, tuple)) else [inner_lr])]
         if not isinstance(ways, int) or ways < 2:
             raise ValueError(f"ways must be an int >= 2, got {ways!r}")
-        super().__init__(ways=ways, hidden=hidden, in_channels=in_channels, inner_steps=inner_steps,
-                         inner_lr=inner_lr, test_inner_steps=test_inner_steps, first_order=first_order,
-                         learn_inner_lr=learn_inner_lr)
+        if config is None:
+            config = {"ways": ways, "hidden": hidden, "in_channels": in_channels, "inner_steps": inner_steps,
+                      "inner_lr": inner_lr, "test_inner_steps": test_inner_steps, "first_order": first_order,
+                      "learn_inner_lr": learn_inner_lr}
+        super().__init__(**config)
         self.ways, self.inner_steps, self.test_inner_steps = ways, inner_steps, test_inner_steps
         self.first_order = first_order
         self.net = self.build_net(ways, hidden, in_channels)

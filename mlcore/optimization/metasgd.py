@@ -28,11 +28,11 @@ class MetaSGD(MAML):
                  inner_lr: float = 0.4, test_inner_steps: int = 1, first_order: bool = False,
                  learn_rates: bool = True):
         init = check_lr(inner_lr)
+        config = {"ways": ways, "hidden": hidden, "in_channels": in_channels, "inner_steps": inner_steps,
+                  "inner_lr": inner_lr, "test_inner_steps": test_inner_steps, "first_order": first_order,
+                  "learn_rates": learn_rates}
         super().__init__(ways=ways, hidden=hidden, in_channels=in_channels, inner_steps=inner_steps,
-                         inner_lr=init, test_inner_steps=test_inner_steps, first_order=first_order)
-        self.config = {"ways": ways, "hidden": hidden, "in_channels": in_channels,
-                       "inner_steps": inner_steps, "inner_lr": inner_lr,
-                       "test_inner_steps": test_inner_steps, "first_order": first_order, "learn_rates": learn_rates}
+                         inner_lr=init, test_inner_steps=test_inner_steps, first_order=first_order, config=config)
         self.alpha = nn.ParameterDict({
             _key(n): nn.Parameter(torch.full_like(p, init), requires_grad=learn_rates)
             for n, p in self.net.named_parameters()})

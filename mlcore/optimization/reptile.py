@@ -78,16 +78,15 @@ class Reptile(MAML):
         betas = tuple(check_lr(b, "inner_betas") for b in inner_betas)
         if len(betas) != 2 or not all(0.0 <= b < 1.0 for b in betas):
             raise ValueError(f"inner_betas must be two numbers in [0, 1), got {inner_betas!r}")
+        config = {"ways": ways, "hidden": hidden, "in_channels": in_channels, "inner_steps": inner_steps,
+                  "inner_lr": inner_lr, "test_inner_steps": test_inner_steps, "inner_batch": inner_batch}
+        if inner_optimizer != "sgd" or test_inner_batch is not None:
+            # (older configs, written before these arguments existed, keep their keys)
+            config.update(inner_optimizer=inner_optimizer, inner_betas=list(betas), test_inner_batch=test_inner_batch)
         super().__init__(ways=ways, hidden=hidden, in_channels=in_channels, inner_steps=inner_steps,
-                         inner_lr=inner_lr, test_inner_steps=test_inner_steps, first_order=True)
+                         inner_lr=inner_lr, test_inner_steps=test_inner_steps, first_order=True, config=config)
         self.inner_batch, self.test_inner_batch = inner_batch, test_inner_batch
         self.inner_optimizer, self.inner_betas = inner_optimizer, betas
-        self.config = {"ways": ways, "hidden": hidden, "in_channels": in_channels,
-                       "inner_steps": inner_steps, "inner_lr": inner_lr,
-                       "test_inner_steps": test_inner_steps, "inner_batch": inner_batch}
-        if inner_optimizer != "sgd" or test_inner_batch is not None:
-            self.config.update(inner_optimizer=inner_optimizer, inner_betas=list(betas),
-                               test_inner_batch=test_inner_batch)
         self.test_batch_norm = "transductive"
         if inner_optimizer == "adam":
             n = sum(p.numel() for p in self.net.parameters())
