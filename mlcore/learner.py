@@ -6,11 +6,16 @@
 The engine, the evaluator, the CLI and the comparison chapter only use these two
 methods (plus :meth:`FewShotLearner.recipe` for the training budget), so a new method
 plugs in without touching them.
+
+What :func:`mlcore.engine.fit` asks of its arguments is written down here too: a
+:class:`Sampler` gives the training batches, and a learner is a :class:`MetaLearner`: the
+meta-loss plus the :class:`TrainingHooks` fit calls every step (each a no-op unless a learner,
+like the distributed wrapper, has something to do there).
 """
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import torch
 from torch import nn
@@ -83,7 +88,73 @@ def check_task(support_x: torch.Tensor, support_y: torch.Tensor, query_x: torch.
     return n
 
 
-class FewShotLearner(nn.Module):
+@runtime_checkable
+class Sampler(Protocol):
+    """Where :func:`mlcore.engine.fit` draws its training batches from.
+
+    ``sample()`` gives one batch for the learner's ``meta_loss`` (an :class:`~mlcore.data.episodes.Episode`,
+    a Siamese ``PairBatch``, ...). ``state_dict()`` / ``load_state_dict()`` save and restore the
+    sampler's random state (plain data: it goes into a ``weights_only`` checkpoint), so a resumed run
+    draws exactly the batches the uninterrupted run would have drawn.
+    """
+
+    def sample(self) -> Any: ...
+
+    def state_dict(self) -> dict: ...
+
+    def load_state_dict(self, state: dict) -> None: ...
+
+
+class TrainingHooks:
+    """The points of :func:`mlcore.engine.fit`'s step where a learner may act; each default does nothing.
+
+    Every learner (:class:`FewShotLearner`) and every wrapper fit trains (the distributed wrapper,
+    ``PerTaskMeanLoss``) has them, so fit calls them on every step without asking first.
+    """
+
+    def after_backward(self) -> None:
+        """After ``loss.backward()``, before gradient clipping and the non-finite-gradient check
+        (the distributed wrapper all-reduces the gradients here)."""
+
+    def after_step(self) -> None:
+        """After the optimizer's (and the scheduler's) step (the distributed wrapper averages buffers here)."""
+
+    def agree_to_stop(self, local: bool) -> bool:
+        """Whether training stops after this step, given this process's own answer ``local`` (its time
+        limit has passed). Called on every step; the default is ``local``. The distributed wrapper makes
+        it a collective vote, so all ranks stop at the same step whatever their own clocks say."""
+        return local
+
+
+@runtime_checkable
+class MetaLearner(Protocol):
+    """What :func:`mlcore.engine.fit` trains: a module with a meta-loss, a device and the training hooks."""
+
+    device: torch.device
+
+    def meta_loss(self, batch: Any) -> tuple[torch.Tensor, dict]: ...
+
+    def after_backward(self) -> None: ...
+
+    def after_step(self) -> None: ...
+
+    def agree_to_stop(self, local: bool) -> bool: ...
+
+    # and the nn.Module methods fit uses
+    def parameters(self, recurse: bool = True) -> Any: ...
+
+    def named_parameters(self, *args: Any, **kwargs: Any) -> Any: ...
+
+    def state_dict(self, *args: Any, **kwargs: Any) -> Any: ...
+
+    def load_state_dict(self, state_dict: Any, *args: Any, **kwargs: Any) -> Any: ...
+
+    def train(self, mode: bool = True) -> Any: ...
+
+    def eval(self) -> Any: ...
+
+
+class FewShotLearner(TrainingHooks, nn.Module):
     """Base class: stores its constructor config so :func:`mlcore.load` can rebuild it."""
 
     method: ClassVar[str] = "base"
