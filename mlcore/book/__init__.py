@@ -4,7 +4,10 @@
   that finds its defects (chapters 3 and 8);
 * ``mathcheck``: numerical checks of the four objectives of the article's §4 (chapter 7);
 * ``engineering``: speed, memory and reproducibility measurements (chapter 8, ``benchmarks/``);
-* ``plotting``: one colour and one marker per method, the same in every chapter.
+* ``plotting``: one colour and one marker per method, the same in every chapter, and the figures several
+  chapters draw;
+* ``records``: the committed records and benchmark files as the chapters read them (a missing file says which
+  command writes it; shared-machine timings as ratios to their peer).
 
 Nothing below this package (core, families, studies) imports it.
 """

@@ -10,10 +10,16 @@ so ProtoNet is a red diamond in chapter 2, in chapter 10 and wherever else it is
 follow the families (memory-based reds and oranges, optimization-based blues and purples,
 metric-based greens, baselines greys and olives); no two methods share both colour and marker.
 Names are matched without regard to case, spaces, hyphens or underscores, so ``"UCB1"``,
-``"epsilon-greedy"`` and ``"matching_fce"`` are all found. No matplotlib import: the values are
-plain colour and marker strings that any matplotlib call accepts.
+``"epsilon-greedy"`` and ``"matching_fce"`` are all found. The values are plain colour and marker strings
+that any matplotlib call accepts.
+
+Below the styles are the figures that several chapters draw, or that would make a chapter's cell long. Each
+draws with pyplot, returns the ``matplotlib.figure.Figure`` and does not show it: the cell calls
+``plt.show()``. matplotlib is imported inside them, so importing the styles costs nothing.
 """
 from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
 
 #: method -> (colour, marker). Few-shot learners and baselines first, then the meta-RL policies.
 METHOD_STYLES: dict[str, tuple[str, str]] = {
@@ -85,3 +91,117 @@ def colour(method: str) -> str:
 def marker(method: str) -> str:
     """The marker of ``method`` (see :func:`style`)."""
     return style(method)["marker"]
+
+
+# ------------------------------------------------------------------ figures
+
+
+def show_images(rows: Sequence[Sequence], titles: Sequence | None = None, row_labels: Sequence[str] | None = None,
+                size: float = 1.0, suptitle: str | None = None):
+    """A grid of images, one list per row, ink dark on white (chapter 1).
+
+    Each image is a tensor or array of shape ``(1, H, W)`` or ``(H, W)`` with values in [0, 1]; rows may be
+    shorter than the longest one (their last cells stay blank). ``titles[i][j]`` titles image ``j`` of row ``i``
+    (a row's entry may be None), ``row_labels[i]`` labels row ``i`` on the left.
+    """
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    n_rows, n_cols = len(rows), max(len(r) for r in rows)
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(size * n_cols, size * n_rows * 1.1), squeeze=False)
+    for i, row in enumerate(rows):
+        for j in range(n_cols):
+            ax = axes[i][j]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            for s in ax.spines.values():
+                s.set_visible(False)
+            if j < len(row):
+                img = row[j].detach().float().cpu().numpy() if hasattr(row[j], "detach") else np.asarray(row[j])
+                ax.imshow(np.squeeze(img), cmap="gray_r", vmin=0, vmax=1)
+                if titles is not None and titles[i] is not None and j < len(titles[i]):
+                    ax.set_title(titles[i][j], fontsize=8)
+        if row_labels is not None:
+            axes[i][0].set_ylabel(row_labels[i], fontsize=9, rotation=0, ha="right", va="center")
+    if suptitle:
+        fig.suptitle(suptitle, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def show_episode(ep, title: str, max_queries: int = 3):
+    """The first task of an ``Episode``: its support set in the top rows (one column per class), then up to
+    ``max_queries`` rows of queries of each class (chapter 1)."""
+    n, k, q = ep.ways, ep.shots, ep.queries
+    sx = ep.support_x[0].view(n, k, *ep.support_x.shape[2:])
+    qx = ep.query_x[0].view(n, q, *ep.query_x.shape[2:])
+    rows = [[sx[c, s] for c in range(n)] for s in range(k)]
+    rows += [[qx[c, j] for c in range(n)] for j in range(min(q, max_queries))]
+    labels = [f"support {s + 1}" if k > 1 else "support" for s in range(k)]
+    labels += [f"query {j + 1}" for j in range(min(q, max_queries))]
+    return show_images(rows, titles=[[f"y={c}" for c in range(n)]] + [None] * (len(rows) - 1), row_labels=labels,
+                       size=0.85 if n <= 5 else 0.55, suptitle=title)
+
+
+def accuracy_vs_shots(rec, methods: Mapping[str, str], title: str):
+    """Accuracy ± 95 % CI against shots, one line per method of ``methods`` (record key -> label), from a
+    ``traits_accuracy_vs_shots`` record (chapter 2); chance is the dotted line."""
+    import matplotlib.pyplot as plt
+
+    shots = rec.metrics["shots"]
+    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    for key, label in methods.items():
+        row = rec.metrics["methods"][key]
+        acc = [100 * row[str(k)]["accuracy"] for k in shots]
+        ci = [100 * row[str(k)]["ci95"] for k in shots]
+        ax.errorbar(shots, acc, yerr=ci, label=label, capsize=3, lw=1.5, **style(key))
+    ax.axhline(100 / rec.ways, color="k", ls=":", lw=1, label=f"chance ({100 / rec.ways:.0f} %)")
+    ax.set_xscale("log")
+    ax.set_xticks(shots)
+    ax.set_xticklabels([str(k) for k in shots])
+    ax.set_xlabel("shots per class (K), log scale")
+    ax.set_ylabel("query accuracy (%) ± 95 % CI")
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=8, loc="lower right")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def arm_rank_bars(runs: Mapping[str, object], rank, arms: int):
+    """For each policy of ``runs`` (name -> actions, a ``(trials, pulls)`` tensor of arm indices), the fraction
+    of trials that pull the best arm, the second best, ... at each pull, stacked (chapter 6).
+
+    ``rank[b, arm]`` is the rank of ``arm`` in trial ``b`` (0 = best). One panel per policy, titled with how
+    often it pulls the best arm in the last 10 pulls.
+    """
+    import matplotlib.pyplot as plt
+    import torch
+
+    fig, axes = plt.subplots(1, len(runs), figsize=(13 * len(runs) / 3, 3.4), sharey=True, squeeze=False)
+    axes = axes[0]
+    for ax, (name, actions) in zip(axes, runs.items()):
+        ranks = rank.gather(1, actions)  # (trials, pulls): rank of the arm pulled
+        freq = torch.stack([(ranks == r).float().mean(0) for r in range(arms)])  # (arms, pulls)
+        bottom = torch.zeros(freq.shape[1])
+        for r in range(arms):
+            ax.bar(range(1, freq.shape[1] + 1), freq[r], bottom=bottom, width=1.0,
+                   label="best arm" if r == 0 else f"rank {r + 1}", color=plt.cm.viridis(r / max(1, arms - 1)))
+            bottom += freq[r]
+        ax.set(title=f"{name}\nbest arm in {freq[0, -10:].mean():.0%} of the last 10 pulls", xlabel="pull t")
+    axes[0].set_ylabel("fraction of trials")
+    axes[-1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5))
+    fig.tight_layout()
+    return fig
+
+
+def ratio_lines(ax, series: Mapping[str, Mapping[int, float]], xlabel: str, ylabel: str, title: str) -> None:
+    """One line per entry of ``series`` (label -> {x: ratio}) on ``ax``, with the ratio 1 dashed (chapter 8:
+    a measurement divided by its peer from the same run)."""
+    for i, (label, points) in enumerate(series.items()):
+        xs = sorted(points)
+        ax.plot(xs, [points[x] for x in xs], marker="os^Dv"[i % 5], label=label)
+    ax.axhline(1.0, color="k", ls=":", lw=1)
+    ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
+    if series:
+        ax.legend(fontsize=8)
