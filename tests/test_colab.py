@@ -82,6 +82,15 @@ def test_stamp_replaces_only_the_setup_cell():
         setup_cell.stamp_py("# %%\nx = 1\n", "new = 3")
 
 
+def test_stamp_finds_a_setup_cell_with_more_tags():
+    """The chapters hide their setup cell in the rendered book (``hide-cell``); the stamp still finds it."""
+    text = '# %% tags=["setup", "hide-cell"]\nold = 1\n\n# %% tags=["hide-input"]\nimport mlcore\n'
+    assert setup_cell.stamp_py(text, "new = 3") == ('# %% tags=["setup", "hide-cell"]\nnew = 3\n\n'
+                                                     '# %% tags=["hide-input"]\nimport mlcore\n')
+    with pytest.raises(ValueError, match="exactly one"):
+        setup_cell.stamp_py('# %% tags=["setups"]\nx = 1\n', "new = 3")
+
+
 # ------------------------------------------------------------------ the Colab flow, end to end
 def _git_head() -> str | None:
     if shutil.which("git") is None:

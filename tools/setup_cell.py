@@ -35,6 +35,7 @@ that cell's source replaced (the rest of the file, outputs included, is written 
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from pathlib import Path
 
@@ -77,12 +78,19 @@ def setup_cell(root: Path = ROOT, ref: str | None = None) -> str:
     return TEMPLATE.replace("<REPO>", url).replace("<REF>", ref or branch)
 
 
+def _is_setup_marker(line: str) -> bool:
+    """A py:percent cell marker whose tags include ``setup`` (e.g. ``# %% tags=["setup", "hide-cell"]``)."""
+    m = re.fullmatch(r'# %% tags=\[(.*)\]', line.rstrip("\n"))
+    return bool(m) and '"setup"' in [t.strip() for t in m.group(1).split(",")]
+
+
 def stamp_py(text: str, cell: str, name: str = "notebook") -> str:
     """``text`` (a py:percent notebook) with the body of its ``setup`` cell replaced by ``cell``."""
     lines = text.splitlines(keepends=True)
-    starts = [i for i, line in enumerate(lines) if line.rstrip("\n") == SETUP_MARKER]
+    starts = [i for i, line in enumerate(lines) if _is_setup_marker(line)]
     if len(starts) != 1:
-        raise ValueError(f"{name}: expected exactly one line {SETUP_MARKER!r}, found {len(starts)}")
+        raise ValueError(f"{name}: expected exactly one line {SETUP_MARKER!r} (other tags may follow 'setup'), "
+                         f"found {len(starts)}")
     first = starts[0] + 1
     end = next((i for i in range(first, len(lines)) if lines[i].startswith("# %%")), len(lines))
     body_end = end
