@@ -18,12 +18,12 @@
 #
 # A child who has seen one giraffe recognises the next one. A person shown a single example of a new handwritten
 # character can pick out other drawings of it, and even draw it {cite}`lake2015human`. A deep network trained the
-# usual way needs hundreds of examples per class. *Meta-learning*, or *learning to learn*, is the family of methods
-# that close this gap by learning from many small tasks how to learn a new small task quickly
+# usual way needs hundreds of examples per class. *{term}`Meta-learning`*, or *learning to learn*, is the family of methods
+# that close this gap by learning from many small {term}`tasks <task>` how to learn a new small task quickly
 # {cite}`schmidhuber1987evolutionary,thrun1998learning,hospedales2021survey`.
 #
 # This chapter covers the source article's §1–2.1. It makes the few-shot problem concrete on real data and defines
-# the vocabulary that every later chapter uses: *task*, *episode*, *support set*, *query set*, *meta-training* and
+# the vocabulary that every later chapter uses: *task*, *{term}`episode`*, *{term}`support set`*, *{term}`query set`*, *meta-training* and
 # *meta-test* classes.
 #
 # **Objectives.** After this chapter you can
@@ -38,7 +38,7 @@
 #
 # Every number below is printed by the cell above it; nothing is typed in by hand.
 
-# %% tags=["setup"]
+# %% tags=["setup", "hide-cell"]
 # Colab setup: installs mlcore from a clone of the book's repository and points it at the clone's results/
 # (the reference records and checkpoints the chapter reads). It runs in Colab, or where MLCORE_SETUP=1;
 # elsewhere it does nothing. MLCORE_REPO_URL, MLCORE_REPO_REF and MLCORE_REPO_DIR pick another source.
@@ -55,7 +55,7 @@ if "google.colab" in sys.modules or os.environ.get("MLCORE_SETUP") == "1":
         sys.path.insert(0, book)
     os.environ["MLCORE_RESULTS"] = os.path.join(book, "results")
 
-# %%
+# %% tags=["hide-input"]
 import inspect
 
 import matplotlib.pyplot as plt
@@ -64,6 +64,7 @@ import torch
 
 import mlcore
 from mlcore import budget as budget_mod
+from mlcore.book.plotting import show_episode, show_images
 from mlcore.data import EpisodeSampler, load_split
 from mlcore.data.omniglot import load_raw
 from mlcore.engine import EVAL_SEED, test_sampler
@@ -73,31 +74,6 @@ if BUDGET == "smoke":
     torch.set_num_threads(1)  # small tensor work; one thread avoids oversubscribing shared CI machines
 mlcore.seed_everything(0)
 print("budget:", BUDGET)
-
-
-def show_images(rows, titles=None, row_labels=None, size=1.0, suptitle=None):
-    """Plot a list of rows of (1, H, W) or (H, W) images as a grid, ink dark on white."""
-    n_rows, n_cols = len(rows), max(len(r) for r in rows)
-    fig, axes = plt.subplots(n_rows, n_cols, figsize=(size * n_cols, size * n_rows * 1.1), squeeze=False)
-    for i, row in enumerate(rows):
-        for j in range(n_cols):
-            ax = axes[i][j]
-            ax.set_xticks([])
-            ax.set_yticks([])
-            for s in ax.spines.values():
-                s.set_visible(False)
-            if j < len(row):
-                img = torch.as_tensor(row[j]).float().squeeze()
-                ax.imshow(img.numpy(), cmap="gray_r", vmin=0, vmax=1)
-                if titles is not None and titles[i] is not None and j < len(titles[i]):
-                    ax.set_title(titles[i][j], fontsize=8)
-        if row_labels is not None:
-            axes[i][0].set_ylabel(row_labels[i], fontsize=9, rotation=0, ha="right", va="center")
-    if suptitle:
-        fig.suptitle(suptitle, fontsize=10)
-    fig.tight_layout()
-    plt.show()
-
 
 # %% [markdown]
 # ## The few-shot problem, on real data
@@ -127,9 +103,11 @@ picks = [alphabets[i] for i in np.linspace(0, len(alphabets) - 1, 8).astype(int)
 rows = [int(np.flatnonzero(raw.alphabet == a)[0]) for a in picks]
 show_images([raw.unpack(np.array(rows))], titles=[[a.split("_(")[0].replace("_", " ")[:12] for a in picks]],
             size=1.3, suptitle="one character per alphabet (raw 105×105)")
+plt.show()
 first = int(np.flatnonzero(raw.alphabet == picks[3])[0])
 show_images([raw.unpack(np.arange(first, first + 10)), raw.unpack(np.arange(first + 10, first + 20))],
             size=0.9, suptitle=f"the 20 drawers of {raw.class_names[first]}")
+plt.show()
 
 # %% [markdown]
 # Models see 28 × 28 images. `mlcore.data.preprocess` does the resizing once (antialiased bilinear, ink = 1), and
@@ -139,6 +117,7 @@ show_images([raw.unpack(np.arange(first, first + 10)), raw.unpack(np.arange(firs
 small = mlcore.preprocess(raw.unpack(np.arange(first, first + 4)))
 print("preprocessed batch:", tuple(small.shape), small.dtype, f"pixel range [{small.min():.1f}, {small.max():.1f}]")
 show_images([raw.unpack(np.arange(first, first + 4)), small], row_labels=["105×105", "28×28"], size=1.1)
+plt.show()
 
 # %% [markdown]
 # ### Rotations are new classes, and the Vinyals split
@@ -164,6 +143,7 @@ same_char = torch.nonzero(test.class_char == test.class_char[c0]).flatten().toli
 show_images([[test.class_images(c)[0] for c in same_char]],
             titles=[[f"{test.class_names[c].split('/')[-1]}" for c in same_char]], size=1.3,
             suptitle=f"{test.class_names[c0].rsplit('/', 1)[0]}: one character, four classes")
+plt.show()
 
 # %% [markdown]
 # The whole point of the benchmark is that meta-test tasks use classes that were **never** seen in meta-training.
@@ -224,22 +204,8 @@ ep = sampler.sample()
 print("support_x", tuple(ep.support_x.shape), "support_y", ep.support_y[0].tolist())
 print("query_x  ", tuple(ep.query_x.shape), "query_y  ", ep.query_y[0].tolist())
 print("classes of this task:", [test.class_names[c] for c in ep.classes[0].tolist()])
-
-
-def show_episode(ep, title, max_queries=3):
-    """Support set in the first row (one column per class); queries of each class below it."""
-    n, k, q = ep.ways, ep.shots, ep.queries
-    sx = ep.support_x[0].view(n, k, *ep.support_x.shape[2:])
-    qx = ep.query_x[0].view(n, q, *ep.query_x.shape[2:])
-    rows = [[sx[c, s] for c in range(n)] for s in range(k)]
-    rows += [[qx[c, j] for c in range(n)] for j in range(min(q, max_queries))]
-    labels = [f"support {s + 1}" if k > 1 else "support" for s in range(k)]
-    labels += [f"query {j + 1}" for j in range(min(q, max_queries))]
-    show_images(rows, titles=[[f"y={c}" for c in range(n)]] + [None] * (len(rows) - 1), row_labels=labels,
-                size=0.85 if n <= 5 else 0.55, suptitle=title)
-
-
 show_episode(ep, "a 5-way 1-shot episode: learn from the top row, label the rows below")
+plt.show()
 
 # %% [markdown]
 # The 20-way 5-shot setting gives more classes to tell apart and more examples of each:
@@ -248,6 +214,7 @@ show_episode(ep, "a 5-way 1-shot episode: learn from the top row, label the rows
 ep20 = EpisodeSampler(test, ways=20, shots=5, queries=2, batch_size=1, seed=1).sample()
 print("support_x", tuple(ep20.support_x.shape), "query_x", tuple(ep20.query_x.shape))
 show_episode(ep20, "a 20-way 5-shot episode (5 support rows, then 2 query rows)", max_queries=2)
+plt.show()
 
 # %% [markdown]
 # Two properties of episodes matter for everything that follows.
@@ -315,6 +282,7 @@ print("alphabets in this episode:", alph)
 sx = ep_lake.support_x[0]
 show_images([list(sx[:10]), list(sx[10:])], size=0.75,
             suptitle=f"Lake's 20-way one-shot trial: 20 candidates, all from {next(iter(alph))}")
+plt.show()
 
 # %%
 within = test_sampler(20, 1, queries=1, split="evaluation", within_alphabet=True)

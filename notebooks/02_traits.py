@@ -16,11 +16,11 @@
 # %% [markdown]
 # # Traits of meta-learning, and how it differs from traditional machine learning
 #
-# The source article (§2.2–2.3) lists what a meta-learner should be good at: **fast adaptation** to a new task,
+# The source article (§2.2–2.3) lists what a meta-learner should be good at: **fast adaptation** to a new {term}`task`,
 # **data efficiency** (a few examples per class), **generalisation to new classes** that were never trained on, and
-# **flexibility** across task shapes. It contrasts meta-learning with traditional machine learning and with
-# transfer learning. Claims like these are easy to write and easy to get wrong, so this chapter *measures* them:
-# three learners that embody the three paradigms are scored on the very same test episodes, for 1, 2, 5 and 10
+# **flexibility** across task shapes. It contrasts {term}`meta-learning` with traditional machine learning and with
+# {term}`transfer learning`. Claims like these are easy to write and easy to get wrong, so this chapter *measures* them:
+# three learners that embody the three paradigms are scored on the very same test {term}`episodes <episode>`, for 1, 2, 5 and 10
 # shots.
 #
 # **Objectives.** After this chapter you can
@@ -35,7 +35,7 @@
 # handful of episodes), so their numbers are illustrations of the pipeline, not results. The reference numbers come
 # from the full-budget record `results/traits_accuracy_vs_shots.json` (trained on a GPU) and are labelled as such.
 
-# %% tags=["setup"]
+# %% tags=["setup", "hide-cell"]
 # Colab setup: installs mlcore from a clone of the book's repository and points it at the clone's results/
 # (the reference records and checkpoints the chapter reads). It runs in Colab, or where MLCORE_SETUP=1;
 # elsewhere it does nothing. MLCORE_REPO_URL, MLCORE_REPO_REF and MLCORE_REPO_DIR pick another source.
@@ -52,7 +52,7 @@ if "google.colab" in sys.modules or os.environ.get("MLCORE_SETUP") == "1":
         sys.path.insert(0, book)
     os.environ["MLCORE_RESULTS"] = os.path.join(book, "results")
 
-# %%
+# %% tags=["hide-input"]
 import inspect
 import tempfile
 from pathlib import Path
@@ -64,10 +64,11 @@ import mlcore
 from mlcore import budget as budget_mod
 from mlcore.baselines import pretrained as pretrained_mod
 from mlcore.baselines import scratch as scratch_mod
-from mlcore.book.plotting import style
+from mlcore.book.plotting import accuracy_vs_shots
+from mlcore.book.records import reference
 from mlcore.experiments.traits import traits_vs_shots
 from mlcore.memory import protonet as protonet_mod
-from mlcore.results import RESULTS_DIR, load_record
+from mlcore.results import load_record
 from mlcore.runtime import hardware_label
 
 BUDGET = budget_mod.current_budget()
@@ -77,23 +78,6 @@ DEVICE = mlcore.get_device()
 LIVE_DIR = Path(tempfile.mkdtemp())  # live records go to a scratch folder, never to results/
 print("budget:", BUDGET, "| device:", DEVICE.type)
 
-METHODS = {  # record key -> label; colour and marker come from mlcore.book.plotting, as in every chapter
-    "scratch": "from scratch (traditional)",
-    "pretrained_linear": "pretrained + linear probe (transfer)",
-    "pretrained_centroid": "pretrained + nearest centroid (transfer)",
-    "protonet": "ProtoNet (meta-learned)",
-}
-
-
-def reference(name):
-    """The full-budget record `results/<name>.json`, or None (and say so) if the GPU run has not produced it."""
-    path = RESULTS_DIR / f"{name}.json"
-    if not path.exists():
-        print(f"{name}: reference record not yet produced")
-        return None
-    return load_record(path)
-
-
 # %% [markdown]
 # ## Three ways to get a classifier for a new task
 #
@@ -101,7 +85,7 @@ def reference(name):
 # |---|---|---|---|
 # | trains on | one task: its classes, many examples each | one big *source* task, then the new task | many small tasks (episodes) from the training classes |
 # | learns | the weights of this task's classifier | general features, then a new head | *how to learn* a task: here, an embedding in which class means classify |
-# | at a new task | start again from random weights | reuse the features, fit a new head on the few examples | one forward pass over the support set |
+# | at a new task | start again from random weights | reuse the features, fit a new head on the few examples | one forward pass over the {term}`support set` |
 # | here | `scratch`: a Conv-4 trained on the support set alone | `pretrained`: a Conv-4 trained as a 4,800-way classifier on all training classes | `protonet`: Prototypical Networks {cite}`snell2017prototypical` |
 #
 # All three use the same Conv-4 backbone (four blocks of 3 × 3 convolution with 64 channels, batch norm, ReLU and
@@ -138,7 +122,7 @@ print(inspect.getsource(pretrained_mod.ClassBatchSampler.sample_indices))
 # ### Meta-learning: Prototypical Networks
 #
 # ProtoNet is trained on episodes: each step samples a task, embeds its support images, averages them per class
-# into *prototypes*, and trains the embedding so that queries are closest to their own class's prototype. At test
+# into *{term}`prototypes <prototype>`*, and trains the embedding so that queries are closest to their own class's prototype. At test
 # time adapting to a new task *is* that forward pass; there is no optimisation at all. (Chapter 5 treats it in
 # depth.)
 
@@ -166,6 +150,14 @@ print(f"live run: budget {live.budget}, {live.episodes} episodes per point, wall
 
 
 # %%
+METHODS = {  # record key -> label; colour and marker come from mlcore.book.plotting, as in every chapter
+    "scratch": "from scratch (traditional)",
+    "pretrained_linear": "pretrained + linear probe (transfer)",
+    "pretrained_centroid": "pretrained + nearest centroid (transfer)",
+    "protonet": "ProtoNet (meta-learned)",
+}
+
+
 def table(rec):
     shots = rec.metrics["shots"]
     print(f"{'method':<42}" + "".join(f"{f'{k}-shot':>15}" for k in shots))
@@ -175,29 +167,10 @@ def table(rec):
             f"{100 * row[str(k)]['accuracy']:>8.1f} ± {100 * row[str(k)]['ci95']:<4.1f}" for k in shots))
 
 
-def plot(rec, title):
-    shots = rec.metrics["shots"]
-    fig, ax = plt.subplots(figsize=(6.4, 4.0))
-    for key, label in METHODS.items():
-        row = rec.metrics["methods"][key]
-        acc = [100 * row[str(k)]["accuracy"] for k in shots]
-        ci = [100 * row[str(k)]["ci95"] for k in shots]
-        ax.errorbar(shots, acc, yerr=ci, label=label, capsize=3, lw=1.5, **style(key))
-    ax.axhline(100 / rec.ways, color="k", ls=":", lw=1, label=f"chance ({100 / rec.ways:.0f} %)")
-    ax.set_xscale("log")
-    ax.set_xticks(shots)
-    ax.set_xticklabels([str(k) for k in shots])
-    ax.set_xlabel("shots per class (K), log scale")
-    ax.set_ylabel("query accuracy (%) ± 95 % CI")
-    ax.set_title(title, fontsize=10)
-    ax.legend(fontsize=8, loc="lower right")
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    plt.show()
-
-
 table(live)
-plot(live, f"LIVE smoke run: {live.ways}-way, {live.episodes} episodes per point (illustration only)")
+accuracy_vs_shots(live, METHODS, f"LIVE smoke run: {live.ways}-way, {live.episodes} episodes per point "
+                  "(illustration only)")
+plt.show()
 
 # %% [markdown]
 # ## The reference run
@@ -215,36 +188,49 @@ if ref is not None:
           f"{hardware_label(ref.hardware)}; ProtoNet from {Path(ref.config['protonet_record']).name} "
           f"({ref.config['protonet_budget']} budget, {ref.config['protonet_steps']} episodes)")
     table(ref)
-    plot(ref, f"REFERENCE (full budget): {ref.ways}-way, {ref.episodes} fixed test episodes per point")
+    accuracy_vs_shots(ref, METHODS, f"REFERENCE (full budget): {ref.ways}-way, {ref.episodes} fixed test "
+                      "episodes per point")
+    plt.show()
 
 # %% [markdown]
 # ## The traits, against the measurements
 #
-# The cell below prints, from the reference record (or, until that exists, from the live run, and it says so),
-# the comparisons that each claimed trait rests on. Read the prose after it with those printed numbers in view.
+# The cells below print, from the reference record (or, until that exists, from the live run, and it says so),
+# the comparisons that each claimed trait rests on. Read the prose after them with those printed numbers in view.
 
 # %%
-def traits_report(rec, label):
-    m, shots = rec.metrics["methods"], rec.metrics["shots"]
+def acc(rec, key, k):
+    """Accuracy and 95 % CI of method ``key`` at ``k`` shots in record ``rec``."""
+    row = rec.metrics["methods"][key][str(k)]
+    return row["accuracy"], row["ci95"]
 
-    def acc(key, k):
-        return m[key][str(k)]["accuracy"], m[key][str(k)]["ci95"]
 
+def efficiency_and_transfer(rec, label):
+    shots = rec.metrics["shots"]
     print(f"[{label}]")
     if rec.config["protonet_budget"] != rec.budget:
         print(f"note: the ProtoNet is a {rec.config['protonet_budget']}-budget model, the baselines were trained at "
               f"the {rec.budget} budget: these comparisons are NOT fair and support no conclusion")
     # data efficiency: how many shots does scratch need to reach ProtoNet's 1-shot accuracy?
-    p1, _ = acc("protonet", shots[0])
-    reach = [k for k in shots if acc("scratch", k)[0] >= p1]
+    p1, _ = acc(rec, "protonet", shots[0])
+    reach = [k for k in shots if acc(rec, "scratch", k)[0] >= p1]
     where = f"at {reach[0]} shot(s)" if reach else f"at none of {shots} shots"
     print(f"data efficiency: ProtoNet at {shots[0]} shot = {100 * p1:.1f} %; the scratch learner reaches it {where}")
     # meta-learning vs transfer, per shot, with a CI-overlap verdict
     for k in shots:
-        (a, ca), (b, cb) = acc("protonet", k), acc("pretrained_linear", k)
+        (a, ca), (b, cb) = acc(rec, "protonet", k), acc(rec, "pretrained_linear", k)
         verdict = "overlapping CIs (no clear difference)" if abs(a - b) <= ca + cb else \
             ("ProtoNet better" if a > b else "transfer better")
         print(f"{k:>2}-shot: ProtoNet - pretrained linear = {100 * (a - b):+5.1f} points -> {verdict}")
+
+
+# %% [markdown]
+# The second half of the report is about cost: how long adapting to one test task takes, and how much labelled
+# data each learner consumed before it saw the task.
+
+# %%
+def cost(rec):
+    m, shots = rec.metrics["methods"], rec.metrics["shots"]
     # fast adaptation: seconds per test task (wall time of scoring / episodes) on the record's hardware
     per_task = {key: sum(m[key][str(k)]["wall_s"] for k in shots) / (len(shots) * rec.episodes) for key in METHODS}
     print("adaptation + prediction time per task (ms, mean over shots, " + hardware_label(rec.hardware) + "):",
@@ -257,11 +243,13 @@ def traits_report(rec, label):
 
 
 if ref is not None:
-    traits_report(ref, "REFERENCE record")
+    efficiency_and_transfer(ref, "REFERENCE record")
+    cost(ref)
 else:
     print("reference record not yet produced: the lines below come from the LIVE smoke run and only show what the "
           "comparison computes")
-    traits_report(live, "LIVE smoke run")
+    efficiency_and_transfer(live, "LIVE smoke run")
+    cost(live)
 
 # %% [markdown]
 # **What the reference record shows.** The scratch learner needs 10 shots to reach 96.4 %, still below

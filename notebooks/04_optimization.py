@@ -16,10 +16,10 @@
 # %% [markdown]
 # # Optimization-based meta-learning: MAML, first-order MAML, Reptile, ANIL and Meta-SGD
 #
-# The source article's §3.2 describes optimization-based meta-learning as learning *how to learn by gradient
+# The source article's §3.2 describes optimization-based {term}`meta-learning` as learning *how to learn by gradient
 # descent*: instead of a metric or a memory, the meta-learner produces an initialisation (and possibly learning
-# rates) from which a few gradient steps on a new task's handful of examples already give a good model. Its
-# §4.2 writes the objective of MAML {cite}`finn2017maml`,
+# rates) from which a few gradient steps on a new {term}`task`'s handful of examples already give a good model. Its
+# §4.2 writes the objective of {term}`MAML` {cite}`finn2017maml`,
 #
 # $$\mathcal{L}_{\text{meta}}(\theta_0) \;=\; \sum_{i} \mathcal{L}_i\big(\theta_0 - \alpha \nabla_{\theta}\mathcal{L}_i(\theta_0)\big).$$
 #
@@ -40,7 +40,7 @@
 # a few dozen Omniglot steps on a CPU). Reference numbers come from full-budget records in `results/` and
 # benchmark files in `benchmarks/results/`, and are labelled as such.
 
-# %% tags=["setup"]
+# %% tags=["setup", "hide-cell"]
 # Colab setup: installs mlcore from a clone of the book's repository and points it at the clone's results/
 # (the reference records and checkpoints the chapter reads). It runs in Colab, or where MLCORE_SETUP=1;
 # elsewhere it does nothing. MLCORE_REPO_URL, MLCORE_REPO_REF and MLCORE_REPO_DIR pick another source.
@@ -57,7 +57,7 @@ if "google.colab" in sys.modules or os.environ.get("MLCORE_SETUP") == "1":
         sys.path.insert(0, book)
     os.environ["MLCORE_RESULTS"] = os.path.join(book, "results")
 
-# %%
+# %% tags=["hide-input"]
 import inspect
 import json
 import math
@@ -70,6 +70,7 @@ import torch.nn.functional as F
 
 import mlcore
 from mlcore import budget as budget_mod
+from mlcore.book.records import reference
 from mlcore.data import EpisodeSampler, SinusoidSampler, load_split
 from mlcore.engine import evaluate, fit, test_sampler
 from mlcore.optimization import maml as maml_mod
@@ -82,16 +83,6 @@ if BUDGET == "smoke":
 mlcore.seed_everything(0)
 BENCH_DIR = RESULTS_DIR.parent / "benchmarks" / "results"
 print("budget:", BUDGET)
-
-
-def reference(name):
-    """The full-budget record `name` from results/, or None (and say so) if it is not there yet."""
-    path = RESULTS_DIR / f"{name}.json"
-    if not path.exists():
-        print(f"{name}: reference record not yet produced")
-        return None
-    return load_record(path)
-
 
 # %% [markdown]
 # ## Sinusoids: what a meta-learned initialisation is
@@ -271,6 +262,12 @@ def meta_grad(first_order):
 
 second, first = meta_grad(False), meta_grad(True)
 tiny.first_order = False
+
+# %% [markdown]
+# The first check moves all weights a little along a random direction $v$ and compares the change in the
+# meta-loss with the autograd meta-gradient projected on $v$:
+
+# %%
 params = list(tiny.net.parameters())
 v = [torch.randn(p.shape, generator=g, dtype=p.dtype) for p in params]
 
@@ -290,6 +287,11 @@ fd = (loss_at(eps) - loss_at(-eps)) / (2 * eps)
 print(f"directional derivative: autograd {float(second @ torch.cat([d.flatten() for d in v])):.8f}  "
       f"finite difference {fd:.8f}")
 
+# %% [markdown]
+# The second builds the Hessian term by double backward and compares it with the difference between the second-
+# and first-order meta-gradients:
+
+# %%
 theta = {k: p.detach().requires_grad_(True) for k, p in tiny.net.named_parameters()}
 ce = lambda w, x, y: F.cross_entropy(functional_call(tiny.net, w, (x,)), y)  # noqa: E731
 gs = torch.autograd.grad(ce(theta, sx[0], sy[0]), list(theta.values()), create_graph=True)
@@ -501,6 +503,18 @@ paper = {"maml": (98.7, 99.9, 95.8, 98.9), "fomaml": (98.3, 99.2, 89.4, 97.9),
          "reptile": (97.68, 99.48, 89.43, 97.12), "metasgd": (99.53, 99.93, 95.93, 98.97),
          "anil": (None, None, 96.2, 98.0)}
 col = {(5, 1): 0, (5, 5): 1, (20, 1): 2, (20, 5): 3}
+
+
+def cell(protocols, which, width):
+    """A record's accuracy ± CI under one protocol, right-aligned in ``width`` characters."""
+    s = protocols.get(which)
+    return f"{100 * s['accuracy']:.2f} ± {100 * s['ci95']:.2f}".rjust(width) if s else "not scored".rjust(width)
+
+
+# %% [markdown]
+# One row per record; "–" in the paper column where the paper has no number for that setting:
+
+# %%
 print(f"{'record':24s}{'steps':>13s}{'inner':>6s}{'book %':>16s}{'paper protocol %':>18s}{'paper %':>9s}  trained on")
 for name, spec in REPRODUCTIONS.items():
     if "fn" in spec:  # the sinusoid record, shown above
@@ -516,12 +530,7 @@ for name, spec in REPRODUCTIONS.items():
     steps = f"{r.config['recipe']['steps']}" + (f" of {planned}" if planned else "")
     inner = r.config["recipe"]["model"].get("inner_steps", "–")  # inner steps per task in training
     protocols = r.metrics.get("protocols", {})
-
-    def cell(which, width):
-        s = protocols.get(which)
-        return f"{100 * s['accuracy']:.2f} ± {100 * s['ci95']:.2f}".rjust(width) if s else "not scored".rjust(width)
-
-    print(f"{name:24s}{steps:>13s}{inner:>6}{cell('book', 16)}{cell('paper', 18)}{p_txt}  "
+    print(f"{name:24s}{steps:>13s}{inner:>6}{cell(protocols, 'book', 16)}{cell(protocols, 'paper', 18)}{p_txt}  "
           f"{hardware_label(r.hardware)}")
 
 # %% [markdown]

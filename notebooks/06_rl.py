@@ -16,10 +16,10 @@
 # %% [markdown]
 # # RL-based meta-learning: RL² on bandits and tabular MDPs
 #
-# Reinforcement learning turns meta-learning inside out. A few-shot classifier is *given* its support set;
+# {term}`Reinforcement learning` turns {term}`meta-learning` inside out. A few-shot classifier is *given* its {term}`support set`;
 # an agent has to *collect* its own data, and every pull or step it spends exploring is reward it did not
 # earn. RL² {cite}`duan2016rl2` (and, at the same time, {cite}`wang2016learning`) makes the exploration
-# strategy itself the thing that is learned: a recurrent network plays many tasks drawn from a
+# strategy itself the thing that is learned: a recurrent network plays many {term}`tasks <task>` drawn from a
 # distribution, and the "learning algorithm" for a new task is just its hidden state being updated.
 #
 # **In this chapter you will**
@@ -27,14 +27,14 @@
 #   that simulate a thousand tasks in one step call;
 # - run the classic baselines (random, greedy, ε-greedy, UCB1, Thompson sampling, Gittins index; PSRL and
 #   BEB for MDPs) on the *same* seeded trials and check them against the paper's columns;
-# - design a meta-RL agent: its inputs, its memory across episodes, its trial-level objective
+# - design a {term}`meta-RL` agent: its inputs, its memory across {term}`episodes <episode>`, its trial-level objective
 #   $R_{\text{meta}}(\theta)=\sum_i\sum_t r_i(s_t,a_t)$ and its outer optimizer (PPO with GAE);
 # - train it (live, at a tiny budget) and look inside a trial: which arm does it pull, and when?
 #
 # Live cells run at the notebook's budget (`MLCORE_BUDGET`, default `smoke`, about a minute on a laptop).
 # Reference numbers come from the full-budget records in `results/` and are labelled as such.
 
-# %% tags=["setup"]
+# %% tags=["setup", "hide-cell"]
 # Colab setup: installs mlcore from a clone of the book's repository and points it at the clone's results/
 # (the reference records and checkpoints the chapter reads). It runs in Colab, or where MLCORE_SETUP=1;
 # elsewhere it does nothing. MLCORE_REPO_URL, MLCORE_REPO_REF and MLCORE_REPO_DIR pick another source.
@@ -51,7 +51,7 @@ if "google.colab" in sys.modules or os.environ.get("MLCORE_SETUP") == "1":
         sys.path.insert(0, book)
     os.environ["MLCORE_RESULTS"] = os.path.join(book, "results")
 
-# %%
+# %% tags=["hide-input"]
 import inspect
 import json
 import time
@@ -60,6 +60,7 @@ import matplotlib.pyplot as plt
 import torch
 
 from mlcore import budget
+from mlcore.book.plotting import arm_rank_bars
 from mlcore.results import RESULTS_DIR
 from mlcore.rl import baselines as bl
 from mlcore.experiments import rl2_records
@@ -233,10 +234,15 @@ print(f"live RL² on the evaluation trials: {live_rl2['mean_total_reward']:.2f} 
 
 # %%
 def load_json(name):
+    """The record results/<name>.json as a plain dict, or None if it is not there yet."""
     path = RESULTS_DIR / f"{name}.json"
     return json.loads(path.read_text()) if path.exists() else None
 
+# %% [markdown]
+# The live learning curve (left), and the reference runs' curves rescaled so that 0 is the random policy and 1
+# the best classic baseline of their setting (right):
 
+# %%
 fig, axes = plt.subplots(1, 2, figsize=(11, 3.6))
 axes[0].plot([h["trials_seen"] for h in history], [h["mean_total_reward"] for h in history], marker="o")
 axes[0].axhline(live["random"]["mean_total_reward"], color="gray", ls=":", label="random")
@@ -285,20 +291,7 @@ rank = env_in.means.argsort(-1, descending=True).argsort(-1)  # rank[b, arm]: 0 
 runs = {label: rl2.evaluate_rl2(policy_in, spec_in, 1000, rl2_records.EVAL_SEED, keep_actions=True)["actions"],
         "UCB1": bl.run_policy(bl.bandit_baselines(spec_in["pulls"])["UCB1"], env_in, keep_actions=True)["actions"],
         "Thompson": bl.run_policy(bl.Thompson(), env_in, keep_actions=True)["actions"]}
-k = spec_in["arms"]
-fig, axes = plt.subplots(1, 3, figsize=(13, 3.4), sharey=True)
-for ax, (name, actions) in zip(axes, runs.items()):
-    ranks = rank.gather(1, actions)  # (trials, pulls): rank of the arm pulled
-    freq = torch.stack([(ranks == r).float().mean(0) for r in range(k)])  # (k, pulls)
-    bottom = torch.zeros(freq.shape[1])
-    for r in range(k):
-        ax.bar(range(1, freq.shape[1] + 1), freq[r], bottom=bottom, width=1.0,
-               label="best arm" if r == 0 else f"rank {r + 1}", color=plt.cm.viridis(r / max(1, k - 1)))
-        bottom += freq[r]
-    ax.set(title=f"{name}\nbest arm in {freq[0, -10:].mean():.0%} of the last 10 pulls", xlabel="pull t")
-axes[0].set_ylabel("fraction of trials")
-axes[-1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5))
-plt.tight_layout()
+arm_rank_bars(runs, rank, spec_in["arms"])
 plt.show()
 
 # %% [markdown]

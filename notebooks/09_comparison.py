@@ -18,7 +18,7 @@
 #
 # The family chapters each trained their methods and compared them with the paper they came from. This chapter
 # puts them in one place. Every few-shot classifier in the book was scored by the same function
-# (`mlcore.evaluate`) on the **same** fixed test episodes: the ones `EVAL_SEED` draws from the Omniglot test
+# (`mlcore.evaluate`) on the **same** fixed test {term}`episodes <episode>`: the ones `EVAL_SEED` draws from the Omniglot test
 # characters of the Vinyals split {cite}`vinyals2016matching`. Same episodes means two methods can be compared
 # *episode by episode*, which is far more sensitive than comparing two means with their own error bars.
 #
@@ -40,7 +40,7 @@
 # experiment (the paired comparison below) scores two untrained yardsticks on the shared episodes. A record that has not been
 # produced yet shows as **missing**; no cell is ever filled with a number from elsewhere.
 
-# %% tags=["setup"]
+# %% tags=["setup", "hide-cell"]
 # Colab setup: installs mlcore from a clone of the book's repository and points it at the clone's results/
 # (the reference records and checkpoints the chapter reads). It runs in Colab, or where MLCORE_SETUP=1;
 # elsewhere it does nothing. MLCORE_REPO_URL, MLCORE_REPO_REF and MLCORE_REPO_DIR pick another source.
@@ -57,7 +57,7 @@ if "google.colab" in sys.modules or os.environ.get("MLCORE_SETUP") == "1":
         sys.path.insert(0, book)
     os.environ["MLCORE_RESULTS"] = os.path.join(book, "results")
 
-# %%
+# %% tags=["hide-input"]
 import inspect
 import statistics
 
@@ -82,7 +82,10 @@ BOOK = compare.under_protocol(RECORDS, "book")  # every record as scored under t
 print("budget:", BUDGET, "| records in results/:", len(ALL_RECORDS),
       "| few-shot classification records:", len(RECORDS), "| scored under the book's protocol:", len(BOOK))
 
+# %% [markdown]
+# Tables are drawn as HTML by `mlcore.compare.html_table`:
 
+# %%
 def table(rows, columns):
     display(HTML(html_table(rows, columns)))
 
@@ -104,8 +107,8 @@ print("EVAL_SEED =", EVAL_SEED)
 #
 # A published accuracy is a measurement, and papers measured differently. The difference that matters most on
 # Omniglot is **batch norm at test**. A net that normalises its test queries with the statistics of the query
-# batch itself is *transductive*: each prediction depends on the other queries of the episode. MAML's, Reptile's
-# and Relation Networks' published numbers were measured that way (their authors' code normalises with the
+# batch itself is *transductive*: each prediction depends on the other queries of the episode. {term}`MAML`'s, Reptile's
+# and {term}`Relation Networks <relation network>`' published numbers were measured that way (their authors' code normalises with the
 # current batch at test); Prototypical Networks' were not. Then come the queries per class (under batch
 # statistics, the batch size matters), the number of test episodes, and which checkpoint is scored.
 #
@@ -113,7 +116,7 @@ print("EVAL_SEED =", EVAL_SEED)
 #
 # * under **the book's protocol**: the shared 1,000 episodes, 15 queries per class, the last checkpoint, and no
 #   query sees another — batch norm with its training statistics, or, for the MAML family (whose batch norm has
-#   no training statistics), each query normalised together with the support set only (Nichol et al.'s
+#   no training statistics), each query normalised together with the {term}`support set` only (Nichol et al.'s
 #   definition of non-transductive {cite}`nichol2018reptile`). Methods compare fairly under it;
 # * under **the paper's protocol**, where the paper says how it measured: the same weights, re-scored with the
 #   paper's batch norm, queries per class and number of episodes. How the paper chose its checkpoint and what it
@@ -226,7 +229,7 @@ else:
 #
 # Koch et al. did not evaluate on random characters but on Lake's 20-way one-shot trials {cite}`lake2015human`:
 # all 20 candidates come from **one** alphabet of the evaluation set, so they look alike, and training sees only
-# the 30 background alphabets. This is markedly harder than the Vinyals-split 20-way task. Records that follow
+# the 30 background alphabets. This is markedly harder than the Vinyals-split 20-way {term}`task`. Records that follow
 # this protocol (split `evaluation`, `within_alphabet`) are listed first, then the published reference points.
 
 # %%
@@ -268,9 +271,12 @@ untrained = ProtoNet.from_config({"hidden": 64}).eval()
 live = {name: evaluate(model, sampler, n_live, seed=EVAL_SEED)
         for name, model in (("pixels", PixelCentroids()), ("random_conv4", untrained))}
 
+# %% [markdown]
+# Each live result is wrapped in a record-shaped dict, so that it goes through exactly the code the reference
+# records do, and the two are compared episode by episode:
 
+# %%
 def as_record(name, res):
-    # a record-shaped dict, so the live result goes through exactly the code the reference records do
     return {"name": name, "method": name, "dataset": "omniglot", "split": "vinyals/test", "ways": 5, "shots": 1,
             "accuracy": res["accuracy"], "ci95": res["ci95"], "episodes": res["episodes"],
             "config": {"eval_seed": EVAL_SEED, "recipe": {"test_queries": 15}},
