@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 from mlcore.runs import record_name, train_and_record
-from mlcore.runtime import git_commit, keep_freed_memory, set_train_time_limit
+from mlcore.runtime import git_commit, keep_freed_memory
 
 
 def main() -> None:
@@ -40,11 +40,9 @@ def main() -> None:
     git_commit()  # read before training, so the record names the code it started from
     name = record_name(args.method, args.ways, args.shots)
     runs = Path(os.environ.get("MLCORE_RUNS", Path.home() / ".cache" / "mlcore" / "runs"))
-    if args.time_limit is not None:
-        set_train_time_limit(args.time_limit)
     t0 = time.time()
     path = train_and_record(args.method, args.ways, args.shots, budget=args.budget, out_dir=args.out,
-                            run_dir=runs / f"{name}_{args.budget}", progress=False)
+                            run_dir=runs / f"{name}_{args.budget}", progress=False, time_limit_s=args.time_limit)
     print(f"wrote {path} after {time.time() - t0:.0f} s")
 
 

@@ -6,6 +6,7 @@ import inspect
 import json
 import os
 import sys
+import time
 
 
 def _positive(v: str) -> int:
@@ -101,10 +102,6 @@ def _run(args) -> int:
 
         git_commit()  # read (and cache) the commit this run starts from; records written later carry it
         keep_freed_memory()  # ~1.2-1.8x less CPU per step on a CPU (benchmarks/step_speed.py)
-        if args.time_limit is not None:
-            from .runtime import set_train_time_limit
-
-            set_train_time_limit(args.time_limit)
     if args.cmd == "train":
         from .runs import train_and_record
 
@@ -113,10 +110,11 @@ def _run(args) -> int:
             from .distributed import train_distributed
 
             path = train_distributed(args.method, args.ways, args.shots, budget=args.budget, seed=args.seed,
-                                     out_dir=args.out, recipe_overrides=overrides)
+                                     out_dir=args.out, recipe_overrides=overrides, time_limit_s=args.time_limit)
         else:
             path = train_and_record(args.method, args.ways, args.shots, budget=args.budget, seed=args.seed,
-                                    out_dir=args.out, device=args.device, recipe_overrides=overrides)
+                                    out_dir=args.out, device=args.device, recipe_overrides=overrides,
+                                    time_limit_s=args.time_limit)
         if path is not None:
             print(json.dumps({"record": str(path)}))
         return 0
@@ -134,7 +132,9 @@ def _run(args) -> int:
         print(json.dumps(out))
         return 0
     if args.cmd == "reproduce":
-        return reproduce(args.only, args.budget, args.seed, args.out, args.device, args.steps)
+        # one limit for the whole command: every reproduction trains until the same deadline
+        deadline = None if args.time_limit is None else time.time() + args.time_limit
+        return reproduce(args.only, args.budget, args.seed, args.out, args.device, args.steps, deadline)
     return 2
 
 
@@ -149,7 +149,9 @@ def _eval_fn_for(method: str) -> str | None:
 
 
 def reproduce(only: list[str] | None, budget: str, seed: int, out: str | None, device: str | None,
-              steps: int | None = None) -> int:
+              steps: int | None = None, deadline: float | None = None) -> int:
+    """Run the named reproductions (all by default); ``deadline`` (a ``time.time()`` value) stops the
+    training of every one that trains, and their records say how far each got."""
     from . import registry
     from .runs import train_and_record
 
@@ -169,6 +171,12 @@ def reproduce(only: list[str] | None, budget: str, seed: int, out: str | None, d
                 else:
                     print(f"--steps does not apply to {name} (its reproduction function has no step count); "
                           "running its own budget", file=sys.stderr)
+            if deadline is not None:
+                if "deadline" in inspect.signature(fn).parameters:
+                    spec["deadline"] = deadline
+                else:
+                    print(f"--time-limit does not apply to {name} (its reproduction function takes no deadline); "
+                          "running its own budget", file=sys.stderr)
             paths = fn(budget=budget, seed=seed, out_dir=out, device=device, **spec)
         else:
             paths = [train_and_record(spec["method"], spec["ways"], spec["shots"], budget=budget, seed=seed,
@@ -178,7 +186,8 @@ def reproduce(only: list[str] | None, budget: str, seed: int, out: str | None, d
                                                         **({"steps": steps} if steps else {})},
                                       shared_training=(None if "shared_training" not in spec else
                                                        spec["shared_training"] + ("" if budget in ("full", "cpu")
-                                                                                  else f"_{budget}")))]
+                                                                                  else f"_{budget}")),
+                                      deadline=deadline)]
         for p in paths:
             print(json.dumps({"reproduced": name, "record": str(p)}), flush=True)
     return 0

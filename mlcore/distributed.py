@@ -46,6 +46,7 @@ import torch.distributed as dist
 from torch import nn
 
 from .data.episodes import Episode
+from .learner import TrainingHooks
 
 
 # ----------------------------------------------------------------------------- process group
@@ -98,7 +99,7 @@ def split_episode(ep: Episode, rank: int, world_size: int) -> Episode:
                    None if ep.classes is None else ep.classes[s])
 
 
-class DistributedMetaLearner(nn.Module):
+class DistributedMetaLearner(TrainingHooks, nn.Module):
     """Wrap a learner so :func:`mlcore.engine.fit` trains it data-parallel over tasks.
 
     ``meta_loss`` computes the local loss on this rank's tasks and returns a tensor whose
@@ -143,12 +144,10 @@ class DistributedMetaLearner(nn.Module):
             n = p.numel()
             p.grad = flat[offset:offset + n].view_as(p).clone()
             offset += n
-        if hasattr(self.learner, "after_backward"):
-            self.learner.after_backward()
+        self.learner.after_backward()
 
     def after_step(self) -> None:
-        if hasattr(self.learner, "after_step"):
-            self.learner.after_step()
+        self.learner.after_step()
         average_buffers(self.learner, self.world_size)
 
     def agree_to_stop(self, local: bool) -> bool:
@@ -176,7 +175,7 @@ def average_buffers(module: nn.Module, world_size: int) -> None:
             b.data /= world_size
 
 
-class PerTaskMeanLoss(nn.Module):
+class PerTaskMeanLoss(TrainingHooks, nn.Module):
     """A learner whose meta-loss is the mean of each task's loss, every task through its own forward.
 
     For learners that batch tasks through batch norm (ProtoNet), this makes the loss a
@@ -198,6 +197,12 @@ class PerTaskMeanLoss(nn.Module):
         keys = outs[0][1].keys()
         return loss, {k: sum(float(o[1][k]) for o in outs) / len(outs) for k in keys}
 
+    def after_backward(self) -> None:
+        self.learner.after_backward()
+
+    def after_step(self) -> None:
+        self.learner.after_step()
+
 
 # ----------------------------------------------------------------------------- local runs (tests, chapter 8)
 def free_port() -> int:
@@ -211,7 +216,7 @@ def free_port() -> int:
 
 def _small_run(method: str, config: dict, split: str, ways: int, shots: int, queries: int, meta_batch: int,
                steps: int, lr: float, seed: int, per_task: bool, optimizer: str = "sgd", rank: int = 0,
-               world_size: int = 1):
+               world_size: int = 1, deadline: float | None = None):
     from .data.episodes import EpisodeSampler
     from .data.omniglot import load_split
     from .engine import fit
@@ -229,25 +234,21 @@ def _small_run(method: str, config: dict, split: str, ways: int, shots: int, que
     # SGD by default: Adam divides by sqrt(v), which turns the float noise on parameters whose true
     # gradient is 0 (a conv bias right before batch norm) into lr-sized steps of random sign
     opt = torch.optim.SGD(params, lr=lr) if optimizer == "sgd" else torch.optim.Adam(params, lr=lr)
-    fr = fit(model, sampler, steps, lr=lr, optimizer=opt, progress=False, log_every=max(steps, 1))
+    fr = fit(model, sampler, steps, lr=lr, optimizer=opt, progress=False, log_every=max(steps, 1), deadline=deadline)
     return learner, fr
 
 
 def _worker(rank: int, world_size: int, port: int, out: str, runs: list[dict],
             deadlines: list[float | None] | None = None) -> None:
-    from .runtime import TRAIN_DEADLINE_ENV
-
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world_size))
-    if deadlines is not None:  # this rank's own deadline, as `--time-limit` sets it at each rank's start
-        os.environ.pop(TRAIN_DEADLINE_ENV, None)
-        if deadlines[rank] is not None:
-            os.environ[TRAIN_DEADLINE_ENV] = repr(float(deadlines[rank]))
+    # this rank's own deadline, as `--time-limit` gives each rank a limit from its own start
+    deadline = None if deadlines is None or deadlines[rank] is None else float(deadlines[rank])
     torch.set_num_threads(1)
     setup(backend="gloo", device="cpu")
     try:
         results = []
         for r in runs:
-            learner, fr = _small_run(**r, rank=rank, world_size=world_size)
+            learner, fr = _small_run(**r, rank=rank, world_size=world_size, deadline=deadline)
             results.append({"state": {k: v.detach().clone() for k, v in learner.named_parameters()},
                             "steps": fr.steps, "stopped": fr.stopped})
         torch.save(results, Path(out) / f"rank{rank}.pt")
@@ -307,12 +308,13 @@ def run_single_process(runs: list[dict]) -> list[dict]:
 def train_distributed(method: str, ways: int, shots: int, budget: str | None = None, seed: int = 0,
                       out_dir: str | Path | None = None, recipe_overrides: dict | None = None,
                       device: str | torch.device | None = None, progress: bool = True,
-                      run_dir: str | Path | None = None) -> Path | None:
+                      run_dir: str | Path | None = None, time_limit_s: float | None = None) -> Path | None:
     """``python -m mlcore train ... --distributed`` under torchrun: train, then rank 0 evaluates and records.
 
     A recipe whose meta-batch is smaller than the world size (ProtoNet trains on one
     episode per step) gets its meta-batch raised to the world size, so every rank has a
-    task; the record's recipe says so (``extra.distributed``).
+    task; the record's recipe says so (``extra.distributed``). ``time_limit_s`` (``--time-limit``) stops
+    training after that many seconds of each rank's own training; the ranks agree on the step they stop at.
     """
     from . import budget as budget_mod
     from .engine import EVAL_SEED, evaluate, fit, run_fingerprint, test_sampler
@@ -341,7 +343,7 @@ def train_distributed(method: str, ways: int, shots: int, budget: str | None = N
         t0 = time.perf_counter()
         fr = fit(wrapped, sampler, recipe.steps, lr=recipe.lr, lr_step=recipe.lr_step, lr_gamma=recipe.lr_gamma,
                  grad_clip=recipe.grad_clip, run_dir=run_dir / f"rank{rank}", progress=progress and rank == 0,
-                 fingerprint=run_fingerprint(recipe.to_dict(), method=method, seed=seed))
+                 fingerprint=run_fingerprint(recipe.to_dict(), method=method, seed=seed), time_limit_s=time_limit_s)
         path = None
         if rank == 0:
             n_test = budget_mod.pick(budget, smoke=100, full=1000)

@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 
+from .learner import MetaLearner, Sampler
 from .results import atomic_torch_save, mean_ci95
 
 EVAL_SEED = 2017  # every method in the book is scored on the episodes this seed draws
@@ -105,9 +106,129 @@ def default_optimizer(learner: torch.nn.Module, lr: float, lr_step: int | None, 
     return opt, sched
 
 
+# ----------------------------------------------------------------------------- fit, piece by piece
+def _check_fit_arguments(learner, sampler, steps: int, lr: float, time_limit_s: float | None) -> None:
+    if not isinstance(steps, int) or steps < 0:
+        raise ValueError(f"steps must be a non-negative int, got {steps!r}")
+    if not math.isfinite(lr) or lr <= 0:
+        raise ValueError(f"lr must be a positive finite number, got {lr!r}")
+    if time_limit_s is not None and (isinstance(time_limit_s, bool) or not isinstance(time_limit_s, (int, float))
+                                     or not math.isfinite(time_limit_s) or time_limit_s < 0):
+        raise ValueError(f"time_limit_s must be None or a finite number of seconds >= 0, got {time_limit_s!r}")
+    if not isinstance(learner, MetaLearner):
+        raise ValueError(f"fit trains a learner with meta_loss and the training hooks; {type(learner).__name__} "
+                         "lacks some of them: subclass mlcore.learner.FewShotLearner (or TrainingHooks)")
+    if not isinstance(sampler, Sampler):
+        raise ValueError(f"fit draws batches from a sampler with sample(), state_dict() and load_state_dict() "
+                         f"(mlcore.learner.Sampler); {type(sampler).__name__} lacks some of them")
+
+
+def _stop_time(deadline: float | None, time_limit_s: float | None) -> float | None:
+    """The ``time.time()`` after which training stops: the earlier of ``deadline`` and now + ``time_limit_s``."""
+    own = None if time_limit_s is None else time.time() + time_limit_s
+    return min((t for t in (deadline, own) if t is not None), default=None)
+
+
+class _Checkpoint:
+    """The run directory's ``last.pt``: everything a run needs to continue exactly where it stopped."""
+
+    def __init__(self, run_dir: str | Path | None, learner, sampler, optimizer, scheduler, fingerprint: str | None):
+        self.run_dir = Path(run_dir) if run_dir is not None else None
+        self.path = self.run_dir / CHECKPOINT_NAME if self.run_dir is not None else None
+        self.learner, self.sampler, self.optimizer, self.scheduler = learner, sampler, optimizer, scheduler
+        self.fingerprint = fingerprint
+
+    def exists(self) -> bool:
+        return self.path is not None and self.path.exists()
+
+    def resume(self) -> tuple[int, list[dict], float]:
+        """Load the checkpoint into the learner, optimizer, scheduler, sampler and RNG; (step, history, wall_s)."""
+        # weights_only: a checkpoint is tensors, numbers, strings and containers, so loading one runs no pickled code
+        state = torch.load(self.path, map_location=self.learner.device, weights_only=True)
+        _check_fingerprint(self.run_dir, state.get("fingerprint"), self.fingerprint)
+        self.learner.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.scheduler is not None and state.get("scheduler") is not None:
+            self.scheduler.load_state_dict(state["scheduler"])
+        self.sampler.load_state_dict(state["sampler"])
+        _set_rng_state(state["rng"])
+        return state["step"], state["history"], state.get("wall_s", 0.0)
+
+    def save(self, step: int, history: list[dict], wall: float) -> None:
+        if self.path is None:
+            return
+        atomic_torch_save({
+            "model": self.learner.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
+            "sampler": self.sampler.state_dict(), "rng": _rng_state(), "step": step, "history": history,
+            "wall_s": wall, "fingerprint": self.fingerprint,
+        }, self.path)
+
+    def describe(self) -> str:
+        """Where the last good checkpoint is, for an error message."""
+        return f"is {self.path}" if self.exists() else "was not written (no run_dir)"
+
+
+def _train_step(learner, sampler, optimizer, scheduler, grad_clip: float | None, step: int,
+                ckpt: _Checkpoint) -> tuple[torch.Tensor, dict]:
+    """One outer step: draw a batch, meta-loss, backward, (clip), optimizer and scheduler step.
+
+    Raises :class:`NonFiniteLossError` before the optimizer moves when the loss or a gradient is not finite.
+    """
+    loss, stats = learner.meta_loss(sampler.sample())
+    if not torch.isfinite(loss):
+        raise NonFiniteLossError(
+            f"loss became {loss.item()} at step {step}; training stopped. The last good checkpoint "
+            f"{ckpt.describe()}. Lower the learning rate or enable grad_clip, then resume."
+        )
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    learner.after_backward()
+    if grad_clip is not None:
+        torch.nn.utils.clip_grad_norm_(learner.parameters(), grad_clip)
+    bad = [n for n, p in learner.named_parameters() if p.grad is not None and not torch.isfinite(p.grad).all()]
+    if bad:
+        raise NonFiniteLossError(f"non-finite gradient in {bad[:3]} at step {step}; training stopped, the "
+                                 f"last good checkpoint is kept ({ckpt.path}).")
+    optimizer.step()
+    if scheduler is not None:
+        scheduler.step()
+    learner.after_step()
+    return loss, stats
+
+
+class _RunningMeans:
+    """The loss and stats of the steps since the last log line, averaged into one history entry."""
+
+    def __init__(self) -> None:
+        self.sums: dict[str, float] = {}
+        self.n = 0
+
+    def add(self, loss: torch.Tensor, stats: dict) -> None:
+        self.sums["loss"] = self.sums.get("loss", 0.0) + float(loss.detach())
+        for k, v in stats.items():
+            self.sums[k] = self.sums.get(k, 0.0) + float(v)
+        self.n += 1
+
+    def entry(self, step: int) -> dict:
+        """``{"step": step, <mean of each>}``, and start afresh."""
+        out = {"step": step, **{k: v / self.n for k, v in self.sums.items()}}
+        self.sums, self.n = {}, 0
+        return out
+
+
+def _validate(learner, val_fn: Callable[[Any], dict]) -> dict:
+    """``val_fn(learner)`` in eval mode, as ``val_<metric>`` entries; the learner goes back to training."""
+    learner.eval()
+    try:
+        return {f"val_{k}": v for k, v in val_fn(learner).items()}
+    finally:
+        learner.train()
+
+
 def fit(
-    learner,
-    sampler,
+    learner: MetaLearner,
+    sampler: Sampler,
     steps: int,
     *,
     lr: float = 1e-3,
@@ -124,6 +245,7 @@ def fit(
     log_every: int = 50,
     progress: bool = True,
     stop_after: int | None = None,
+    time_limit_s: float | None = None,
     deadline: float | None = None,
     fingerprint: dict | None = None,
 ) -> FitResult:
@@ -136,57 +258,31 @@ def fit(
     the call early (used by the tests to simulate a crash). ``val_fn(learner)`` returns a
     dict of metrics logged every ``val_every`` steps.
 
-    ``deadline`` (a ``time.time()`` value; default: the process's
-    :func:`mlcore.runtime.train_deadline`, set by ``--time-limit``) ends training after the
-    first step that finishes past it: the checkpoint is written, and ``FitResult.steps`` and
-    ``FitResult.stopped`` say where and why. fit's own schedule (StepLR) does not depend on the
+    ``time_limit_s`` (seconds from the start of training in this call) and ``deadline`` (a
+    ``time.time()`` value, for one limit shared by several runs) end training after the first
+    step that finishes past the earlier of the two: the checkpoint is written, and
+    ``FitResult.steps`` and ``FitResult.stopped`` say where and why. Nothing else sets a limit
+    (no environment variable is read). fit's own schedule (StepLR) does not depend on the
     planned total, so such a run stopped at step N is the run that ``steps=N`` would have made
-    (a scheduler planned over ``steps``, like a linear anneal, is the exception). A learner with an
-    ``agree_to_stop(local: bool) -> bool`` method (the distributed wrapper) is asked every
-    step, so all ranks stop at the same step whatever their own clocks say.
+    (a scheduler planned over ``steps``, like a linear anneal, is the exception). The learner's
+    :meth:`~mlcore.learner.TrainingHooks.agree_to_stop` is asked every step, so the ranks of a
+    distributed run all stop at the same step whatever their own clocks say.
+
+    The learner's other hooks (:class:`mlcore.learner.TrainingHooks`) are called on every step:
+    ``after_backward`` after the backward pass, ``after_step`` after the optimizer's step.
 
     ``fingerprint`` (a JSON-serialisable dict saying what defines the run, e.g.
     :func:`run_fingerprint` of the recipe) is stored in the checkpoint; resuming from a
     checkpoint with another fingerprint raises ``ValueError`` instead of continuing (or,
     past ``steps``, silently keeping) a different run. ``None`` skips the check.
     """
-    if not isinstance(steps, int) or steps < 0:
-        raise ValueError(f"steps must be a non-negative int, got {steps!r}")
-    if not math.isfinite(lr) or lr <= 0:
-        raise ValueError(f"lr must be a positive finite number, got {lr!r}")
+    _check_fit_arguments(learner, sampler, steps, lr, time_limit_s)
     if optimizer is None:
         optimizer, scheduler = default_optimizer(learner, lr, lr_step, lr_gamma)
-    fp_json = _fingerprint_json(fingerprint)
-    run_dir = Path(run_dir) if run_dir is not None else None
-    ckpt = run_dir / CHECKPOINT_NAME if run_dir is not None else None
-    start, history, prior_wall = 0, [], 0.0
-    if ckpt is not None and resume and ckpt.exists():
-        # weights_only: a checkpoint is tensors, numbers, strings and containers, so loading one runs no pickled code
-        state = torch.load(ckpt, map_location=learner.device if hasattr(learner, "device") else "cpu",
-                           weights_only=True)
-        _check_fingerprint(run_dir, state.get("fingerprint"), fp_json)
-        learner.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        if scheduler is not None and state.get("scheduler") is not None:
-            scheduler.load_state_dict(state["scheduler"])
-        sampler.load_state_dict(state["sampler"])
-        _set_rng_state(state["rng"])
-        start, history, prior_wall = state["step"], state["history"], state.get("wall_s", 0.0)
+    ckpt = _Checkpoint(run_dir, learner, sampler, optimizer, scheduler, _fingerprint_json(fingerprint))
+    start, history, prior_wall = ckpt.resume() if resume and ckpt.exists() else (0, [], 0.0)
 
-    def save(step: int, wall: float) -> None:
-        if ckpt is None:
-            return
-        atomic_torch_save({
-            "model": learner.state_dict(), "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict() if scheduler is not None else None,
-            "sampler": sampler.state_dict(), "rng": _rng_state(), "step": step, "history": history,
-            "wall_s": wall, "fingerprint": fp_json,
-        }, ckpt)
-
-    if deadline is None:
-        from .runtime import train_deadline
-
-        deadline = train_deadline()
+    stop_at = _stop_time(deadline, time_limit_s)
     stopped = None
     t0 = time.perf_counter()
     end = steps if stop_after is None else min(steps, start + stop_after)
@@ -196,62 +292,31 @@ def fit(
         from tqdm.auto import tqdm
 
         bar = tqdm(total=steps, initial=start, desc=type(learner).__name__, leave=False, mininterval=1.0)
-    running: dict[str, float] = {}
+    running = _RunningMeans()
     step = start
     try:
         for step in range(start + 1, end + 1):
-            batch = sampler.sample()
-            loss, stats = learner.meta_loss(batch)
-            if not torch.isfinite(loss):
-                raise NonFiniteLossError(
-                    f"loss became {loss.item()} at step {step}; training stopped. The last good checkpoint "
-                    f"{'is ' + str(ckpt) if ckpt and ckpt.exists() else 'was not written (no run_dir)'}. "
-                    "Lower the learning rate or enable grad_clip, then resume."
-                )
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if hasattr(learner, "after_backward"):
-                learner.after_backward()
-            if grad_clip is not None:
-                torch.nn.utils.clip_grad_norm_(learner.parameters(), grad_clip)
-            bad = [n for n, p in learner.named_parameters() if p.grad is not None and not torch.isfinite(p.grad).all()]
-            if bad:
-                raise NonFiniteLossError(f"non-finite gradient in {bad[:3]} at step {step}; training stopped, the "
-                                         f"last good checkpoint is kept ({ckpt}).")
-            optimizer.step()
-            if scheduler is not None:
-                scheduler.step()
-            if hasattr(learner, "after_step"):
-                learner.after_step()
-            running["loss"] = running.get("loss", 0.0) + float(loss.detach())
-            for k, v in stats.items():
-                running[k] = running.get(k, 0.0) + float(v)
-            running["_n"] = running.get("_n", 0) + 1
+            loss, stats = _train_step(learner, sampler, optimizer, scheduler, grad_clip, step, ckpt)
+            running.add(loss, stats)
             if step % log_every == 0 or step == end:
-                n = running.pop("_n")
-                entry = {"step": step, **{k: v / n for k, v in running.items()}}
-                running = {}
+                entry = running.entry(step)
                 if val_fn is not None and val_every and (step % val_every == 0 or step == steps):
-                    learner.eval()
-                    entry.update({f"val_{k}": v for k, v in val_fn(learner).items()})
-                    learner.train()
+                    entry.update(_validate(learner, val_fn))
                 history.append(entry)
                 if bar is not None:
                     bar.set_postfix({k: f"{v:.3f}" for k, v in entry.items() if k != "step"}, refresh=False)
             if bar is not None:
                 bar.update(1)
-            stop = deadline is not None and time.time() >= deadline
-            if hasattr(learner, "agree_to_stop"):  # a collective: every rank votes every step
-                stop = learner.agree_to_stop(stop)
+            # a collective in a distributed run: every rank votes on every step
+            stop = learner.agree_to_stop(stop_at is not None and time.time() >= stop_at)
             if stop and step < end:
                 stopped = f"time limit reached after {step} of {steps} steps"
-                if running.get("_n"):
-                    n = running.pop("_n")
-                    history.append({"step": step, **{k: v / n for k, v in running.items()}})
-                save(step, prior_wall + time.perf_counter() - t0)
+                if running.n:
+                    history.append(running.entry(step))
+                ckpt.save(step, history, prior_wall + time.perf_counter() - t0)
                 break
-            if ckpt is not None and (step % checkpoint_every == 0 or step == end):
-                save(step, prior_wall + time.perf_counter() - t0)
+            if step % checkpoint_every == 0 or step == end:
+                ckpt.save(step, history, prior_wall + time.perf_counter() - t0)
     finally:
         if bar is not None:
             bar.close()

@@ -107,7 +107,8 @@ def time_limited(recipe: Recipe, fr) -> dict | None:
 def train_and_record(method: str, ways: int, shots: int, budget: str | None = None, seed: int = 0,
                      out_dir: str | Path | None = None, device=None, name: str | None = None,
                      test_episodes: int | None = None, progress: bool = True, run_dir: str | Path | None = None,
-                     recipe_overrides: dict | None = None, shared_training: str | None = None) -> Path:
+                     recipe_overrides: dict | None = None, shared_training: str | None = None,
+                     time_limit_s: float | None = None, deadline: float | None = None) -> Path:
     """Train ``method`` for N-way K-shot with its recipe at ``budget``; write record + checkpoint.
 
     Returns the record's path. The checkpoint (a state dict) sits beside the record as
@@ -118,6 +119,10 @@ def train_and_record(method: str, ways: int, shots: int, budget: str | None = No
     the test ones): when that record sits in ``out_dir`` with the same seed, its weights are scored here
     instead of training again, and the record says so (``config.weights_from``); otherwise the model is
     trained in that record's run directory, so the second of the two reproductions resumes a finished run.
+
+    ``time_limit_s`` (seconds of training; ``train --time-limit``) and ``deadline`` (a ``time.time()``
+    value; ``reproduce --time-limit``) stop training early (see :func:`mlcore.engine.fit`); the record's
+    recipe then says the steps that ran and ``config.time_limited`` the plan.
     """
     budget = budget_mod.current_budget(budget)
     cls, recipe = build_recipe(method, ways, shots, budget, recipe_overrides)
@@ -150,7 +155,7 @@ def train_and_record(method: str, ways: int, shots: int, budget: str | None = No
         optimizer, scheduler = make_optimizer(learner, recipe)
         fr = fit(learner, sampler, recipe.steps, lr=recipe.lr, optimizer=optimizer, scheduler=scheduler,
                  grad_clip=recipe.grad_clip, run_dir=run_dir, val_fn=val_fn, val_every=recipe.val_every,
-                 progress=progress,
+                 progress=progress, time_limit_s=time_limit_s, deadline=deadline,
                  # how the model is scored is no part of the run: two records may share one training
                  fingerprint=run_fingerprint({k: v for k, v in recipe.to_dict().items() if k not in EVAL_ONLY_FIELDS},
                                              method=method, seed=seed))

@@ -37,40 +37,6 @@ def get_device(device: str | torch.device | None = None) -> torch.device:
     return dev
 
 
-TRAIN_DEADLINE_ENV = "MLCORE_TRAIN_DEADLINE"
-
-
-def set_train_time_limit(seconds: float | None) -> float | None:
-    """Give this process (and the processes it starts) ``seconds`` of training time from now.
-
-    Training loops (:func:`mlcore.engine.fit`, RL^2's PPO loop) stop at the deadline, keep their
-    checkpoint, and the record they write says how many steps ran. ``None`` removes the limit.
-    Returns the deadline (a ``time.time()`` value) or None.
-    """
-    import math
-    import time
-
-    if seconds is None:
-        os.environ.pop(TRAIN_DEADLINE_ENV, None)
-        return None
-    if not isinstance(seconds, (int, float)) or not math.isfinite(seconds) or seconds <= 0:
-        raise ValueError(f"time limit must be a positive number of seconds, got {seconds!r}")
-    deadline = time.time() + float(seconds)
-    os.environ[TRAIN_DEADLINE_ENV] = repr(deadline)
-    return deadline
-
-
-def train_deadline() -> float | None:
-    """The training deadline set by :func:`set_train_time_limit` (or ``MLCORE_TRAIN_DEADLINE``), else None."""
-    raw = os.environ.get(TRAIN_DEADLINE_ENV)
-    if not raw:
-        return None
-    try:
-        return float(raw)
-    except ValueError:
-        raise ValueError(f"{TRAIN_DEADLINE_ENV}={raw!r} is not a number (a time.time() value in seconds)") from None
-
-
 def keep_freed_memory() -> bool:
     """Ask glibc's malloc to keep freed memory for reuse instead of handing it back to the system.
 

@@ -155,3 +155,37 @@ def test_time_limit_writes_an_honest_record(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "mlcore", "reproduce", "--time-limit", "-5"], capture_output=True,
                          text=True, check=False)
     assert bad.returncode == 2 and "positive, finite number of seconds" in bad.stderr
+
+
+def test_time_limit_travels_as_an_argument(tmp_path, monkeypatch, capsys):
+    """`train --time-limit` reaches train_and_record as time_limit_s; `reproduce --time-limit` gives every
+    reproduction one shared deadline (and says which cannot take one); nothing goes through the environment."""
+    import time
+
+    from mlcore import cli, registry, runs, runtime
+
+    seen = {}
+    monkeypatch.setattr(runtime, "keep_freed_memory", lambda: False)
+    monkeypatch.setattr(runs, "train_and_record", lambda *a, **kw: seen.update(train=kw) or tmp_path / "r.json")
+    before = dict(os.environ)
+    assert cli.main(["train", "protonet", "--ways", "5", "--shots", "1", "--time-limit", "7.5"]) == 0
+    assert seen["train"]["time_limit_s"] == 7.5 and "deadline" not in seen["train"]
+
+    def takes(budget, seed, out_dir, device, deadline=None):
+        seen["takes"] = deadline
+        return []
+
+    def ignores(budget, seed, out_dir, device):
+        return []
+
+    table = {"takes": {"fn": "x:takes"}, "ignores": {"fn": "x:ignores"},
+             "plain": {"method": "protonet", "ways": 5, "shots": 1}}
+    monkeypatch.setattr(registry, "reproductions", lambda: table)
+    monkeypatch.setattr(registry, "resolve", lambda target: {"x:takes": takes, "x:ignores": ignores}[target])
+    t0 = time.time()
+    assert cli.main(["reproduce", "--only", "takes", "--only", "ignores", "--only", "plain",
+                     "--budget", "smoke", "--time-limit", "100"]) == 0
+    assert t0 + 100 <= seen["takes"] <= time.time() + 100
+    assert seen["train"]["deadline"] == seen["takes"] and seen["train"].get("time_limit_s") is None
+    assert "--time-limit does not apply to ignores" in capsys.readouterr().err
+    assert dict(os.environ) == before

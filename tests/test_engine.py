@@ -106,18 +106,49 @@ def test_deadline_stops_training_like_a_shorter_run(test_classes, tmp_path):
     assert rc.resumed_from == 1 and rc.steps == 3 and rc.stopped is None
 
 
-def test_process_time_limit_reaches_fit(test_classes, monkeypatch):
+class _Slow(ProtoNet):
+    """Each training step takes at least 50 ms of wall time."""
+
+    def meta_loss(self, episodes):
+        import time
+
+        time.sleep(0.05)
+        return super().meta_loss(episodes)
+
+
+def test_time_limit_is_an_argument_of_fit(test_classes, tmp_path):
+    """``time_limit_s`` stops fit after the first step that ends past it; the stopped run equals ``steps=N``."""
+    torch.manual_seed(0)
+    a, b = _Slow(hidden=8), ProtoNet(hidden=8)
+    b.load_state_dict(a.state_dict())
+    r = fit(a, _sampler(test_classes), 1000, lr_step=5, progress=False, run_dir=tmp_path, time_limit_s=0.2)
+    assert 2 <= r.steps < 1000 and r.stopped == f"time limit reached after {r.steps} of 1000 steps"
+    assert torch.load(tmp_path / "last.pt", weights_only=True)["step"] == r.steps
+    fit(b, _sampler(test_classes), r.steps, lr_step=5, progress=False)
+    assert all(torch.equal(p, q) for p, q in zip(a.state_dict().values(), b.state_dict().values()))
+    # 0 s: exactly one step; of two limits, the earlier one counts
+    assert fit(ProtoNet(hidden=8), _sampler(test_classes), 5, progress=False, time_limit_s=0).steps == 1
+    assert fit(ProtoNet(hidden=8), _sampler(test_classes), 5, progress=False, time_limit_s=1e6,
+               deadline=0.0).steps == 1
+    for bad in (-1, float("nan"), float("inf"), "10", True):
+        with pytest.raises(ValueError, match="time_limit_s"):
+            fit(ProtoNet(hidden=8), _sampler(test_classes), 2, progress=False, time_limit_s=bad)
+
+
+def test_fit_reads_no_time_limit_from_the_environment(test_classes, monkeypatch):
+    """The limit is an argument only: the environment variable the CLI once set is not read."""
+    import os
+
     from mlcore import runtime
 
-    monkeypatch.delenv(runtime.TRAIN_DEADLINE_ENV, raising=False)
-    with pytest.raises(ValueError, match="positive number of seconds"):
-        runtime.set_train_time_limit(0)
-    monkeypatch.setenv(runtime.TRAIN_DEADLINE_ENV, "1.0")  # 1970: long past
-    r = fit(ProtoNet(hidden=8), _sampler(test_classes), 5, progress=False)
-    assert r.steps == 1 and r.stopped
-    monkeypatch.setenv(runtime.TRAIN_DEADLINE_ENV, "soon")
-    with pytest.raises(ValueError, match="not a number"):
-        runtime.train_deadline()
+    monkeypatch.setenv("MLCORE_TRAIN_DEADLINE", "1.0")  # 1970: long past, were it read
+    read = []
+    real_get = os.environ.get
+    monkeypatch.setattr(os.environ, "get", lambda k, *d: (read.append(k), real_get(k, *d))[1])
+    r = fit(ProtoNet(hidden=8), _sampler(test_classes), 3, progress=False)
+    assert r.steps == 3 and r.stopped is None
+    assert not [k for k in read if "DEADLINE" in k or "TIME" in k], read
+    assert not hasattr(runtime, "set_train_time_limit") and not hasattr(runtime, "train_deadline")
 
 
 class _SmallMemory(ProtoNet):

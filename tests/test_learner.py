@@ -73,3 +73,97 @@ def test_reptile_and_metasgd_records_still_load(name):
     lrn = mlcore.load(path, device="cpu")
     model = mlcore.load_record(path).config["model"]
     assert {k: lrn.config[k] for k in model} == model
+
+
+# ----------------------------------------------------------------------------- the hooks fit calls, the samplers
+def _sampler(classes, seed=0):
+    from mlcore.data import EpisodeSampler
+
+    return EpisodeSampler(classes, ways=5, shots=1, queries=2, batch_size=2, seed=seed)
+
+
+def test_every_learner_has_the_training_hooks_as_no_ops():
+    from mlcore.learner import FewShotLearner, MetaLearner, TrainingHooks
+    from mlcore.memory.protonet import ProtoNet
+
+    assert issubclass(FewShotLearner, TrainingHooks)
+    lrn = ProtoNet(hidden=8)
+    assert isinstance(lrn, MetaLearner)
+    assert lrn.after_backward() is None and lrn.after_step() is None
+    assert lrn.agree_to_stop(True) is True and lrn.agree_to_stop(False) is False
+
+
+def test_fit_calls_the_hooks_on_every_step(test_classes):
+    from mlcore.engine import fit
+    from mlcore.memory.protonet import ProtoNet
+
+    class Counting(ProtoNet):
+        def __init__(self, **kw):
+            super().__init__(**kw)
+            self.calls = []
+
+        def after_backward(self):
+            assert all(p.grad is not None for p in self.parameters() if p.requires_grad)
+            self.calls.append("after_backward")
+
+        def after_step(self):
+            self.calls.append("after_step")
+
+        def agree_to_stop(self, local):
+            self.calls.append("agree_to_stop")
+            return len(self.calls) >= 6  # vote to stop at the end of step 2
+
+    lrn = Counting(hidden=8)
+    r = fit(lrn, _sampler(test_classes), 5, progress=False)
+    assert lrn.calls == ["after_backward", "after_step", "agree_to_stop"] * 2
+    assert r.steps == 2 and r.stopped == "time limit reached after 2 of 5 steps"
+
+
+def test_fit_says_what_a_learner_or_sampler_lacks(test_classes):
+    from torch import nn
+
+    from mlcore.engine import fit
+    from mlcore.memory.protonet import ProtoNet
+
+    class Bare(nn.Module):  # a meta_loss, but none of the hooks
+        def __init__(self):
+            super().__init__()
+            self.w = nn.Parameter(torch.zeros(1))
+            self.device = torch.device("cpu")
+
+        def meta_loss(self, batch):
+            return (self.w ** 2).sum(), {}
+
+    with pytest.raises(ValueError, match="Bare lacks.*FewShotLearner"):
+        fit(Bare(), _sampler(test_classes), 1, progress=False)
+
+    class NoState:
+        def sample(self):
+            raise AssertionError("not reached")
+
+    with pytest.raises(ValueError, match="NoState lacks"):
+        fit(ProtoNet(hidden=8), NoState(), 1, progress=False)
+
+
+def test_the_book_samplers_are_samplers(test_classes):
+    from mlcore.baselines.pretrained import ClassBatchSampler
+    from mlcore.data.sinusoid import SinusoidSampler
+    from mlcore.learner import Sampler
+    from mlcore.memory.mann import SequenceSampler
+    from mlcore.metric.siamese import PairSampler
+
+    assert isinstance(_sampler(test_classes), Sampler)
+    assert isinstance(PairSampler(test_classes, classes_per_batch=4), Sampler)
+    assert isinstance(SinusoidSampler(shots=5, queries=1, batch_size=2, seed=0), Sampler)
+    assert isinstance(ClassBatchSampler(test_classes, batch_size=8), Sampler)
+    assert isinstance(SequenceSampler(test_classes, 5, 3, 2, "cpu", 0), Sampler)
+
+
+def test_the_engine_asks_no_learner_what_it_has():
+    """fit calls the hooks the protocol declares; no ``hasattr`` probing in the engine or the distributed wrapper."""
+    for name in ("engine.py", "distributed.py"):
+        tree = ast.parse((ROOT / "mlcore" / name).read_text())
+        probes = [n.lineno for n in ast.walk(tree)
+                  if isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id == "hasattr"]
+        assert probes == [], f"{name}: hasattr at lines {probes}"
+

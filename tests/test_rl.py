@@ -359,25 +359,24 @@ def test_reproduce_steps_sets_updates(tmp_path):
         reproduce_rl2("full", 0, tmp_path, "cpu", spec, steps=0)
 
 
-def test_process_time_limit_stops_rl2_and_says_so(tmp_path, monkeypatch):
-    """`--time-limit` (the process deadline) stops RL^2's training without touching its schedule: the
+def test_deadline_stops_rl2_and_says_so(tmp_path):
+    """`reproduce --time-limit` (a deadline argument) stops RL^2's training without touching its schedule: the
     config keeps the planned updates, the curve's rows carry the planned schedule's values, and the record
     says how many updates ran."""
     import time
 
-    from mlcore import runtime
     from mlcore.experiments.rl2_records import reproduce_rl2
     from mlcore.rl.rl2 import RL2Config, rl2_schedule
 
-    monkeypatch.setenv(runtime.TRAIN_DEADLINE_ENV, repr(time.time() + 1.0))
     spec = {"env": "bandit", "arms": 3, "pulls": 5}
     (path,) = reproduce_rl2("full", 0, tmp_path, "cpu", spec, steps=100000, progress=False,
-                            overrides={"trials_per_update": 16, "hidden": 8, "epochs": 1, "minibatches": 1})
+                            overrides={"trials_per_update": 16, "hidden": 8, "epochs": 1, "minibatches": 1},
+                            deadline=time.time() + 1.0)
     rec = json.loads(path.read_text())
     assert rec["config"]["rl2"]["time_limit_s"] is None and rec["config"]["rl2"]["updates"] == 100000
     done = rec["metrics"]["updates_done"]
     assert 0 < done < 100000
-    assert rec["metrics"]["learning_curve"][-1]["stopped"].startswith("process time limit reached")
+    assert rec["metrics"]["learning_curve"][-1]["stopped"].startswith("time limit reached")
     assert rec["config"]["time_limited"]["planned_steps"] == 100000 and rec["config"]["time_limited"]["steps_run"] == done
     cfg = RL2Config(**rec["config"]["rl2"])
     for row in rec["metrics"]["learning_curve"]:  # the schedule is cut, not compressed into the time left

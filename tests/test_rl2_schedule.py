@@ -98,7 +98,7 @@ def test_same_updates_same_run_on_a_fast_or_a_slow_machine(monkeypatch):
 def test_process_deadline_stops_without_changing_the_schedule():
     _, ref_curve = train_rl2(tiny(), seed=3, log_every=1)
     _, curve = train_rl2(tiny(), seed=3, log_every=1, deadline=0.0)  # long past: stop after the first update
-    assert len(curve) == 1 and curve[0]["stopped"] == "process time limit reached after 1 of 6 updates"
+    assert len(curve) == 1 and curve[0]["stopped"] == "time limit reached after 1 of 6 updates"
     assert no_clock(curve) == no_clock(ref_curve[:1])
 
 

@@ -49,7 +49,7 @@ def score_domains(learner, shots: int, ways: int = 5, queries: int = 15, episode
     return out
 
 
-def _source_learner(source: str, budget: str, seed: int, out_dir: Path, device):
+def _source_learner(source: str, budget: str, seed: int, out_dir: Path, device, deadline: float | None = None):
     """The trained learner named by ``source`` (a record in ``results/``), trained here if absent."""
     path = RESULTS_DIR / f"{source}.json"
     if budget == "full" and path.exists():
@@ -57,18 +57,22 @@ def _source_learner(source: str, budget: str, seed: int, out_dir: Path, device):
     method, _, rest = source.partition("_omniglot_")
     ways, shots = (int(v) for v in rest.rstrip("s").split("w"))
     rec_path = train_and_record(method, ways, shots, budget=budget, seed=seed, out_dir=out_dir, device=device,
-                                name=f"{source}_{budget}_for_domain_shift", progress=False)
+                                name=f"{source}_{budget}_for_domain_shift", progress=False, deadline=deadline)
     return load(rec_path, device), load_record(rec_path)
 
 
 def reproduce(budget: str | None = None, seed: int = 0, out_dir=None, device=None,
-              source: str = "protonet_omniglot_5w1s", shots: tuple[int, ...] = (1, 5), **_ignored) -> list[Path]:
-    """Score ``source`` (default: the ProtoNet 5-way 1-shot record) on Omniglot vs digits; write one record."""
+              source: str = "protonet_omniglot_5w1s", shots: tuple[int, ...] = (1, 5), deadline: float | None = None,
+              **_ignored) -> list[Path]:
+    """Score ``source`` (default: the ProtoNet 5-way 1-shot record) on Omniglot vs digits; write one record.
+
+    ``deadline`` (a ``time.time()`` value: ``reproduce --time-limit``) stops the source's training, when it
+    is trained here."""
     budget = budget_mod.current_budget(budget)
     out = record_dir(out_dir, budget)
     device = get_device(device)
     t0 = time.perf_counter()
-    learner, src = _source_learner(source, budget, seed, out, device)
+    learner, src = _source_learner(source, budget, seed, out, device, deadline)
     n_ep = budget_mod.pick(budget, smoke=100, full=1000)
     metrics = {f"{k}shot": score_domains(learner, k, episodes=n_ep, device=device) for k in shots}
     metrics["digits_source"] = DIGITS_SOURCE

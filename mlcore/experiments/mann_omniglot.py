@@ -26,7 +26,7 @@ from ..runtime import get_device, git_commit, hardware, seed_everything
 
 
 def reproduce(budget: str | None = None, seed: int = 0, out_dir=None, device=None, name: str = "mann_omniglot",
-              encoder: str = "flat", steps: int | None = None) -> list:
+              encoder: str = "flat", steps: int | None = None, deadline: float | None = None) -> list:
     """Train one MANN on 5-way, 10-instance sequences; write ``<name>_5w1s`` and ``<name>_5w5s`` records.
 
     Each record's ``accuracy`` is the standard few-shot protocol (support fed as a labelled sequence,
@@ -34,6 +34,8 @@ def reproduce(budget: str | None = None, seed: int = 0, out_dir=None, device=Non
     ``metrics.by_instance`` holds the paper's measurement (accuracy at the 1st..10th presentation of a
     class in held-out sequences). Paper correspondence: 1-shot ~ 2nd presentation (one labelled example
     seen), 5-shot ~ 6th presentation; Santoro et al.'s 82.8 / 94.9 are their 2nd / 5th presentations.
+    ``deadline`` (a ``time.time()`` value: ``reproduce --time-limit``) stops training early; the records
+    then say how many steps ran (``config.time_limited``).
     """
     budget = budget_mod.current_budget(budget)
     recipe = MANN.recipe(5, 1, budget)
@@ -48,7 +50,7 @@ def reproduce(budget: str | None = None, seed: int = 0, out_dir=None, device=Non
     out_dir = record_dir(out_dir, budget)
     t0 = time.perf_counter()
     fr = fit(learner, sampler, recipe.steps, lr=recipe.lr, grad_clip=recipe.grad_clip,
-             run_dir=Path("runs") / f"{name}{suffix}", progress=budget == "full")
+             run_dir=Path("runs") / f"{name}{suffix}", progress=budget == "full", deadline=deadline)
     stopped = time_limited(recipe, fr)
     n_eval = budget_mod.pick(budget, smoke=100, full=1000)
     by_inst = accuracy_by_instance(learner, recipe.test_split, episodes=n_eval, seed=EVAL_SEED)

@@ -34,7 +34,7 @@ from ..rl import PAPER, SPECS
 from ..rl.baselines import bandit_baselines, mdp_baselines, run_policy
 from ..rl.envs import check_spec, make_env, spec_name
 from ..rl.rl2 import RL2Config, RL2Policy, evaluate_rl2, train_rl2
-from ..runtime import get_device, git_commit, hardware, train_deadline
+from ..runtime import get_device, git_commit, hardware
 
 __all__ = ["EVAL_SEED", "EVAL_TRIALS", "PAPER", "SPECS", "eval_record", "load_rl2", "reproduce_baselines",
            "reproduce_rl2", "rl2_config", "score_baselines"]
@@ -77,14 +77,15 @@ def _dataset(spec: dict) -> str:
 
 def reproduce_rl2(budget: str | None = None, seed: int = 0, out_dir=None, device=None, spec: dict | None = None,
                   overrides: dict | None = None, progress: bool = True, steps: int | None = None,
-                  run_dir=None, **_ignored) -> list[Path]:
+                  run_dir=None, deadline: float | None = None, **_ignored) -> list[Path]:
     """Train RL^2 on ``spec`` at ``budget``, score it on the evaluation trials, write record + checkpoint.
 
     ``steps`` (``reproduce --steps``) sets the number of PPO updates; the schedules then run over those
-    updates. The process's ``--time-limit`` only stops training: the schedule is cut where it was, and
-    ``config.time_limited`` gives the planned and the run updates. ``run_dir`` holds the resumable training
-    checkpoint (default: ``runs/<name>`` when ``out_dir`` is not given, i.e. for the CLI's own records,
-    else none): the same command again resumes a run that a crash or a time limit stopped.
+    updates. ``deadline`` (a ``time.time()`` value: ``reproduce --time-limit``) only stops training: the
+    schedule is cut where it was, and ``config.time_limited`` gives the planned and the run updates.
+    ``run_dir`` holds the resumable training checkpoint (default: ``runs/<name>`` when ``out_dir`` is not
+    given, i.e. for the CLI's own records, else none): the same command again resumes a run that a crash
+    or a time limit stopped.
     """
     budget = budget_mod.current_budget(budget)
     spec = check_spec(spec)
@@ -103,9 +104,9 @@ def reproduce_rl2(budget: str | None = None, seed: int = 0, out_dir=None, device
     if run_dir is None and out_dir is None:
         run_dir = Path("runs") / name
     t0 = time.perf_counter()
-    # `--time-limit` (the process deadline) stops training; it leaves cfg, and so the schedule, as it is
+    # the deadline (`--time-limit`) stops training; it leaves cfg, and so the schedule, as it is
     policy, history = train_rl2(cfg, seed=seed, device=device, log_every=max(1, cfg.updates // 50),
-                                progress=progress, run_dir=run_dir, deadline=train_deadline())
+                                progress=progress, run_dir=run_dir, deadline=deadline)
     # training seconds over every call that made this run (a resumed run counts its earlier calls too)
     train_wall = history[-1]["wall_s"] if history else time.perf_counter() - t0
     updates_done = history[-1]["update"] if history else 0

@@ -34,14 +34,16 @@ SETTINGS = ((5, 1), (5, 5), (20, 1), (20, 5))
 
 def reproduce(budget: str | None = None, seed: int = 0, out_dir=None, device=None, protocol: str = "vinyals",
               progress: bool = True, test_episodes: int | None = None, steps: int | None = None,
-              run_dir=None, method: str = "siamese") -> list[Path]:
+              run_dir=None, method: str = "siamese", deadline: float | None = None) -> list[Path]:
     """Train one verification network, then score it one-shot; write one record per setting.
 
     ``protocol='vinyals'`` trains once on ``vinyals/trainval`` and writes the four records
     ``siamese_omniglot_{5w1s,5w5s,20w1s,20w5s}`` (all pointing to one checkpoint);
     ``protocol='lake'`` writes ``siamese_omniglot_lake_20w1s``. At the full budget training
     checkpoints go to ``runs/<name>_train`` (run the command again after a crash and it resumes).
-    (``method`` is accepted because the registry entry names it.)
+    ``deadline`` (a ``time.time()`` value: ``reproduce --time-limit``) stops training early; the records
+    then say how many steps ran (``config.time_limited``). (``method`` is accepted because the registry
+    entry names it.)
     """
     if protocol not in ("vinyals", "lake"):
         raise ValueError(f"protocol must be 'vinyals' or 'lake', got {protocol!r}")
@@ -59,7 +61,7 @@ def reproduce(budget: str | None = None, seed: int = 0, out_dir=None, device=Non
     t0 = time.perf_counter()
     fr = fit(learner, sampler, recipe.steps, lr=recipe.lr, lr_step=recipe.lr_step, lr_gamma=recipe.lr_gamma,
              run_dir=run_dir if run_dir is not None or budget != "full" else Path("runs") / f"{base}_train",
-             progress=progress)
+             progress=progress, deadline=deadline)
     stopped = time_limited(recipe, fr)
     out_dir.mkdir(parents=True, exist_ok=True)
     ckpt = out_dir / f"{base}{suffix}.pt"

@@ -68,7 +68,7 @@ def traits_vs_shots(budget: str | None = None, seed: int = 0, out_dir: str | Pat
                     ways: int = 5, shots=SHOTS, queries: int = QUERIES, episodes: int | None = None,
                     name: str = "traits_accuracy_vs_shots", reuse: bool = True, progress: bool = False,
                     protonet_record: str | Path | None = None, run_root: str | Path | None = None,
-                    method: str = "traits") -> list[Path]:
+                    method: str = "traits", deadline: float | None = None) -> list[Path]:
     """Train what needs training, score every method at every shot, write one record.
 
     ``reuse``: a pretrained record of this budget already in ``out_dir`` is loaded instead
@@ -76,7 +76,8 @@ def traits_vs_shots(budget: str | None = None, seed: int = 0, out_dir: str | Pat
     ``protonet_record`` overrides where the ProtoNet comes from. ``run_root`` holds the resumable
     training checkpoints (default ``runs/<name>``; an interrupted run resumes from there).
     ``method`` is the record's method name (``python -m mlcore eval`` finds :func:`rescore_traits`
-    through it). Returns the records written.
+    through it). ``deadline`` (a ``time.time()`` value: ``reproduce --time-limit``) stops the trainings
+    done here; their records say how many steps ran. Returns the records written.
     """
     budget = current_budget(budget)
     device = get_device(device)
@@ -97,7 +98,7 @@ def traits_vs_shots(budget: str | None = None, seed: int = 0, out_dir: str | Pat
         pre_path = train_and_record("pretrained", ways, 1, budget=budget, seed=seed, out_dir=out_dir, device=device,
                                     name=pre_name, progress=progress,
                                     run_dir=None if run_root is None else Path(run_root) / pre_name,
-                                    test_episodes=pick(budget, smoke=10, full=1000))
+                                    test_episodes=pick(budget, smoke=10, full=1000), deadline=deadline)
         written.append(pre_path)
     pretrained = load(pre_path, device)
 
@@ -114,7 +115,8 @@ def traits_vs_shots(budget: str | None = None, seed: int = 0, out_dir: str | Pat
                                           device=device, name=proto_path.stem, progress=progress,
                                           run_dir=None if run_root is None else Path(run_root) / proto_path.stem,
                                           test_episodes=pick(budget, smoke=10, full=1000),
-                                          recipe_overrides={"steps": pick(budget, smoke=20, full=3000)})
+                                          recipe_overrides={"steps": pick(budget, smoke=20, full=3000)},
+                                          deadline=deadline)
             written.append(proto_path)
     protonet = load(proto_path, device)
 

@@ -25,15 +25,17 @@ from .. import budget as budget_mod
 from ..engine import EVAL_SEED, evaluate, fit, test_sampler
 from ..memory.protonet import ProtoNet
 from ..results import Record, atomic_torch_save, load_record, record_dir, save_record
-from ..runtime import get_device, git_commit, hardware, seed_everything, train_deadline
+from ..runtime import get_device, git_commit, hardware, seed_everything
 
 
 def protonet_ways_sweep(budget: str | None = None, seed: int = 0, out_dir=None, device=None,
                         name: str = "protonet_ways_sweep", train_ways=None, train_shots=None, steps=None,
-                        test_settings=((5, 1), (5, 5), (20, 1), (20, 5)), episodes=None) -> list:
+                        test_settings=((5, 1), (5, 5), (20, 1), (20, 5)), episodes=None,
+                        deadline: float | None = None) -> list:
     """Train ProtoNet once per (training ways, training shots); evaluate each on ``test_settings``.
 
     Writes one record ``<name>`` (``metrics.grid``: a list of cells) plus one checkpoint per trained model.
+    ``deadline`` (a ``time.time()`` value: ``reproduce --time-limit``) is shared out among the models.
     """
     budget = budget_mod.current_budget(budget)
     train_ways = tuple(train_ways or budget_mod.pick(budget, smoke=(5, 20), full=(5, 20, 60)))
@@ -45,7 +47,7 @@ def protonet_ways_sweep(budget: str | None = None, seed: int = 0, out_dir=None, 
     out_dir = record_dir(out_dir, budget)
     out_dir.mkdir(parents=True, exist_ok=True)
     grid, t0 = [], time.perf_counter()
-    deadline, models_left = train_deadline(), len(train_shots) * len(train_ways)
+    models_left = len(train_shots) * len(train_ways)
     for k in train_shots:
         for n in train_ways:
             # under a time limit every model gets an equal share of what is left (the cell says its steps)

@@ -18,7 +18,7 @@ all of them per time step), then re-runs the GRU over the stored input sequences
 
 Reproducibility. The learning rate, the entropy bonus and the entropy floor are annealed on the *update
 index* only (:func:`rl2_schedule`), never on the wall clock, so ``updates=N`` is the same run on any
-machine. A time limit (``RL2Config.time_limit_s`` or a process deadline) only *stops* training: the
+machine. A time limit (``RL2Config.time_limit_s`` or a ``deadline`` argument) only *stops* training: the
 schedule is then cut where it was, and the curve's last row says so. With ``run_dir`` the policy,
 optimiser, update index, RNG states and curve are checkpointed atomically every few updates, and a
 second call with the same ``run_dir`` resumes the run exactly (the tasks of update ``u`` come from a
@@ -333,7 +333,7 @@ def train_rl2(cfg: RL2Config, seed: int = 0, device=None, log_every: int = 10, p
     ``run_dir``: checkpoint there every ``checkpoint_every`` updates and when training ends, and resume
     from an existing checkpoint (refused with a ValueError if it belongs to another config or seed).
     ``stop_after``: end this call after that many updates (a simulated crash, for tests; no row says so).
-    ``deadline`` (a ``time.time()`` value, e.g. :func:`mlcore.runtime.train_deadline`) and
+    ``deadline`` (a ``time.time()`` value, e.g. what ``reproduce --time-limit`` passes) and
     ``cfg.time_limit_s`` stop training early; the schedule is not changed, and the last row of the
     curve gets ``stopped``.
     """
@@ -392,7 +392,7 @@ def _train_loop(policy, opt, cfg, spec, seed, device, g, history, log_every, pro
             if cfg.time_limit_s is not None and time.perf_counter() - t0 >= cfg.time_limit_s:
                 stopped = f"time_limit_s reached after {done} of {cfg.updates} updates"
             elif deadline is not None and time.time() >= deadline:
-                stopped = f"process time limit reached after {done} of {cfg.updates} updates"
+                stopped = f"time limit reached after {done} of {cfg.updates} updates"
         if u % log_every == 0 or done == cfg.updates or stopped:
             row = {"update": done, "trials_seen": done * cfg.trials_per_update,
                    "mean_total_reward": float(ro.total.mean()), "wall_s": round(wall(), 2),
