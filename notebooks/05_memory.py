@@ -17,19 +17,19 @@
 # # Memory-based meta-learning: Matching Networks, Prototypical Networks, and a memory-augmented network
 #
 # The source article's §3.3 groups three ideas under "memory": Matching Networks {cite}`vinyals2016matching`,
-# Prototypical Networks {cite}`snell2017prototypical`, and memory-augmented neural networks (MANN)
+# Prototypical Networks {cite}`snell2017prototypical`, and {term}`memory-augmented neural networks <memory-augmented neural network>` (MANN)
 # {cite}`santoro2016mann`. Its §4.3 writes the shared objective as a memory module $f_\theta(x, M)$ trained with
 #
 # $$\min_\theta \sum_i \mathcal{L}_i\big(f_\theta(x, M_i)\big),$$
 #
-# where $M_i$ is whatever the model has stored about task $i$. This chapter builds all three on real Omniglot,
+# where $M_i$ is whatever the model has stored about {term}`task` $i$. This chapter builds all three on real Omniglot,
 # shows what "memory" means in each, and traces that formula to the lines of code that compute it.
 #
 # **Objectives.** After this chapter you can
 #
-# 1. explain in what sense a support set *is* a memory (ProtoNet, Matching Networks) and how that differs from an
+# 1. explain in what sense a {term}`support set` *is* a memory (ProtoNet, Matching Networks) and how that differs from an
 #    external memory that a network reads and writes (MANN);
-# 2. read and check ProtoNet's and Matching Networks' classifiers (squared distances to prototypes; cosine
+# 2. read and check ProtoNet's and Matching Networks' classifiers (squared distances to {term}`prototypes <prototype>`; cosine
 #    attention, with and without full-context embeddings);
 # 3. describe the MANN's least-recently-used access (LRUA) memory and measure accuracy *by presentation number*,
 #    the paper's own metric;
@@ -39,7 +39,7 @@
 # so their numbers are illustrations. Reference numbers come from full-budget records in `results/` and are
 # labelled as such.
 
-# %% tags=["setup"]
+# %% tags=["setup", "hide-cell"]
 # Colab setup: installs mlcore from a clone of the book's repository and points it at the clone's results/
 # (the reference records and checkpoints the chapter reads). It runs in Colab, or where MLCORE_SETUP=1;
 # elsewhere it does nothing. MLCORE_REPO_URL, MLCORE_REPO_REF and MLCORE_REPO_DIR pick another source.
@@ -56,16 +56,15 @@ if "google.colab" in sys.modules or os.environ.get("MLCORE_SETUP") == "1":
         sys.path.insert(0, book)
     os.environ["MLCORE_RESULTS"] = os.path.join(book, "results")
 
-# %%
+# %% tags=["hide-input"]
 import inspect
-import tempfile
-from pathlib import Path
 
 import matplotlib.pyplot as plt
 import torch
 
 import mlcore
 from mlcore import budget as budget_mod
+from mlcore.book.records import reference
 from mlcore.data import EpisodeSampler, load_split
 from mlcore.engine import evaluate, fit, test_sampler
 from mlcore.results import RESULTS_DIR, load_record
@@ -75,25 +74,12 @@ BUDGET = budget_mod.current_budget()
 if BUDGET == "smoke":
     torch.set_num_threads(1)  # tiny runs; one thread avoids oversubscribing shared CI machines
 DEVICE = mlcore.get_device()
-LIVE_DIR = Path(tempfile.mkdtemp())  # live records go to a scratch folder, never to results/
 mlcore.seed_everything(0)
 print("budget:", BUDGET, "| device:", DEVICE.type)
 
 
 def show_source(obj):
     print(inspect.getsource(obj))
-
-
-def reference(name):
-    """The full-budget record `results/<name>.json`, or None (and say so) if the GPU run has not produced it."""
-    path = RESULTS_DIR / f"{name}.json"
-    if not path.exists():
-        print(f"{name}: reference record not yet produced")
-        return None
-    return load_record(path)
-
-
-trainval = load_split("vinyals/trainval")
 
 # %% [markdown]
 # ## Three meanings of "memory"
@@ -128,7 +114,7 @@ from mlcore.book import diagrams
 diagrams.prototypes()
 
 # %% [markdown]
-# **From scratch first.** The whole classifier fits in a few lines: embed the support and query sets with the same
+# **From scratch first.** The whole classifier fits in a few lines: embed the support and {term}`query sets <query set>` with the same
 # Conv-4 (in one pass, as `mlcore` does, so that in training mode batch norm sees both), average each class's
 # support embeddings, and use negative squared Euclidean distances as logits.
 
@@ -142,7 +128,7 @@ def protonet_logits(embed, support_x, support_y, query_x, ways):
 
 
 # %% [markdown]
-# Against `ProtoNet.predict` with the same weights, on one real 5-way 1-shot test episode, in float64 and with batch
+# Against `ProtoNet.predict` with the same weights, on one real 5-way 1-shot test {term}`episode`, in float64 and with batch
 # norm in both of its modes (batch statistics in training, running statistics in evaluation):
 
 # %%
@@ -243,6 +229,7 @@ for ways, shots in ((5, 1), (5, 5), (20, 1), (20, 5)):
 # How much accuracy the plain softmax loses is exercise 1. A short live run with the recipe's scale:
 
 # %%
+trainval = load_split("vinyals/trainval")  # the meta-training classes of every live run below
 torch.manual_seed(0)
 match_net = matching.MatchingNet(scale=10.0).to(DEVICE)
 steps = budget_mod.pick(smoke=30, full=500)
@@ -302,6 +289,12 @@ _, _, V = torch.pca_lowrank(allz - mean, q=2, center=False)
 proj = lambda t: (t - mean) @ V[:, :2]  # noqa: E731
 ps, pq, pp = proj(zs), proj(zq), proj(pr)
 pred = prototype_logits(zq, pr).argmax(-1)
+
+# %% [markdown]
+# In the plane of the first two principal components, each class in its colour; a red ring marks a query whose
+# nearest prototype (in all 64 dimensions) is another class's:
+
+# %%
 fig, ax = plt.subplots(figsize=(5.5, 4.5))
 colors = plt.cm.tab10(range(5))
 for c in range(5):
@@ -379,6 +372,11 @@ with torch.no_grad():
 read_w = torch.stack(trace["read_w"])[:, 0, 0].cpu()  # (T, slots), head 0
 write_w = torch.stack(trace["write_w"])[:, 0, 0].cpu()
 usage = torch.stack(trace["usage"])[:, 0].cpu()
+
+# %% [markdown]
+# The three traces side by side, one row per time step (labelled with the class shown at that step):
+
+# %%
 fig, axes = plt.subplots(1, 3, figsize=(11, 3.8), sharey=True)
 for ax, m_, title in zip(axes, (write_w, read_w, usage), ("write weights (head 0)", "read weights (head 0)",
                                                            "usage")):
@@ -442,8 +440,12 @@ else:
 # dozen steps); the full-budget sweep is a reference record.
 
 # %%
+import tempfile
+from pathlib import Path
+
 from mlcore.experiments.ways_sweep import protonet_ways_sweep
 
+LIVE_DIR = Path(tempfile.mkdtemp())  # live records go to a scratch folder, never to results/
 sweep_path = protonet_ways_sweep(out_dir=LIVE_DIR, train_ways=(5, 20), train_shots=(1,),
                                  steps=budget_mod.pick(smoke=25, full=1000), test_settings=((5, 1), (20, 1)),
                                  episodes=budget_mod.pick(smoke=40, full=300))[0]
@@ -516,6 +518,11 @@ for method in ("protonet", "matching", "matching_fce", "mann"):
         row += f"{cell:>25}"
     print(row)
 print("(paper numbers in brackets; MANN's are its 2nd and 5th presentations, no convolution)")
+
+# %% [markdown]
+# How long each record trained, and on what; MANN's 5-shot cell against the presentation the paper reports:
+
+# %%
 mann5 = RESULTS_DIR / "mann_omniglot_5w5s.json"
 if mann5.exists():
     inst = load_record(mann5).metrics.get("paper_equivalent_instance")
@@ -524,6 +531,11 @@ if mann5.exists():
 for method, rows in trained.items():
     if rows:
         print(f"steps, {method}: " + "; ".join(rows))
+
+# %% [markdown]
+# Beside the known re-runs of the official ProtoNet code, and the reference MANN's accuracy by presentation:
+
+# %%
 # known re-runs of the official ProtoNet code fall a little short of the paper (targets.md): ours beside them
 OFFICIAL_RERUN = (98.4, 99.6, 94.9, 98.6)
 proto = [RESULTS_DIR / f"protonet_omniglot_{w}w{k}s.json" for w, k in SETTINGS]
