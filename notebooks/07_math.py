@@ -17,7 +17,7 @@
 # # The math of the four objectives, checked numerically
 #
 # The source article's §4 writes one formula per family: a squared loss for a task-similarity metric (§4.1), the
-# MAML meta-loss (§4.2), a loss through a memory module (§4.3) and a meta-reward (§4.4). Each is written there in
+# {term}`MAML` meta-loss (§4.2), a loss through a memory module (§4.3) and a meta-reward (§4.4). Each is written there in
 # one line, with some symbols left undefined. This chapter makes each one precise, derives its gradient, points at
 # the `mlcore` line that computes every term, and then *checks* the derivation with numbers: autograd against the
 # formula and against finite differences in float64, the MAML Hessian term computed explicitly, a policy gradient
@@ -30,11 +30,11 @@
 # 2. derive its gradient (the chain rule through a similarity head, MAML's $(I-\alpha\nabla^2 L)$ factor, the
 #    gradient through a memory read and write, the score-function gradient of an expected reward);
 # 3. verify a gradient numerically: `torch.autograd.gradcheck`, directional finite differences, explicit Hessians;
-# 4. say what dropping MAML's second-order term costs on a real task.
+# 4. say what dropping MAML's second-order term costs on a real {term}`task`.
 #
 # Live cells run small float64 models and short trainings (budget `MLCORE_BUDGET`, *smoke* by default).
 
-# %% tags=["setup"]
+# %% tags=["setup", "hide-cell"]
 # Colab setup: installs mlcore from a clone of the book's repository and points it at the clone's results/
 # (the reference records and checkpoints the chapter reads). It runs in Colab, or where MLCORE_SETUP=1;
 # elsewhere it does nothing. MLCORE_REPO_URL, MLCORE_REPO_REF and MLCORE_REPO_DIR pick another source.
@@ -51,7 +51,7 @@ if "google.colab" in sys.modules or os.environ.get("MLCORE_SETUP") == "1":
         sys.path.insert(0, book)
     os.environ["MLCORE_RESULTS"] = os.path.join(book, "results")
 
-# %%
+# %% tags=["hide-input"]
 import inspect
 
 import matplotlib.pyplot as plt
@@ -154,6 +154,11 @@ tasks = [ts.make_task(bg, ts.random_subset(split[a][0], 4, g), a, 5, 0, g) for a
 with torch.no_grad():
     emb = enc_t(torch.stack([t.support_x for t in tasks]))
     S = sim_t(emb[:, None].expand(-1, len(tasks), -1), emb[None].expand(len(tasks), -1, -1))
+
+# %% [markdown]
+# How far apart the two kinds of pairs are, then the matrix itself:
+
+# %%
 same = torch.tensor([[t.alphabet == u.alphabet for u in tasks] for t in tasks])
 off = ~torch.eye(len(tasks), dtype=torch.bool)
 print(f"after {steps} steps: training loss per pair {sum(hist[:5]) / 5:.3f} (first 5) -> {sum(hist[-5:]) / 5:.3f} "
@@ -180,10 +185,10 @@ plt.show()
 #
 # * **Two losses, not one.** The article uses the same $\mathcal{L}_i$ inside and outside. In MAML the inner step uses
 #   the task's *support* set ($\mathcal{L}^{\text{tr}}_i$) and the outer loss its *query* set ($\mathcal{L}^{\text{val}}_i$);
-#   using the same data for both rewards memorising the support set.
+#   using the same data for both rewards memorising the {term}`support set`.
 # * **Which tasks.** $i$ runs over a meta-batch of $B$ tasks sampled per step (a stochastic estimate of an expectation over
 #   the task distribution); `mlcore` takes the *mean*, which only rescales the gradient by $1/B$.
-# * **One step, fixed α.** The formula shows one inner step; the library runs $S$ steps
+# * **One step, fixed α.** The formula shows one inner step; the library runs $J$ steps
 #   ($\theta^{(s+1)} = \theta^{(s)} - \alpha_s\nabla\mathcal{L}^{\text{tr}}(\theta^{(s)})$) and can learn $\alpha$ (Meta-SGD).
 #
 # **Gradient.** By the chain rule, with $\partial\theta'/\partial\theta_0 = I - \alpha\nabla^2\mathcal{L}^{\text{tr}}_i(\theta_0)$
@@ -287,7 +292,11 @@ for _ in range(2):  # filter-normalised random directions: each tensor scaled to
     dirs.append({k: d[k] * theta[k].norm() / (d[k].norm() + 1e-12) for k in theta})
 span = torch.linspace(-1, 1, 21)
 
+# %% [markdown]
+# At each point of a 21 × 21 grid in the plane of $d_1, d_2$, the mean query loss over the 25 tasks before and after
+# one inner step, with the tasks run in parallel by `vmap`:
 
+# %%
 def mean_losses(params):
     def one(sx, sy, qx, qy):
         pre = F.mse_loss(functional_call(model, params, (qx,)), qy)
@@ -299,6 +308,8 @@ def mean_losses(params):
 
 grid = torch.tensor([[mean_losses({k: theta[k] + a * dirs[0][k] + b * dirs[1][k] for k in theta})
                       for a in span] for b in span])
+
+# %%
 fig, axes = plt.subplots(1, 2, figsize=(10, 4))
 for ax, k, title in ((axes[0], 0, "before adaptation: mean L_val(θ)"),
                      (axes[1], 1, "after one inner step: L_meta(θ)")):
@@ -324,9 +335,9 @@ print(f"at the meta-trained θ0 (red star): before {grid[10, 10, 0]:.3f}, after 
 #   \qquad M_i = \mathrm{write}_\theta(S_i),\quad p_\theta(\cdot\mid x, M) = \mathrm{read}_\theta(x, M).$$
 #
 # * **What $M_i$ is.** The article does not say. In the book it is the memory *written from task $i$'s own data* and
-#   emptied between tasks: ProtoNet's prototypes (write = class mean of embeddings; read = softmax over negative squared
+#   emptied between tasks: ProtoNet's {term}`prototypes <prototype>` (write = class mean of embeddings; read = softmax over negative squared
 #   distances) {cite}`snell2017prototypical`, Matching Networks' support embeddings and labels (read = attention)
-#   {cite}`vinyals2016matching`, or MANN's LRUA slots written one step at a time {cite}`santoro2016mann`.
+#   {cite}`vinyals2016matching`, or {term}`MANN`'s LRUA slots written one step at a time {cite}`santoro2016mann`.
 # * **What $x$ is.** A query of the same task, never part of $S_i$ (for MANN: each element of the sequence is a query of
 #   the memory written from the elements before it).
 # * **Is $M_i$ differentiable?** Yes in all three: the write is a function of $\theta$, so the gradient flows through the
@@ -366,6 +377,10 @@ ys, yq = torch.arange(4).repeat_interleave(2), torch.tensor([0, 1, 2, 3, 0])
 print("gradcheck, prototype write + read:",
       gradcheck(lambda s, qq: F.cross_entropy(pn.prototype_logits(qq, pn.prototypes(s, ys, 4)), yq), (zs, zq)))
 
+# %% [markdown]
+# The MANN's memory: one LRUA write-then-read step, then the whole meta-loss of a tiny MANN:
+
+# %%
 st = mann_mod.init_memory(1, 5, 3, 1, dtype=torch.float64)
 st.memory = torch.rand(1, 5, 3, generator=g, dtype=torch.float64)
 st.read_w = torch.softmax(torch.randn(1, 1, 5, generator=g, dtype=torch.float64), -1)
@@ -406,6 +421,11 @@ else:
     mlcore.fit(mann_model, mann_model.make_train_sampler(recipe, "cpu", 0), recipe.steps, lr=recipe.lr,
                grad_clip=recipe.grad_clip, progress=False)
     source = f"MANN trained live for {recipe.steps} steps ({BUDGET} budget)"
+
+# %% [markdown]
+# One held-out sequence through the model, keeping the read weights of every step:
+
+# %%
 sampler = mann_mod.SequenceSampler(load_split("vinyals/test"), 5, 10, 1, "cpu", seed=3)
 batch = sampler.sample()
 trace = {}
@@ -435,7 +455,7 @@ print("accuracy on this sequence, 1st presentations:", f"{float(acc[inst == 1].m
 # $$R_{\text{meta}}(\theta) = \mathbb{E}_{\mathcal{M}\sim p(\mathcal{M})}\;\mathbb{E}_{\tau\sim \pi_\theta,\mathcal{M}}
 #   \Big[\sum_{i=1}^{n}\sum_{t=1}^{H} r_i(s_t, a_t)\Big],\qquad a_t \sim \pi_\theta(\cdot\mid h_t),$$
 #
-# * **What $i$ is.** In RL² one *trial* is $n$ episodes on one sampled task $\mathcal{M}$ (a bandit, an MDP) and $i$
+# * **What $i$ is.** In RL² one *trial* is $n$ {term}`episodes <episode>` on one sampled task $\mathcal{M}$ (a bandit, an MDP) and $i$
 #   indexes the episodes of the trial; the policy's hidden state $h_t$ is kept across them and reset between trials.
 #   That is what makes exploration in episode 1 pay off in episode 5. (Reading $i$ as "tasks" instead gives the same
 #   outer expectation, but loses the point that the sum over episodes is *inside* one trial.)
@@ -477,13 +497,19 @@ with torch.no_grad():
     p32.pi.weight.mul_(100)  # away from the near-uniform initial policy, so the gradient has structure
 p64 = copy.deepcopy(p32).double()
 means = torch.tensor([0.2, 0.7], dtype=torch.float64)
-J = M.bandit_meta_reward(p64, means, 3)
-print(f"exact R_meta = {float(J.detach()):.6f} (a uniform policy would get 3 x 0.45 = 1.35; always arm 2: 2.1)")
+R_meta = M.bandit_meta_reward(p64, means, 3)
+print(f"exact R_meta = {float(R_meta.detach()):.6f} (a uniform policy would get 3 x 0.45 = 1.35; always arm 2: 2.1)")
 fixed = {k: v.detach() for k, v in p64.named_parameters()}
 print("gradcheck of R_meta w.r.t. the policy head:", gradcheck(
     lambda w, b: M.bandit_meta_reward(p64, means, 3, params={**fixed, "pi.weight": w, "pi.bias": b}),
     (fixed["pi.weight"].clone().requires_grad_(True), fixed["pi.bias"].clone().requires_grad_(True))))
-exact = torch.autograd.grad(J, M.policy_parameters(p64))
+
+# %% [markdown]
+# Then the gradient three ways: autograd of the exact expectation, the exact score-function sum, and REINFORCE
+# estimates from rollouts:
+
+# %%
+exact = torch.autograd.grad(R_meta, M.policy_parameters(p64))
 score = M.reinforce_exact(p64, means, 3)
 print("score-function sum vs autograd: max diff",
       f"{max(float((a - s).abs().max()) for a, s in zip(exact, score)):.1e}")
@@ -509,30 +535,39 @@ from mlcore.rl.baselines import bandit_baselines, run_policy
 from mlcore.rl.envs import BernoulliBandits
 
 pulls, arms = 100, 5
-fig, (ax, ax_r) = plt.subplots(1, 2, figsize=(11, 4))
 pols = bandit_baselines(pulls)
+curves = {}  # policy -> expected reward collected up to each pull, mean over the 500 trials
 for name in ("random", "epsilon-greedy", "UCB1", "Thompson", "Gittins"):
     env = BernoulliBandits(arms, pulls, trials=500, seed=11)
     out = run_policy(pols[name], env, keep_actions=True)
-    cum = env.means.gather(1, out["actions"]).cumsum(1).mean(0)
-    ax.plot(range(1, pulls + 1), cum, label=f"{name} ({float(cum[-1]):.1f})", color=colour(name))
-    ax_r.plot(range(1, pulls + 1), env.means.max(1).values.mean() * torch.arange(1, pulls + 1) - cum, label=name,
-              color=colour(name))
+    curves[name] = env.means.gather(1, out["actions"]).cumsum(1).mean(0)
 env = BernoulliBandits(arms, pulls, trials=500, seed=11)
 best = env.means.max(1).values.mean() * torch.arange(1, pulls + 1)
-ax.plot(range(1, pulls + 1), best, "k--", label=f"best arm known ({float(best[-1]):.1f})")
 ref = RESULTS_DIR / "rl2_bandit_n100_k5.json"
 if ref.exists():
     from mlcore.experiments.rl2_records import load_rl2
 
     pol, _ = load_rl2(ref, "cpu")
     ro = rl2.rollout(pol, env, torch.Generator().manual_seed(0))
-    cum = env.means.gather(1, ro.actions).cumsum(1).mean(0)
-    ax.plot(range(1, pulls + 1), cum, lw=2.5, label=f"RL² (reference record, {float(cum[-1]):.1f})",
-            color=colour("rl2"))
-    ax_r.plot(range(1, pulls + 1), best - cum, lw=2.5, label="RL²", color=colour("rl2"))
+    curves["RL²"] = env.means.gather(1, ro.actions).cumsum(1).mean(0)
 else:
     print("rl2_bandit_n100_k5: reference record not yet produced")
+
+# %% [markdown]
+# The reward collected so far (left) and its gap to always pulling the best arm, the regret (right):
+
+# %%
+fig, (ax, ax_r) = plt.subplots(1, 2, figsize=(11, 4))
+t = range(1, pulls + 1)
+for name, cum in curves.items():
+    if name != "RL²":
+        ax.plot(t, cum, label=f"{name} ({float(cum[-1]):.1f})", color=colour(name))
+        ax_r.plot(t, best - cum, label=name, color=colour(name))
+ax.plot(t, best, "k--", label=f"best arm known ({float(best[-1]):.1f})")
+if "RL²" in curves:
+    cum = curves["RL²"]
+    ax.plot(t, cum, lw=2.5, label=f"RL² (reference record, {float(cum[-1]):.1f})", color=colour("rl2"))
+    ax_r.plot(t, best - cum, lw=2.5, label="RL²", color=colour("rl2"))
 ax.set(xlabel="pull t", ylabel="expected reward collected so far", title="5-armed bandits, 100 pulls, 500 trials")
 ax.legend(fontsize=8)
 ax_r.set(xlabel="pull t", ylabel="regret so far", title="the gap to the best arm")
