@@ -16,18 +16,18 @@
 # %% [markdown]
 # # Code practice and the engineering of meta-learning
 #
-# The source article closes (§5) with a code listing, a Siamese network in PyTorch, and the promise of
+# The source article closes (§5) with a code listing, a {term}`Siamese network` in PyTorch, and the promise of
 # "engineering implementation details". This chapter keeps that promise with measurements. It starts from the
 # listing as printed, names what is wrong with it and runs the working version; then it goes through the
-# engineering choices that decide whether a meta-learning run is fast, fits in memory, can be reproduced, survives
+# engineering choices that decide whether a {term}`meta-learning` run is fast, fits in memory, can be reproduced, survives
 # a crash, and scales to several processes, each with a number measured on this machine (and, where the lead's
 # GPU run has produced them, on a GPU).
 #
 # **Objectives.** After this chapter you can
 #
 # 1. spot the defects of the article's Siamese listing and say how `mlcore.metric.siamese` fixes each;
-# 2. choose between a device-resident episode sampler and a `DataLoader`, and between `vmap` and a loop;
-# 3. predict how second-order MAML's memory grows, and bound it (first order, fewer steps, checkpointing);
+# 2. choose between a device-resident {term}`episode` sampler and a `DataLoader`, and between `vmap` and a loop;
+# 3. predict how second-order {term}`MAML`'s memory grows, and bound it (first order, fewer steps, checkpointing);
 # 4. say where bf16 autocast, `channels_last` and `torch.compile` help, and where they break;
 # 5. make a run bit-reproducible, resumable after a kill, and guarded against NaNs;
 # 6. meta-train across processes with `torch.distributed` and profile a meta-step.
@@ -36,7 +36,7 @@
 # `benchmarks/results/*.json`, written by `python benchmarks/engineering.py` (and the data-pipeline benchmark),
 # and are labelled with the hardware they ran on.
 
-# %% tags=["setup"]
+# %% tags=["setup", "hide-cell"]
 # Colab setup: installs mlcore from a clone of the book's repository and points it at the clone's results/
 # (the reference records and checkpoints the chapter reads). It runs in Colab, or where MLCORE_SETUP=1;
 # elsewhere it does nothing. MLCORE_REPO_URL, MLCORE_REPO_REF and MLCORE_REPO_DIR pick another source.
@@ -53,31 +53,19 @@ if "google.colab" in sys.modules or os.environ.get("MLCORE_SETUP") == "1":
         sys.path.insert(0, book)
     os.environ["MLCORE_RESULTS"] = os.path.join(book, "results")
 
-# %%
+# %% tags=["hide-input"]
 import inspect
-import json
-import tempfile
-from pathlib import Path
 
 import matplotlib.pyplot as plt
 import torch
 
 import mlcore
 from mlcore.book import engineering as E
-from mlcore.results import RESULTS_DIR
+from mlcore.book.plotting import ratio_lines
+from mlcore.book.records import benchmark, memory_rows, order_ratios
 from mlcore.runtime import hardware_label
 
 torch.set_num_threads(1)  # tiny live models: one thread beats two fighting over a shared CPU
-BENCH = RESULTS_DIR.parent / "benchmarks" / "results"
-
-
-def bench(name):
-    """A benchmark JSON from benchmarks/results/, or None (and say so)."""
-    path = BENCH / f"{name}.json"
-    if not path.exists():
-        print(f"{name}: benchmark not yet run on this kind of machine")
-        return None
-    return json.loads(path.read_text())
 
 
 def section(data, key):
@@ -88,7 +76,8 @@ def section(data, key):
     return s["result"], f"{hardware_label(s['hardware'])}, torch {s['hardware']['torch']}"
 
 
-ENG = {dev: bench(f"engineering_{dev}") for dev in ("cpu", "cuda")}
+ENG = {dev: benchmark(f"engineering_{dev}", f"python benchmarks/engineering.py --device {dev}")
+       for dev in ("cpu", "cuda")}
 
 # %% [markdown]
 # ## The article's Siamese code (§5.1)
@@ -146,22 +135,24 @@ print("untrained p(same) for (same char, different char):", [round(float(p), 3) 
 # foundation benchmark (`benchmarks/episode_pipeline.py`) measured both:
 
 # %%
-pipe = bench("episode_pipeline")
+pipe = benchmark("episode_pipeline", "python benchmarks/episode_pipeline.py")
 if pipe is not None:
-    print(f"measured on {hardware_label(pipe['hardware'])}, load average {pipe.get('load_average_1min', 0):.1f}")
+    print(f"measured on {hardware_label(pipe['hardware'])}, load average {pipe.get('load_average_1min', 0):.1f}; "
+          "episodes per second relative to the DataLoader without workers, in the same run")
     for r in pipe["rows"]:
-        print(f"{r['setting']:>6}  {r['pipeline']:<28} {r['episodes_per_s']:8.1f} episodes/s")
+        peer = next(p for p in pipe["rows"] if p["setting"] == r["setting"] and p["pipeline"].endswith("workers=0"))
+        print(f"{r['setting']:>6}  {r['pipeline']:<28} x{r['episodes_per_s'] / peer['episodes_per_s']:5.2f}")
 
 # %% [markdown]
 # On a CPU the two are close: Omniglot at 28×28 is tiny, the gather and the collate both cost microseconds per
 # image, and worker processes only add overhead on two cores. The device-resident sampler wins where it matters:
-# on a GPU (no host-to-device copy per episode, no workers), and whenever a meta-batch of many tasks is drawn in
+# on a GPU (no host-to-device copy per episode, no workers), and whenever a meta-batch of many {term}`tasks <task>` is drawn in
 # one call. A `DataLoader` wins when the data set does not fit in device memory or decoding/augmentation per image
 # is expensive (full-size images from disk), which is not the case for Omniglot.
 #
 # ## Vectorising tasks with `torch.func.vmap`
 #
-# A MAML meta-batch is B independent inner loops. `mlcore.optimization.maml.batched_query_loss` runs them either
+# A MAML meta-batch is B independent {term}`inner loops <inner loop>`. `mlcore.optimization.maml.batched_query_loss` runs them either
 # as one `vmap` or as a Python loop (the reference its tests compare against):
 
 # %%
@@ -182,8 +173,7 @@ for dev, data in ENG.items():
     if res:
         s = res["speed"]
         print(f"measured ({where}): Conv-4 hidden {s['hidden']}, meta-batch {s['meta_batch']}: vmap "
-              f"{s['vmap']['median_ms']:.0f} ms vs loop {s['loop']['median_ms']:.0f} ms per meta-step "
-              f"-> x{s['speedup']:.2f}")
+              f"x{s['speedup']:.2f} faster than the loop (medians of {s['vmap']['repeats']} interleaved repeats)")
 
 # %% [markdown]
 # The gradients agree to float precision, so `vmap` is purely a speed choice. What it cannot do, each with the
@@ -211,41 +201,56 @@ live_mem = {fo: [E.graph_saved_bytes(E.maml_meta_step(learner, ep, inner_steps=s
 for fo, v in live_mem.items():
     print(("first order " if fo else "second order"), " ".join(f"{m:6.2f}" for m in v), "MiB for 1..4 inner steps")
 
+# %% [markdown]
+# The benchmark files measured the same at larger sizes. Each number below is divided by its peer from the same
+# run (second order by first order, at the same inner steps and meta-batch), so the load of a shared machine
+# cancels out; the dotted line is "costs the same".
+
 # %%
 res_mem = {dev: section(data, "memory") for dev, data in ENG.items()}
+series = {}
+for dev, (res, where) in res_mem.items():
+    if res:  # the graph's size is a count of tensors, not a timing
+        b = max(r["meta_batch"] for r in res["rows"])
+        rows = [r for r in res["rows"] if r["meta_batch"] == b and not r["checkpoint"]]
+        series[f"graph held, {dev}, meta-batch {b}"] = order_ratios(rows, "graph_saved_mb")
+gpu = benchmark("maml_memory_cuda", "python benchmarks/maml_memory.py --device cuda")
+if gpu is not None:
+    b, gpu_name = gpu["rows"][0]["meta_batch"], gpu["hardware"].get("gpu", "GPU")
+    series[f"peak memory, {gpu_name}, meta-batch {b}"] = order_ratios(gpu["rows"], "peak_mib")
+    series[f"time per meta-step, {gpu_name}"] = order_ratios(gpu["rows"], "s_per_meta_step")
+    for label in list(series)[-2:]:
+        print(f"{label}: second / first order = "
+              + ", ".join(f"x{v:.2f} at {k} step{'s' * (k > 1)}" for k, v in series[label].items()))
+
+# %%
 fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
 axes[0].plot([1, 2, 3, 4], live_mem[False], "o-", label="second order")
 axes[0].plot([1, 2, 3, 4], live_mem[True], "s--", label="first order")
 axes[0].set(xlabel="inner steps", ylabel="graph held for backward (MiB)", title="live, tiny Conv-4, 4 tasks")
 axes[0].legend()
-for dev, (res, where) in res_mem.items():
-    if not res:
-        continue
-    key = "cuda_peak_mb" if dev == "cuda" else "graph_saved_mb"
-    b = max(r["meta_batch"] for r in res["rows"])
-    for fo, style in ((False, "o-"), (True, "s--")):
-        rows = [r for r in res["rows"] if r["meta_batch"] == b and r["first_order"] == fo and not r["checkpoint"]]
-        axes[1].plot([r["inner_steps"] for r in rows], [r[key] for r in rows], style,
-                     label=f"{dev} {'1st' if fo else '2nd'} order ({key.split('_')[0]})")
-axes[1].set(xlabel="inner steps", ylabel="MiB", title="measured (benchmarks/results)")
-if axes[1].lines:
-    axes[1].legend(fontsize=8)
-else:
-    axes[1].text(0.5, 0.5, "benchmark not yet run", ha="center", transform=axes[1].transAxes)
+ratio_lines(axes[1], series, "inner steps", "second order / first order", "measured (benchmarks/results)")
 plt.tight_layout()
 plt.show()
+
+# %% [markdown]
+# The engineering benchmark's memory rows in full. The time column is again a ratio to the row's peer from the
+# same run: the first-order row of the same size for a second-order row, the plain row measured just before it
+# for the checkpointed one (the meta-batch sweep has no peer):
 
 # %%
 for dev, (res, where) in res_mem.items():
     if not res:
         continue
     print(f"measured on {where}; Conv-4 hidden {res['hidden']}, 5-way 1-shot, 5 queries")
-    print(f"{'steps':>5} {'batch':>5} {'order':>6} {'ckpt':>5} {'graph MiB':>10} {'peak MiB':>9} {'ms/step':>8}")
-    for r in res["rows"]:
-        peak = r["cuda_peak_mb"] if r["cuda_peak_mb"] is not None else r["rss_peak_increase_mb"]
+    gpu_peak = any(r["cuda_peak_mb"] is not None for r in res["rows"])  # the CPU's RSS peak is left out
+    print(f"{'steps':>5} {'batch':>5} {'order':>6} {'ckpt':>5} {'graph MiB':>10}"
+          + (f" {'GPU peak MiB':>13}" if gpu_peak else "") + "  time")
+    for r in memory_rows(res["rows"]):
+        peak = f" {r['cuda_peak_mb']:13.1f}" if gpu_peak else ""
+        t = f"x{r['time_ratio']:.2f} of {r['vs']}" if r["time_ratio"] is not None else "-"
         print(f"{r['inner_steps']:>5} {r['meta_batch']:>5} {'1st' if r['first_order'] else '2nd':>6} "
-              f"{str(r['checkpoint']):>5} {r['graph_saved_mb']:10.1f} {peak if peak is not None else float('nan'):9.1f} "
-              f"{r['step_ms']:8.0f}")
+              f"{r['checkpoint']!s:>5} {r['graph_saved_mb']:10.1f}{peak}  {t}")
     print("checkpoint variants:", {k: (v if v == "ok" else v[:90]) for k, v in res["checkpoint_variants"].items()})
 
 # %% [markdown]
@@ -266,10 +271,11 @@ for dev, (res, where) in res_mem.items():
 # How to read the table. The graph column counts the tensors the autograd graph holds for the backward pass: it grows
 # linearly in the meta-batch and, for second order only, in the inner steps, while first order stays flat. With
 # checkpointing it reads 0 because the graph keeps only references to the inputs (images and weights, which exist
-# anyway) and rebuilds one task's graph at a time during the backward. On the CPU the "peak" column is the increase
-# of the process's resident-set high-water mark; at these small sizes the allocator blurs it (it reuses memory it
-# already holds), and the ms column is wall time on a shared machine. On a GPU, `torch.cuda.max_memory_allocated` is
-# the peak to trust, and the GPU file has it.
+# anyway) and rebuilds one task's graph at a time during the backward. The CPU run also recorded the increase of
+# the process's resident-set high-water mark; at these small sizes the allocator blurs it (it reuses memory it
+# already holds, and one row even read negative), so the table leaves it out, and it gives times only as ratios
+# because that machine was shared with other jobs. On a GPU, `torch.cuda.max_memory_allocated` is the peak to
+# trust: `benchmarks/results/maml_memory_cuda.json` has it, drawn above as a ratio.
 
 # %%
 print(inspect.getsource(E.checkpointed_meta_loss))
@@ -338,8 +344,8 @@ for dev, data in ENG.items():
                 continue
             a, b = ("contiguous", "channels_last") if key == "channels_last" else ("eager", "compiled")
             extra = f", compile took {r['compile_s']:.0f} s" if key == "compile" else ""
-            print(f"{key:>13} {setting:>6} on {where}: {a} {r[a]['median_ms']:.0f} ms, {b} "
-                  f"{r[b]['median_ms']:.0f} ms -> x{r['speedup']:.2f}{extra}")
+            print(f"{key:>13} {setting:>6} on {where}: {b} x{r['speedup']:.2f} as fast as {a} "
+                  f"(medians of {r[a]['repeats']} interleaved repeats){extra}")
 
 # %% [markdown]
 # `mlcore.runs` turns `channels_last` on for ProtoNet on the CPU (its recipe's `extra`), where oneDNN's NHWC
@@ -400,6 +406,9 @@ for dev, data in ENG.items():
 # those of an uninterrupted run bit for bit:
 
 # %%
+import tempfile
+from pathlib import Path
+
 from mlcore.data import EpisodeSampler
 from mlcore.engine import NonFiniteLossError, fit
 from mlcore.memory.protonet import ProtoNet
@@ -491,7 +500,7 @@ for r, a_, b_ in zip(runs, two, one):
 #
 # A recipe whose meta-batch is smaller than the number of ranks (ProtoNet trains on one large episode per step) has
 # its meta-batch raised to the world size, and the record says so. For the metric methods the better split is
-# usually *within* one episode (the classes of a 60-way episode across GPUs), which needs the prototypes
+# usually *within* one episode (the classes of a 60-way episode across GPUs), which needs the {term}`prototypes <prototype>`
 # all-gathered; `mlcore` does not do that.
 #
 # ## Profiling a meta-learning run
