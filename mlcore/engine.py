@@ -115,12 +115,15 @@ def _check_fit_arguments(learner, sampler, steps: int, lr: float, time_limit_s: 
     if time_limit_s is not None and (isinstance(time_limit_s, bool) or not isinstance(time_limit_s, (int, float))
                                      or not math.isfinite(time_limit_s) or time_limit_s < 0):
         raise ValueError(f"time_limit_s must be None or a finite number of seconds >= 0, got {time_limit_s!r}")
+    # every bad input to the library is a ValueError, a wrong type included
     if not isinstance(learner, MetaLearner):
-        raise ValueError(f"fit trains a learner with meta_loss and the training hooks; {type(learner).__name__} "
-                         "lacks some of them: subclass mlcore.learner.FewShotLearner (or TrainingHooks)")
+        raise ValueError(  # noqa: TRY004
+            f"fit trains a learner with meta_loss and the training hooks; {type(learner).__name__} lacks some "
+            "of them: subclass mlcore.learner.FewShotLearner (or TrainingHooks)")
     if not isinstance(sampler, Sampler):
-        raise ValueError(f"fit draws batches from a sampler with sample(), state_dict() and load_state_dict() "
-                         f"(mlcore.learner.Sampler); {type(sampler).__name__} lacks some of them")
+        raise ValueError(  # noqa: TRY004
+            f"fit draws batches from a sampler with sample(), state_dict() and load_state_dict() "
+            f"(mlcore.learner.Sampler); {type(sampler).__name__} lacks some of them")
 
 
 def _stop_time(deadline: float | None, time_limit_s: float | None) -> float | None:
