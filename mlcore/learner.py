@@ -1,7 +1,9 @@
 """The one learner protocol every few-shot method implements.
 
 * ``meta_loss(episodes) -> (loss, stats)``: the meta-training objective on a batch of tasks.
-* ``predict(support_x, support_y, query_x) -> logits``: adapt to one task, score its queries.
+* ``predict(support_x, support_y, query_x) -> logits``: adapt to one task, score its queries. The
+  images may be raw drawings of any size: :meth:`FewShotLearner.as_input` resizes them to the
+  learner's :attr:`~FewShotLearner.input_size` (which :func:`mlcore.load` sets from the record).
 
 The engine, the evaluator, the CLI and the comparison chapter only use these two
 methods (plus :meth:`FewShotLearner.recipe` for the training budget), so a new method
@@ -14,13 +16,16 @@ like the distributed wrapper, has something to do there).
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
+import numpy as np
 import torch
 from torch import nn
 
 from .data.episodes import Episode
+from .data.omniglot import preprocess
 
 
 @dataclass
@@ -177,6 +182,35 @@ class FewShotLearner(TrainingHooks, nn.Module):
 
     def predict(self, support_x: torch.Tensor, support_y: torch.Tensor, query_x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
+
+    # -- the input a learner takes -------------------------------------------------------------
+    #: The side of the square images the net was trained on, which :meth:`as_input` resizes raw drawings
+    #: to. ``None`` (a learner built in code, whose net takes any size): images are used as given.
+    #: :func:`mlcore.load` sets it from the record (the data pipeline's 28 px); nets built for one size
+    #: (the Siamese net, the Relation Network) give their own ``image_size``.
+    input_size: int | None = None
+
+    def as_input(self, images: Any) -> torch.Tensor:
+        """Images as this learner's input ``(n, C, s, s)``, ``s`` = :attr:`input_size`, on its device.
+
+        Raw drawings, ``(H, W)``, ``(n, H, W)`` or ``(n, 1, H, W)`` of any size (ink = 1; bool, uint8 or
+        float in [0, 1]; a tensor or an array), are resized by :func:`mlcore.data.preprocess`, the resizing
+        the data pipeline itself applies; float images already at the learner's size pass unchanged. Every
+        learner's :meth:`predict` starts with it, so ``mlcore.load(record).predict`` takes raw Omniglot
+        drawings (105 x 105) whatever size its net was trained at. Upsampling (images smaller than the net
+        takes) blurs them and warns. With ``input_size`` None the images pass as given.
+        """
+        x = images if torch.is_tensor(images) else torch.as_tensor(np.asarray(images))
+        s = self.input_size
+        if s is None or (x.ndim == 4 and tuple(x.shape[-2:]) == (s, s) and x.is_floating_point()):
+            return x.to(self.device)
+        if x.ndim not in (2, 3, 4):
+            raise ValueError(f"images must be (H, W), (n, H, W) or (n, C, H, W); got shape {tuple(x.shape)}")
+        if min(x.shape[-2:]) < s:
+            warnings.warn(f"{type(self).__name__} takes {s}x{s} images; these are {x.shape[-2]}x{x.shape[-1]} "
+                          "and are upsampled, which blurs them. Pass the raw drawings (Omniglot's are 105x105) "
+                          "for the accuracy its record reports.", stacklevel=3)
+        return preprocess(x, size=s).to(self.device)
 
     def predict_batch(self, episodes: Episode) -> torch.Tensor:
         """Logits (B, N*Q, N) for a batch of tasks; override for a vectorised version."""

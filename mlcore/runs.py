@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 
 from . import budget as budget_mod
+from .data.omniglot import IMAGE_SIZE
 from .engine import EVAL_SEED, evaluate, fit, run_fingerprint, test_sampler
 from .learner import Recipe
 from .registry import learner_class
@@ -188,7 +189,11 @@ def train_and_record(method: str, ways: int, shots: int, budget: str | None = No
 
 
 def load(record_path: str | Path, device=None):
-    """Rebuild the trained learner of a record (weights loaded with ``weights_only=True``)."""
+    """Rebuild the trained learner of a record (weights loaded with ``weights_only=True``).
+
+    The learner knows the size of the images it was trained on (:attr:`~mlcore.learner.FewShotLearner.input_size`),
+    so its ``predict`` takes raw drawings of any size and resizes them itself, as the data pipeline does.
+    """
     rec = load_record(record_path)
     cls = learner_class(rec.method)
     model_cfg = rec.config.get("model", {})
@@ -199,6 +204,10 @@ def load(record_path: str | Path, device=None):
                                 f"(looked at {ck}); re-run `python -m mlcore reproduce --only {rec.name}`")
     state = torch.load(ck, map_location="cpu", weights_only=True)
     learner.load_state_dict(state)
+    if learner.input_size is None:
+        # the images it was trained on: the data pipeline's (a net built for another size says so itself), so
+        # its predict resizes raw drawings to them
+        learner.input_size = IMAGE_SIZE
     learner.record = rec
     return learner.to(get_device(device)).eval()
 

@@ -48,10 +48,14 @@ def test_bad_input_is_rejected_with_clear_errors():
     sx, sy = torch.rand(6, 1, 28, 28), torch.arange(3).repeat_interleave(2)
     with pytest.raises(ValueError, match="support_y"):
         m.predict(sx, sy[:4], torch.rand(2, 1, 28, 28))
-    with pytest.raises(ValueError, match="differ in shape"):
-        m.predict(sx, sy, torch.rand(2, 1, 32, 32))
     with pytest.raises(ValueError, match="built for images"):
-        m.predict(torch.rand(6, 1, 32, 32), sy, torch.rand(2, 1, 32, 32))
+        m.relation_logits(torch.rand(1, 6, 1, 32, 32), sy[None], torch.rand(1, 2, 1, 32, 32), 3)
+    # predict takes images of any size and resizes them to the net's, as it does raw drawings
+    from mlcore.data import preprocess
+
+    m.eval()
+    big, qx = torch.rand(6, 1, 32, 32), torch.rand(2, 1, 40, 40)
+    assert torch.equal(m.predict(big, sy, qx), m.predict(preprocess(big), sy, preprocess(qx)))
 
 
 def test_short_real_training_beats_floor():

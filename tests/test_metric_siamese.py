@@ -132,8 +132,11 @@ def test_predict_shapes_aggregation_and_bad_input():
             assert int(logits[0].argmax()) == 3
     with pytest.raises(ValueError, match="support_y"):
         m.predict(sx, sy[:7], qx)
-    with pytest.raises(ValueError, match="differ in shape"):
-        m.predict(sx, sy, torch.rand(2, 1, 32, 32))
+    # queries of another size are resized to the net's (as raw drawings are)
+    big = torch.nn.functional.interpolate(qx, size=(32, 32), mode="bilinear")
+    from mlcore.data import preprocess
+
+    assert torch.equal(m.predict(sx, sy, big), m.predict(sx, sy, preprocess(big, size=28)))
     with pytest.raises(ValueError, match="PairBatch"):
         m.meta_loss(torch.zeros(3))
     with pytest.raises(ValueError, match="aggregate"):
@@ -180,8 +183,10 @@ def test_lake_record_loads_and_predicts_on_preprocessed_drawings(tmp_path):
     queries = mlcore.preprocess(raw.unpack(rows[:3] + 1), size=size)  # drawer 2 of the first three
     logits = net.predict(support, torch.arange(20), queries)
     assert logits.shape == (3, 20) and torch.isfinite(logits).all()
-    with pytest.raises(ValueError, match=f"size={size}"):
-        small = mlcore.preprocess(raw.unpack(rows))  # preprocess's default 28x28, not the net's size
-        net.predict(small, torch.arange(20), small[:3])
+    # the raw 105x105 drawings: the net resizes them itself, just as preprocess(size=...) does
+    assert torch.equal(net.predict(raw.unpack(rows), torch.arange(20), raw.unpack(rows[:3] + 1)), logits)
+    small = mlcore.preprocess(raw.unpack(rows))  # preprocess's default 28x28, smaller than the net's size
+    with pytest.warns(UserWarning, match="upsampled"):
+        assert net.predict(small, torch.arange(20), small[:3]).shape == (3, 20)
     out = evaluate_record(path, episodes=2, seed=5)
     assert 0 <= out["accuracy"] <= 1 and out["episodes"] == 2

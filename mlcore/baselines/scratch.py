@@ -144,6 +144,7 @@ class Scratch(FewShotLearner):
         return self._per_task(score, params, sx, qx)
 
     def predict(self, support_x, support_y, query_x) -> torch.Tensor:
+        support_x, query_x = self.as_input(support_x), self.as_input(query_x)  # raw drawings of any size
         ways = check_task(support_x, support_y, query_x)
         return self._logits(support_x[None], support_y[None].long(), query_x[None], ways)[0]
 

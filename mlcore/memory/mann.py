@@ -305,6 +305,7 @@ class MANN(FewShotLearner):
         return logits.view(b, m, -1)
 
     def predict(self, support_x, support_y, query_x) -> torch.Tensor:
+        support_x, query_x = self.as_input(support_x), self.as_input(query_x)  # raw drawings of any size
         ways = check_task(support_x, support_y, query_x)
         self._check_ways(ways)
         g = torch.Generator().manual_seed(0)

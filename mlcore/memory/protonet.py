@@ -64,6 +64,7 @@ class ProtoNet(FewShotLearner):
         return loss, {"acc": acc.detach()}
 
     def predict(self, support_x, support_y, query_x) -> torch.Tensor:
+        support_x, query_x = self.as_input(support_x), self.as_input(query_x)  # raw drawings of any size
         ways = check_task(support_x, support_y, query_x)
         return self._logits(support_x[None], support_y[None], query_x[None], ways)[0]
 

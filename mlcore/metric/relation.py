@@ -72,6 +72,11 @@ class RelationNet(FewShotLearner):
                       **pick(budget, smoke={}, full={}, cpu={"train_split": "vinyals/train",
                                                              "val_split": "vinyals/val", "val_every": 2000}))
 
+    @property
+    def input_size(self) -> int:
+        """The side its embedding was built for (``image_size``)."""
+        return self.image_size
+
     def _check_images(self, x: torch.Tensor) -> None:
         want = (self.in_channels, self.image_size, self.image_size)
         if tuple(x.shape[-3:]) != want:
@@ -101,6 +106,7 @@ class RelationNet(FewShotLearner):
         return loss, {"acc": acc.detach()}
 
     def predict(self, support_x, support_y, query_x) -> torch.Tensor:
+        support_x, query_x = self.as_input(support_x), self.as_input(query_x)  # raw drawings of any size
         ways = check_task(support_x, support_y, query_x)
         return self.relation_logits(support_x[None], support_y[None], query_x[None], ways)[0]
 

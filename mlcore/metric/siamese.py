@@ -266,6 +266,11 @@ class Siamese(FewShotLearner):
             self.distance.bias.fill_(1.0)
         self.aggregate, self.query_chunk = aggregate, query_chunk
 
+    @property
+    def input_size(self) -> int:
+        """The side its encoder was built for (28 px, or 56 for Lake's protocol)."""
+        return self.encoder.image_size
+
     # -- the verification model ------------------------------------------------------
     def pair_logits(self, z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
         """Log-odds that the two embeddings show the same character: (..., D), (..., D) -> (...)."""
@@ -296,6 +301,7 @@ class Siamese(FewShotLearner):
 
     def predict(self, support_x, support_y, query_x) -> torch.Tensor:
         """Class scores (m, N): per class, the mean (or max) log-odds over its support images."""
+        support_x, query_x = self.as_input(support_x), self.as_input(query_x)  # raw drawings of any size
         ways = check_task(support_x, support_y, query_x)
         self.encoder.check_input(support_x)
         sim = self.similarity(support_x, query_x)  # (m, n)

@@ -336,6 +336,7 @@ class MAML(FewShotLearner):
         return logits.detach()
 
     def predict(self, support_x, support_y, query_x) -> torch.Tensor:
+        support_x, query_x = self.as_input(support_x), self.as_input(query_x)  # raw drawings of any size
         ways = check_task(support_x, support_y, query_x)
         if ways != self.ways:
             raise ValueError(f"this learner's head has {self.ways} outputs; got a {ways}-way task")
