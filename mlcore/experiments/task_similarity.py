@@ -1,26 +1,37 @@
-"""Study: a learned metric between tasks, and nearest-task transfer, on Omniglot (the source article's §4.1).
+"""Study: find the training task that helps a new task most, and measure what transferring from it is worth.
 
     python -m mlcore reproduce --only task_similarity_omniglot
 
-The pieces (tasks, the set encoder and similarity head, Task2Vec-style embeddings, transfer by
-fine-tuning) are algorithm code in :mod:`mlcore.metric.task_similarity`. This study puts them together:
+The source article (§4.1) proposes learning a similarity f_theta(T_i, T_j) between tasks with the loss
+sum (f_theta(T_i, T_j) - y_ij)^2 and, for a new task, transferring from the most similar training task.
+This study makes that a measurement with enough power to tell methods apart. The pieces are algorithm
+code in :mod:`mlcore.metric.task_similarity`; what is run (:func:`run_analysis`, sized by
+:func:`config_for`):
 
-What is run (:func:`run_analysis`, sized by :func:`config_for`):
+1. **Characters by role.** Each ``background`` alphabet is split by character: its *source* characters
+   (what a training task learns from), five *label* characters (tasks whose measured transfer gains
+   train the metric and choose the recipe) and one or two groups of five *target* characters (new tasks
+   from an alphabet a source has seen). Every ``evaluation`` alphabet gives up to ``max_groups`` more
+   groups of five target characters (new tasks from alphabets no source has seen).
+2. **Sources.** One training task per background alphabet: a Conv-4 trained to classify that alphabet's
+   source characters. Also one Conv-4 trained on *all* source characters (the "pool everything"
+   alternative to retrieval) and an untrained one (no transfer).
+3. **The transfer recipe**, chosen on the label tasks: nearest-centroid on the source's frozen features
+   (cosine or Euclidean) or fine-tuning the whole source network on the support set.
+4. **Five retrievers**, each giving a score to every (new task, source) pair from the new task's support
+   set only: the article's f_theta trained with y_ij = the *measured* transfer gain (normalised per
+   task); the same f_theta trained with y_ij = "same alphabet"; Task2Vec's cosine; the cosine between
+   mean embeddings under a fixed encoder; and each source's leave-one-out accuracy on the support set.
+5. **Transfer** to every target from every source, pooled, untrained, top-1 and top-k retrieved; the
+   statistics are per target *group* (its drawing splits averaged), with paired tests between
+   retrievers and a Holm correction.
 
-1. one *source* task per ``background`` alphabet (its first ``ways`` characters), and a CNN trained
-   on each (what was learned on that task, :func:`~mlcore.metric.task_similarity.train_source`);
-2. the learned task metric (set encoder + similarity head) trained with the §4.1 squared loss, with
-   y = 1 for two tasks of the same alphabet (disjoint characters);
-3. Task2Vec-style embeddings from a fixed probe trained on all source characters, compared by
-   Task2Vec's cosine and by the same learned head;
-4. *new* tasks (each alphabet's last ``ways`` characters, 5 shots): every one fine-tuned from random
-   weights and from every source's CNN, which gives the transfer matrix ``acc[target, source]``; each
-   metric then retrieves one source per new task (:func:`measure_transfer`, :func:`analyse`).
-
-What is recorded: ``task_similarity_omniglot`` (accuracy = fine-tuning from the source retrieved by the
-learned set metric), with the transfer table, retrieval quality against chance, the transfer and
-similarity matrices and the loss history; one checkpoint holds every trained model.
-:func:`evaluate_record` re-scores the record's models on fresh target tasks.
+What is recorded: ``task_similarity_omniglot`` (accuracy = transfer from the source retrieved by the
+metric trained on measured gains, over all target groups), with the transfer tables per target kind,
+retrieval quality, paired tests, the curve of retrieval against the number of sources, the transfer and
+score matrices, the metric's training history and the sources' held-out accuracy. One checkpoint holds
+every trained network (sources in half precision, to stay small). :func:`evaluate_record` re-scores the
+stored models on fresh drawing splits.
 """
 from __future__ import annotations
 
@@ -31,23 +42,22 @@ from pathlib import Path
 import torch
 
 from ..budget import current_budget, pick
-from ..data.omniglot import ClassSet, load_split
+from ..compare import holm, sign_test_p
+from ..data.omniglot import DRAWERS, ClassSet, load_split
 from ..metric.task_similarity import (
-    SetTaskEncoder,
+    LearnedTaskMetric,
     Task,
-    TaskSimilarity,
-    alphabet_split,
+    ensemble_transfer_accuracy,
+    feature_bank,
     fine_tune_accuracy,
-    make_task,
-    random_subset,
-    retrieval_scores,
-    standardise,
-    t2v_embed_tasks,
+    frozen_transfer_accuracy,
+    gain_labels,
+    rank_correlation,
+    support_loo_score,
+    task2vec,
     task2vec_similarity,
-    train_embedding_head,
-    train_probe,
-    train_set_similarity,
-    train_source,
+    train_feature_net,
+    train_task_metric,
 )
 from ..nets import Conv4
 from ..results import (
@@ -61,139 +71,427 @@ from ..results import (
 )
 from ..runtime import get_device, git_commit, hardware
 
+RETRIEVERS = ("learned metric, y = transfer gain", "learned metric, y = same alphabet", "Task2Vec cosine",
+              "mean embedding cosine", "support-set leave-one-out")
+HEADLINE = RETRIEVERS[0]
+KINDS = {"background": "new characters of a source's alphabet", "evaluation": "alphabets no source has seen"}
+
 
 def config_for(budget: str) -> dict:
-    """The analysis' sizes: a few alphabets and steps for ``smoke``; all 30 alphabets for ``full``."""
+    """Sizes: a few alphabets and steps for ``smoke``; every alphabet of both splits for ``full``."""
     return pick(budget,
-                smoke={"alphabets": 5, "ways": 5, "shots": 5, "queries": 15, "targets_per_alphabet": 1,
-                       "hidden": 16, "source_steps": 25, "ft_steps": 12, "sim_steps": 30, "sim_pairs": 8,
-                       "sim_shots": 3, "probe_steps": 30, "t2v_tasks_per_alphabet": 2, "t2v_head_steps": 30,
-                       "head_steps": 150},
-                # sized for <= 6 min on a shared GPU; the transfer matrix (30 x 30 fine-tunes) dominates
-                full={"alphabets": 30, "ways": 5, "shots": 5, "queries": 15, "targets_per_alphabet": 1,
-                      "hidden": 32, "source_steps": 300, "ft_steps": 25, "sim_steps": 1500, "sim_pairs": 16,
-                      "sim_shots": 5, "probe_steps": 1500, "t2v_tasks_per_alphabet": 8, "t2v_head_steps": 50,
-                      "head_steps": 2000})
+                smoke={"alphabets": 6, "eval_alphabets": 2, "ways": 5, "shots": 5, "hidden": 8,
+                       "source_steps": 30, "pooled_steps": 40, "batch": 32, "bg_target_groups": 1,
+                       "max_groups": 2, "label_splits": 2, "target_splits": 1, "metric_val_alphabets": 2,
+                       "metric_steps": 100, "ft_val_tasks": 2, "ft_steps": 5, "t2v_head_steps": 10,
+                       "subset_draws": 5},
+                full={"alphabets": 30, "eval_alphabets": 20, "ways": 5, "shots": 5, "hidden": 32,
+                      "source_steps": 400, "pooled_steps": 2500, "batch": 64, "bg_target_groups": 2,
+                      "max_groups": 8, "label_splits": 8, "target_splits": 2, "metric_val_alphabets": 6,
+                      "metric_steps": 3000, "ft_val_tasks": 5, "ft_steps": 25, "t2v_head_steps": 50,
+                      "subset_draws": 50})
 
 
-def build_tasks(cs: ClassSet, cfg: dict, seed: int):
-    """Source tasks (one per alphabet: its first ``ways`` source characters, 15 drawings each) and targets."""
-    split = alphabet_split(cs, cfg["ways"], cfg["alphabets"])
-    g = torch.Generator().manual_seed(seed)
-    sources = [make_task(cs, src[: cfg["ways"]], a, 15, 0, g) for a, (src, _) in enumerate(split)]
-    return split, sources
+# --------------------------------------------------------------------------- who plays which role
+def character_roles(bg: ClassSet, ev: ClassSet, cfg: dict) -> dict:
+    """Source / label / target characters per alphabet (class indices), as described in the module docstring."""
+    ways = cfg["ways"]
+    sources, labels, targets = [], [], []
+    for a in range(cfg["alphabets"]):
+        idx = torch.nonzero(bg.class_alphabet.cpu() == a).flatten().tolist()
+        groups = cfg["bg_target_groups"] if len(idx) >= 24 else 1
+        held = ways * (groups + 1)
+        if len(idx) - held < 4:
+            raise ValueError(f"alphabet {bg.alphabets[a]!r} has {len(idx)} characters; need >= {held + 4}")
+        sources.append({"alphabet": a, "chars": idx[:-held]})
+        labels.append({"alphabet": a, "chars": idx[-held:-held + ways]})
+        for g in range(groups):
+            lo = len(idx) - ways * (groups - g)
+            targets.append({"kind": "background", "alphabet": a, "chars": idx[lo:lo + ways]})
+    for a in range(cfg["eval_alphabets"]):
+        idx = torch.nonzero(ev.class_alphabet.cpu() == a).flatten().tolist()
+        for g in range(min(cfg["max_groups"], len(idx) // ways)):
+            targets.append({"kind": "evaluation", "alphabet": a, "chars": idx[g * ways:(g + 1) * ways]})
+    return {"sources": sources, "labels": labels, "targets": targets}
 
 
-def make_targets(cs: ClassSet, split, cfg: dict, seed: int) -> list[Task]:
-    g = torch.Generator().manual_seed(seed)
-    return [make_task(cs, tgt, a, cfg["shots"], cfg["queries"], g)
-            for _ in range(cfg["targets_per_alphabet"]) for a, (_, tgt) in enumerate(split)]
+def bank_images(bg: ClassSet, ev: ClassSet, roles: dict) -> tuple[torch.Tensor, dict]:
+    """Every label and target character's 20 drawings in one tensor, and each group's rows in it."""
+    imgs, rows = [], {"labels": [], "targets": []}
+    n = 0
+    for key in ("labels", "targets"):
+        for grp in roles[key]:
+            cs = ev if grp.get("kind") == "evaluation" else bg
+            imgs.append(cs.images[torch.tensor(grp["chars"])])
+            rows[key].append(torch.arange(n, n + len(grp["chars"])))
+            n += len(grp["chars"])
+    return torch.cat(imgs), rows
 
 
-def analyse(acc: torch.Tensor, scratch: torch.Tensor, scores: dict[str, torch.Tensor], target_alph: torch.Tensor,
-            source_alph: torch.Tensor, top_k: int = 3) -> dict:
-    """Transfer table and retrieval quality from the transfer matrix ``acc`` (T, S) and retrieval scores."""
-    def ci(v):
-        m, c = mean_ci95(v.tolist())
-        return {"accuracy": m, "ci95": c}
-
-    same = (target_alph[:, None] == source_alph[None]).float()
-    table = {"no transfer": ci(scratch), "random training task": ci(acc.mean(1)),
-             "same-alphabet task (label oracle)": ci((acc * same).sum(1) / same.sum(1).clamp_min(1)),
-             "best in hindsight (oracle)": ci(acc.max(1).values)}
-    retrieval = {}
-    rank_of = acc.argsort(1, descending=True).argsort(1)  # 0 = most helpful source
-    S = acc.shape[1]
-    for name, sc in scores.items():
-        pick_ = sc.argmax(1)
-        got = acc.gather(1, pick_[:, None]).squeeze(1)
-        table[f"retrieved by {name}"] = ci(got)
-        ranks = rank_of.gather(1, pick_[:, None]).squeeze(1).float()
-        retrieval[name] = {"same_alphabet_top1": float(same.gather(1, pick_[:, None]).mean()),
-                           f"in_top{top_k}_most_helpful": float((ranks < top_k).float().mean()),
-                           "mean_rank_of_retrieved": float(ranks.mean()) + 1,
-                           "gain_over_no_transfer": float((got - scratch).mean())}
-    retrieval["chance"] = {"same_alphabet_top1": 1 / S, f"in_top{top_k}_most_helpful": min(top_k / S, 1.0),
-                           "mean_rank_of_retrieved": (S + 1) / 2}
-    return {"transfer_table": table, "retrieval": retrieval}
+def drawing_splits(groups: int, ways: int, splits: int, generator: torch.Generator) -> torch.Tensor:
+    """(groups, splits, ways, 20) random orders of each character's drawings: the first ``shots`` are support."""
+    return torch.rand(groups, splits, ways, DRAWERS, generator=generator).argsort(-1)
 
 
+# --------------------------------------------------------------------------- training
+def train_networks(bg: ClassSet, roles: dict, cfg: dict, seed: int, device) -> tuple[list, dict]:
+    """The source networks, the pooled one and an untrained one; their held-out-drawing accuracy."""
+    nets, heldout = [], []
+    for i, src in enumerate(roles["sources"]):
+        net, acc = train_feature_net(bg, src["chars"], cfg["source_steps"], cfg["hidden"], cfg["batch"],
+                                     seed=seed + 1 + i, device=device)
+        nets.append(net.cpu())
+        heldout.append(acc)
+    all_src = [c for s in roles["sources"] for c in s["chars"]]
+    pooled, pooled_acc = train_feature_net(bg, all_src, cfg["pooled_steps"], cfg["hidden"], cfg["batch"],
+                                           seed=seed, device=device)
+    torch.manual_seed(seed + 999)
+    untrained = Conv4(1, cfg["hidden"], pool="max").eval()
+    return nets + [pooled.cpu(), untrained], {"source_heldout_accuracy": heldout,
+                                              "pooled_heldout_accuracy": pooled_acc,
+                                              "source_characters": [len(s["chars"]) for s in roles["sources"]]}
+
+
+def task_of(images: torch.Tensor, rows: torch.Tensor, order: torch.Tensor, shots: int) -> Task:
+    """A :class:`~mlcore.metric.task_similarity.Task` (support and queries) from bank rows and one drawing order."""
+    x = images[rows[:, None], order]  # (N, 20, 1, H, W)
+    y = torch.arange(len(rows))
+    return Task(x[:, :shots].flatten(0, 1), y.repeat_interleave(shots), -1, rows.tolist(),
+                x[:, shots:].flatten(0, 1), y.repeat_interleave(x.shape[1] - shots))
+
+
+def choose_recipe(bank, images, nets, rows, orders, cfg, seed, device) -> dict:
+    """Mean transfer accuracy of each recipe over (label task, source) pairs; the best one is used."""
+    S, shots = len(nets) - 2, cfg["shots"]
+    out = {}
+    for metric in ("cosine", "euclidean"):
+        acc = torch.stack([frozen_transfer_accuracy(bank[:S], r, o[0], shots, metric) for r, o in zip(rows, orders)])
+        out[f"frozen features, nearest centroid ({metric})"] = float(acc.mean())
+    picked = torch.randperm(len(rows), generator=torch.Generator().manual_seed(seed))[: cfg["ft_val_tasks"]]
+    ft, fr = [], []
+    for t in picked.tolist():
+        task = task_of(images, rows[t], orders[t][0], shots)
+        for j in range(S):
+            state = {k: v for k, v in nets[j].state_dict().items()}
+            ft.append(fine_tune_accuracy(task, state, cfg["ft_steps"], cfg["hidden"], seed + t, device=device))
+        fr.append(frozen_transfer_accuracy(bank[:S], rows[t], orders[t][0], shots, "cosine").mean())
+    out[f"fine-tune every weight, {cfg['ft_steps']} Adam steps"] = sum(ft) / len(ft)
+    out["(frozen cosine on the same tasks as fine-tuning)"] = float(torch.stack(fr).mean())
+    return out
+
+
+def embeddings(bank, rows, orders, shots, pooled_index) -> torch.Tensor:
+    """Each (group, split)'s task embedding: the mean pooled-encoder feature of its support set."""
+    return torch.stack([torch.stack([bank[pooled_index, r[:, None], o[:, :shots]].mean((0, 1)) for o in ords])
+                        for r, ords in zip(rows, orders)])  # (G, splits, d)
+
+
+def source_embeddings(bg: ClassSet, roles: dict, pooled: Conv4) -> torch.Tensor:
+    """Each source's mean pooled-encoder feature over its training drawings."""
+    return torch.stack([feature_bank([pooled], bg.images[torch.tensor(s["chars"])][:, :15])[0].mean((0, 1))
+                        for s in roles["sources"]])
+
+
+def train_metrics(bank, rows, orders, e_label, e_src, label_alph, src_alph, cfg, seed) -> dict:
+    """The article's f_theta trained twice, on measured gains and on "same alphabet", with validation alphabets."""
+    S, shots = len(src_alph), cfg["shots"]
+    acc = torch.stack([torch.stack([frozen_transfer_accuracy(bank[:S], r, o, shots) for o in ords])
+                       for r, ords in zip(rows, orders)])  # (G, splits, S)
+    P = acc.shape[1]
+    flat_acc, flat_e = acc.flatten(0, 1), e_label.flatten(0, 1)
+    alph = label_alph.repeat_interleave(P)
+    held = torch.randperm(len(label_alph), generator=torch.Generator().manual_seed(seed + 7))
+    held = label_alph[held[: cfg["metric_val_alphabets"]]]
+    va = torch.isin(alph, held)
+    same = (alph[:, None] == src_alph[None]).float()
+    balance = torch.where(same.bool(), (1 - same).sum() / same.sum().clamp_min(1), torch.ones_like(same))
+    out = {"label_transfer_accuracy": acc.mean().item(), "validation_alphabets": held.tolist()}
+    for name, y, w in [("gain", gain_labels(flat_acc), None), ("same", same, balance)]:
+        metric, hist = train_task_metric(flat_e[~va], e_src, y[~va], cfg["metric_steps"], val=(flat_e[va], y[va]),
+                                         weight=None if w is None else w[~va], seed=seed)
+        out[name] = metric
+        out[f"{name}_history"] = hist
+        with torch.no_grad():
+            f = metric(flat_e[va][:, None].expand(-1, S, -1), e_src[None].expand(int(va.sum()), -1, -1))
+        out[f"{name}_validation_rank_correlation"] = float(rank_correlation(f, flat_acc[va]).mean())
+    return out
+
+
+# --------------------------------------------------------------------------- measuring
+def retrieval_scores(bank, images, rows, orders, e_tgt, e_src, metrics, t2v_src, pooled, cfg, seed) -> dict:
+    """Every retriever's score for every (target group, split, source): dict of (G, splits, S)."""
+    S, shots = len(e_src), cfg["shots"]
+    G, P = orders.shape[:2]
+    scores = {}
+    with torch.no_grad():
+        for name, key in [(RETRIEVERS[0], "gain"), (RETRIEVERS[1], "same")]:
+            e = e_tgt.flatten(0, 1)
+            scores[name] = metrics[key](e[:, None].expand(-1, S, -1), e_src[None].expand(len(e), -1, -1)).view(G, P, S)
+        scores[RETRIEVERS[3]] = torch.nn.functional.cosine_similarity(e_tgt[:, :, None], e_src[None, None], dim=-1)
+    gen = torch.Generator().manual_seed(seed + 11)
+    t2v = torch.zeros(G, P, S)
+    loo = torch.zeros(G, P, S)
+    for g in range(G):
+        for p in range(P):
+            task = task_of(images, rows[g], orders[g, p], shots)
+            e = task2vec(pooled, task.support_x, task.support_y, cfg["t2v_head_steps"], gen)
+            t2v[g, p] = task2vec_similarity(e[None], t2v_src)
+            loo[g, p] = support_loo_score(bank[:S], rows[g], orders[g, p], shots)
+    scores[RETRIEVERS[2]] = t2v
+    scores[RETRIEVERS[4]] = loo
+    return {k: scores[k] for k in RETRIEVERS}
+
+
+def source_task2vec(bg: ClassSet, roles: dict, pooled, cfg: dict, seed: int) -> torch.Tensor:
+    """Task2Vec of one task per source: its first ``ways`` characters, drawings 0..shots-1."""
+    gen = torch.Generator().manual_seed(seed + 13)
+    out = []
+    for s in roles["sources"]:
+        chars = torch.tensor(s["chars"][: cfg["ways"]])
+        x = bg.images[chars][:, : cfg["shots"]].flatten(0, 1)
+        y = torch.arange(len(chars)).repeat_interleave(cfg["shots"])
+        out.append(task2vec(pooled, x, y, cfg["t2v_head_steps"], gen))
+    return torch.stack(out)
+
+
+def _ci(v: torch.Tensor) -> dict:
+    m, c = mean_ci95(v.tolist())
+    return {"accuracy": m, "ci95": c, "n": int(v.numel())}
+
+
+def _paired(a: torch.Tensor, b: torch.Tensor) -> dict:
+    d = (a - b).double()
+    m, c = mean_ci95(d.tolist())
+    wins, losses = int((d > 1e-9).sum()), int((d < -1e-9).sum())
+    out = {"mean_difference": m, "ci95": c, "wins": wins, "ties": len(d) - wins - losses, "losses": losses,
+           "sign_test_p": sign_test_p(wins, losses), "wilcoxon_p": None}
+    if wins + losses:
+        try:
+            from scipy.stats import wilcoxon
+            out["wilcoxon_p"] = float(wilcoxon(a.tolist(), b.tolist(), zero_method="wilcox").pvalue)
+        except ImportError:  # the sign test needs no scipy
+            pass
+    return out
+
+
+def analyse(acc, pooled, untrained, scores, ensembles, tgt_kind, tgt_alph, src_alph, top_k: int = 3) -> dict:
+    """Tables per target kind, retrieval quality, paired tests (Holm), from (G, splits, S) matrices."""
+    G, P, S = acc.shape
+    picks = {k: v.argmax(-1) for k, v in scores.items()}  # (G, P)
+    got = {k: acc.gather(-1, p[..., None]).squeeze(-1) for k, p in picks.items()}
+    third = acc.sort(-1, descending=True).values[..., min(top_k, S) - 1]
+    same = (tgt_alph[:, None] == src_alph[None]) & (tgt_kind == 0)[:, None]  # (G, S); background targets only
+    per_unit = {"no transfer (untrained network)": untrained.mean(1),
+                "one network on every source's characters (pooled)": pooled.mean(1),
+                "random source (expected)": acc.mean((1, 2)),
+                "best source in hindsight (oracle, sees the queries)": acc.max(-1).values.mean(1)}
+    has_same = same.any(1)
+    same_acc = torch.where(has_same, (acc * same[:, None]).sum(-1).mean(1) / same.sum(1).clamp_min(1),
+                           torch.full((G,), float("nan")))
+    per_unit["same-alphabet source (label oracle)"] = same_acc
+    for k in scores:
+        per_unit[f"retrieved by {k}"] = got[k].mean(1)
+    for k, v in ensembles.items():
+        per_unit[k] = v.mean(1)
+    tables, retrieval, tests = {}, {}, {}
+    for kind_name, mask in [("all", torch.ones(G, dtype=torch.bool)), ("background", tgt_kind == 0),
+                            ("evaluation", tgt_kind == 1)]:
+        if not mask.any():
+            continue
+        tables[kind_name] = {k: _ci(v[mask]) for k, v in per_unit.items() if not torch.isnan(v[mask]).any()}
+        rank_of = acc.argsort(-1, descending=True).argsort(-1)
+        retrieval[kind_name] = {}
+        for k, p in picks.items():
+            r = rank_of.gather(-1, p[..., None]).squeeze(-1)[mask].float()
+            row = {f"in_top{top_k}_most_helpful": float((got[k][mask] >= third[mask] - 1e-9).float().mean()),
+                   "mean_rank_of_retrieved": float(r.mean()) + 1,
+                   "rank_correlation_with_transfer": float(rank_correlation(scores[k][mask], acc[mask]).mean()),
+                   "regret_vs_best": float((acc.max(-1).values - got[k])[mask].mean())}
+            if kind_name == "background":
+                row["same_alphabet_top1"] = float(same[:, None].expand(-1, P, -1).gather(-1, p[..., None])[mask]
+                                                  .float().mean())
+            retrieval[kind_name][k] = row
+        retrieval[kind_name]["chance"] = {f"in_top{top_k}_most_helpful": float(
+            (acc[mask] >= third[mask][..., None] - 1e-9).float().mean()), "mean_rank_of_retrieved": (S + 1) / 2}
+        head = per_unit[f"retrieved by {HEADLINE}"][mask]
+        fam = {f"{HEADLINE} - random source": _paired(head, per_unit["random source (expected)"][mask])}
+        if kind_name == "background":
+            fam[f"{HEADLINE} - same-alphabet source"] = _paired(head, same_acc[mask])
+        for k in RETRIEVERS[1:]:
+            fam[f"{HEADLINE} - {k}"] = _paired(head, per_unit[f"retrieved by {k}"][mask])
+        fam[f"{HEADLINE} - pooled network"] = _paired(
+            head, per_unit["one network on every source's characters (pooled)"][mask])
+        keys = list(fam)
+        for k, hp in zip(keys, holm([fam[k]["wilcoxon_p"] if fam[k]["wilcoxon_p"] is not None
+                                     else fam[k]["sign_test_p"] for k in keys])):
+            fam[k]["holm_p"] = hp
+        tests[kind_name] = fam
+    return {"transfer_tables": tables, "retrieval": retrieval, "paired_tests": tests}
+
+
+def fine_tune_from_picks(images, rows, orders, nets, scores, kind, alph, src_alph, cfg, seed) -> dict:
+    """Fine-tuning every weight (first drawing split), from the starts that matter, paired per target group.
+
+    Fine-tuning all (target, source) pairs costs a hundred times the frozen-feature matrix, so it is
+    measured from: random weights, the pooled network, one random source, the same-alphabet source
+    (background targets), and the sources two retrievers pick.
+    """
+    S, shots, G = len(src_alph), cfg["shots"], len(rows)
+    gen = torch.Generator().manual_seed(seed + 23)
+    rand = torch.randint(S, (G,), generator=gen)
+    starts = {"no transfer (random weights)": lambda g: None,
+              "pooled network": lambda g: S,
+              "random source (one per target)": lambda g: int(rand[g]),
+              "same-alphabet source": lambda g: int((src_alph == alph[g]).nonzero()[0]) if kind[g] == 0 else -1,
+              f"retrieved by {HEADLINE}": lambda g: int(scores[HEADLINE][g, 0].argmax()),
+              f"retrieved by {RETRIEVERS[4]}": lambda g: int(scores[RETRIEVERS[4]][g, 0].argmax())}
+    acc = {k: torch.full((G,), float("nan")) for k in starts}
+    for g in range(G):
+        task = task_of(images, rows[g], orders[g, 0], shots)
+        for k, start in starts.items():
+            j = start(g)
+            if j == -1:
+                continue
+            state = None if j is None else nets[j].state_dict()
+            acc[k][g] = fine_tune_accuracy(task, state, cfg["ft_steps"], cfg["hidden"], seed + g)
+    out = {"tables": {}, "paired_tests": {}}
+    head = acc[f"retrieved by {HEADLINE}"]
+    for kind_name, mask in [("all", torch.ones(G, dtype=torch.bool)), ("background", kind == 0),
+                            ("evaluation", kind == 1)]:
+        if not mask.any():
+            continue
+        out["tables"][kind_name] = {k: _ci(v[mask]) for k, v in acc.items() if not torch.isnan(v[mask]).any()}
+        fam = {f"{HEADLINE} - {k.removeprefix('retrieved by ')}": _paired(head[mask], v[mask])
+               for k, v in acc.items() if v is not head and not torch.isnan(v[mask]).any()}
+        keys = list(fam)
+        for k, hp in zip(keys, holm([fam[k]["wilcoxon_p"] if fam[k]["wilcoxon_p"] is not None
+                                     else fam[k]["sign_test_p"] for k in keys])):
+            fam[k]["holm_p"] = hp
+        out["paired_tests"][kind_name] = fam
+    out["per_target"] = {k: v.round(decimals=4).tolist() for k, v in acc.items()}
+    return out
+
+
+def retrieval_vs_sources(acc, scores, draws: int, seed: int, sizes=(2, 3, 5, 10, 15, 20, 30)) -> dict:
+    """Mean transfer accuracy of each retriever's pick among random subsets of the sources, by subset size."""
+    S = acc.shape[-1]
+    g = torch.Generator().manual_seed(seed + 17)
+    out = {"sizes": [], "random": [], "best in hindsight": [], **{k: [] for k in scores}}
+    for n in [s for s in sizes if s <= S]:
+        sums = dict.fromkeys(out, 0.0)
+        for _ in range(draws):
+            sub = torch.randperm(S, generator=g)[:n]
+            a = acc[..., sub]
+            sums["random"] += float(a.mean())
+            sums["best in hindsight"] += float(a.max(-1).values.mean())
+            for k, v in scores.items():
+                sums[k] += float(a.gather(-1, v[..., sub].argmax(-1, keepdim=True)).mean())
+        out["sizes"].append(n)
+        for k, series in out.items():
+            if k != "sizes":
+                series.append(sums[k] / draws)
+    return out
+
+
+def measure(bg, ev, roles, nets, metrics, cfg, seed, bank=None) -> dict:
+    """Transfer to every target (every source, pooled, untrained, retrieved, top-k) and its analysis."""
+    images, rows = bank_images(bg, ev, roles)
+    bank = feature_bank(nets, images) if bank is None else bank
+    S, shots = len(roles["sources"]), cfg["shots"]
+    pooled_i, untrained_i = S, S + 1
+    tg = roles["targets"]
+    orders = drawing_splits(len(tg), cfg["ways"], cfg["target_splits"], torch.Generator().manual_seed(seed + 2))
+    G, P = orders.shape[:2]
+    acc = torch.zeros(G, P, S)
+    pooled, untrained = torch.zeros(G, P), torch.zeros(G, P)
+    for gi in range(G):
+        for p in range(P):
+            a = frozen_transfer_accuracy(bank, rows["targets"][gi], orders[gi, p], shots)
+            acc[gi, p], pooled[gi, p], untrained[gi, p] = a[:S], a[pooled_i], a[untrained_i]
+    e_tgt = embeddings(bank, rows["targets"], orders, shots, pooled_i)
+    e_src = source_embeddings(bg, roles, nets[pooled_i])
+    t2v_src = source_task2vec(bg, roles, nets[pooled_i], cfg, seed)
+    scores = retrieval_scores(bank, images, rows["targets"], orders, e_tgt, e_src, metrics, t2v_src,
+                              nets[pooled_i], cfg, seed)
+    ensembles = {}
+    for k in (HEADLINE, RETRIEVERS[4]):
+        for top in (3, 5):
+            if top < S:
+                ens = torch.zeros(G, P)
+                for gi in range(G):
+                    for p in range(P):
+                        best = scores[k][gi, p].argsort(descending=True)[:top]
+                        ens[gi, p] = ensemble_transfer_accuracy(bank, best, rows["targets"][gi], orders[gi, p], shots)
+                ensembles[f"top-{top} ensemble by {k}"] = ens
+    kind = torch.tensor([0 if t["kind"] == "background" else 1 for t in tg])
+    alph = torch.tensor([t["alphabet"] for t in tg])
+    src_alph = torch.tensor([s["alphabet"] for s in roles["sources"]])
+    out = analyse(acc, pooled, untrained, scores, ensembles, kind, alph, src_alph)
+    if cfg.get("ft_targets", True):
+        out["fine_tuning"] = fine_tune_from_picks(images, rows["targets"], orders, nets, scores, kind, alph,
+                                                  src_alph, cfg, seed)
+    out["retrieval_vs_sources"] = retrieval_vs_sources(acc, scores, cfg["subset_draws"], seed)
+    out["transfer_matrix"] = acc.round(decimals=4).tolist()
+    out["scores_split0"] = {k: v[:, 0].round(decimals=4).tolist() for k, v in scores.items()}
+    out["retrieved"] = {k: v.argmax(-1).tolist() for k, v in scores.items()}
+    out["targets"] = [{"kind": t["kind"], "alphabet": t["alphabet"], "chars": t["chars"]} for t in tg]
+    out["target_drawings_split0"] = orders[:, 0].tolist()
+    return out
+
+
+# --------------------------------------------------------------------------- the study
 def run_analysis(budget: str | None = None, seed: int = 0, device=None, cfg_overrides: dict | None = None) -> dict:
     """Train every piece and measure; returns the metrics dict plus the trained models (key ``_models``)."""
     budget = current_budget(budget)
     cfg = {**config_for(budget), **(cfg_overrides or {})}
     device = get_device(device)
     t0 = time.perf_counter()
-    cs = load_split("background")
-    split, sources = build_tasks(cs, cfg, seed)
+    bg, ev = load_split("background"), load_split("evaluation")
+    roles = character_roles(bg, ev, cfg)
     timings = {}
-    # 1. what is learned on each training task
     t = time.perf_counter()
-    src_models = [train_source(s, cfg["source_steps"], cfg["hidden"], seed + i, device) for i, s in enumerate(sources)]
-    src_states = [{k: v.detach().cpu() for k, v in m.state_dict().items()} for m in src_models]
-    timings["sources_s"] = time.perf_counter() - t
-    # 2. the learned task metric (set encoder), §4.1 loss with y = same alphabet
+    nets, source_info = train_networks(bg, roles, cfg, seed, device)
+    timings["networks_s"] = time.perf_counter() - t
     t = time.perf_counter()
-    enc, sim, hist = train_set_similarity(cs, split, cfg["sim_steps"], cfg["sim_pairs"], 4, cfg["sim_shots"],
-                                          hidden=cfg["hidden"], seed=seed, device=device)
-    timings["similarity_s"] = time.perf_counter() - t
-    # 3. Task2Vec-style embeddings from a fixed probe (trained once on all source characters)
+    images, rows = bank_images(bg, ev, roles)
+    bank = feature_bank(nets, images)
+    S = len(roles["sources"])
+    lab_orders = drawing_splits(len(roles["labels"]), cfg["ways"], cfg["label_splits"],
+                                torch.Generator().manual_seed(seed + 1))
+    recipes = choose_recipe(bank, images, nets, rows["labels"], lab_orders, cfg, seed, device)
+    timings["recipe_s"] = time.perf_counter() - t
     t = time.perf_counter()
-    all_src = [c for src, _ in split for c in src]
-    probe = train_probe(cs, all_src, cfg["probe_steps"], cfg["hidden"], seed=seed, device=device)
-    g = torch.Generator().manual_seed(seed + 1)
-    pool = [make_task(cs, random_subset(split[a][0], cfg["ways"], g), a, cfg["shots"], 0, g)
-            for a in range(len(split)) for _ in range(cfg["t2v_tasks_per_alphabet"])]
-    pool_emb = t2v_embed_tasks(probe, [p for p in pool], cfg["shots"], cfg["t2v_head_steps"], seed)
-    pool_alph = torch.tensor([p.alphabet for p in pool])
-    t2v_head = train_embedding_head(standardise(pool_emb, pool_emb), pool_alph, cfg["head_steps"], seed)
-    timings["task2vec_s"] = time.perf_counter() - t
-    # 4. new tasks, retrieval, transfer matrix
+    e_label = embeddings(bank, rows["labels"], lab_orders, cfg["shots"], S)
+    e_src = source_embeddings(bg, roles, nets[S])
+    metrics = train_metrics(bank, rows["labels"], lab_orders, e_label, e_src,
+                            torch.tensor([lab["alphabet"] for lab in roles["labels"]]),
+                            torch.tensor([s["alphabet"] for s in roles["sources"]]), cfg, seed)
+    timings["metrics_s"] = time.perf_counter() - t
     t = time.perf_counter()
-    targets = make_targets(cs, split, cfg, seed + 2)
-    metrics = measure_transfer(cfg, sources, src_states, targets, enc, sim, probe, t2v_head, pool_emb, seed, device)
+    out = measure(bg, ev, roles, nets, metrics, cfg, seed, bank)
     timings["transfer_s"] = time.perf_counter() - t
-    metrics.update({"config": cfg, "timings": timings, "similarity_loss_history": hist[:: max(1, len(hist) // 50)],
-                    "alphabets": cs.alphabets[: len(split)], "wall_s": time.perf_counter() - t0})
-    metrics["_models"] = {"enc": enc, "sim": sim, "probe": probe, "t2v_head": t2v_head, "pool_emb": pool_emb,
-                          "src_states": src_states, "sources": sources, "targets": targets, "split": split, "cs": cs}
-    return metrics
-
-
-def measure_transfer(cfg, sources, src_states, targets, enc, sim, probe, t2v_head, pool_emb, seed, device) -> dict:
-    shots, steps, hidden = cfg["shots"], cfg["ft_steps"], cfg["hidden"]
-    src_alph = torch.tensor([s.alphabet for s in sources])
-    tgt_alph = torch.tensor([t.alphabet for t in targets])
-    scores = {"learned set metric": retrieval_scores(enc.to(device), sim.to(device),
-                                                     [s.to(device) for s in sources],
-                                                     [t.to(device) for t in targets], shots).cpu()}
-    e_src = t2v_embed_tasks(probe, [s.to(device) for s in sources], shots, cfg["t2v_head_steps"], seed).cpu()
-    e_tgt = t2v_embed_tasks(probe, [t.to(device) for t in targets], shots, cfg["t2v_head_steps"], seed).cpu()
-    scores["Task2Vec cosine"] = task2vec_similarity(e_tgt[:, None], e_src[None])
-    zs, zt = standardise(e_src, pool_emb.cpu()), standardise(e_tgt, pool_emb.cpu())
-    with torch.no_grad():
-        scores["Task2Vec + learned head"] = t2v_head(zt[:, None].expand(-1, len(sources), -1),
-                                                     zs[None].expand(len(targets), -1, -1))
-    acc = torch.zeros(len(targets), len(sources))
-    scratch = torch.zeros(len(targets))
-    for i, tgt in enumerate(targets):
-        scratch[i] = fine_tune_accuracy(tgt, None, steps, hidden, seed + i, device=device)
-        for j, st in enumerate(src_states):
-            acc[i, j] = fine_tune_accuracy(tgt, st, steps, hidden, seed + i, device=device)
-    out = analyse(acc, scratch, scores, tgt_alph, src_alph)
-    # alphabet x alphabet learned similarity (targets of alphabet a vs the source of alphabet b)
-    A = len(sources)
-    S = scores["learned set metric"].view(-1, A, A).mean(0)
-    out.update({"transfer_matrix": acc.tolist(), "no_transfer": scratch.tolist(),
-                "similarity_matrix": S.tolist(),
-                "retrieved": {k: v.argmax(1).tolist() for k, v in scores.items()},
-                "target_alphabets": tgt_alph.tolist()})
+    real = {k: v for k, v in recipes.items() if not k.startswith("(")}
+    out.update({"config": cfg, "timings": timings, "recipe_selection": recipes,
+                "chosen_recipe": "fine-tune" if max(real, key=real.get).startswith("fine-tune") else "frozen",
+                **source_info,
+                "metric_training": {k: metrics[k] for k in metrics if k not in ("gain", "same")},
+                "alphabets": bg.alphabets[: cfg["alphabets"]], "eval_alphabets": ev.alphabets[: cfg["eval_alphabets"]],
+                "kinds": KINDS, "wall_s": time.perf_counter() - t0})
+    out["_models"] = {"nets": nets, "gain": metrics["gain"], "same": metrics["same"], "roles": roles,
+                      "bg": bg, "ev": ev}
     return out
+
+
+def headline(m: dict) -> dict:
+    """Transfer from the source f_theta (trained on gains) retrieves, under the recipe validation chose."""
+    if m.get("chosen_recipe") == "fine-tune" and "fine_tuning" in m:
+        return m["fine_tuning"]["tables"]["all"][f"retrieved by {HEADLINE}"]
+    return m["transfer_tables"]["all"][f"retrieved by {HEADLINE}"]
 
 
 def reproduce(budget: str | None = None, seed: int = 0, out_dir=None, device=None,
               method: str = "task_similarity") -> list[Path]:
-    """Run the task-similarity analysis and write ``task_similarity_omniglot[_smoke].json`` + its models.
+    """Run the study and write ``task_similarity_omniglot[_smoke].json`` and its networks.
 
     (``method`` only names the record's method, as the registry entry does.)
     """
@@ -205,42 +503,54 @@ def reproduce(budget: str | None = None, seed: int = 0, out_dir=None, device=Non
     out_dir = record_dir(out_dir, budget)
     out_dir.mkdir(parents=True, exist_ok=True)
     ckpt = out_dir / f"{name}.pt"
-    atomic_torch_save({"enc": models["enc"].state_dict(), "sim": models["sim"].state_dict(),
-                       "probe": models["probe"].state_dict(), "t2v_head": models["t2v_head"].state_dict(),
-                       "pool_emb": models["pool_emb"].cpu(),
-                       "sources": {str(i): s for i, s in enumerate(models["src_states"])}}, ckpt)
-    best = m["transfer_table"]["retrieved by learned set metric"]
-    rec = Record(name=name, method=method, dataset="omniglot", split="background",
-                 ways=m["config"]["ways"], shots=m["config"]["shots"], accuracy=best["accuracy"], ci95=best["ci95"],
-                 episodes=len(m["no_transfer"]), seed=seed, config={"analysis": m["config"]}, metrics=m,
+    S = len(models["roles"]["sources"])
+    atomic_torch_save({"sources": [{k: v.half() if v.is_floating_point() else v
+                                    for k, v in n.state_dict().items()} for n in models["nets"][:S]],
+                       "pooled": models["nets"][S].state_dict(), "gain": models["gain"].state_dict(),
+                       "same": models["same"].state_dict()}, ckpt)
+    head = headline(m)
+    rec = Record(name=name, method=method, dataset="omniglot", split="background+evaluation",
+                 ways=m["config"]["ways"], shots=m["config"]["shots"], accuracy=head["accuracy"], ci95=head["ci95"],
+                 episodes=head["n"], seed=seed, config={"analysis": m["config"]}, metrics=m,
                  hardware=hardware(), wall_s=time.perf_counter() - t0, git_commit=git_commit(),
                  checkpoint=ckpt.name, budget=budget)
     return [save_record(rec, out_dir)]
 
 
-def evaluate_record(record_path, episodes=None, seed: int = 123, device=None) -> dict:
-    """Re-score a record's trained similarity + source models on fresh target tasks (new drawings)."""
-    rec = load_record(record_path)
+def load_models(record) -> tuple[list, dict, dict]:
+    """The record's networks (sources, pooled, the untrained one re-created from its seed) and metrics."""
+    rec = load_record(record) if not hasattr(record, "config") else record
     cfg = dict(rec.config["analysis"])
-    if episodes:
-        cfg["targets_per_alphabet"] = max(1, math.ceil(episodes / cfg["alphabets"]))
-    device = get_device(device)
     state = torch.load(checkpoint_path(rec), map_location="cpu", weights_only=True)
-    cs = load_split("background")
-    split, sources = build_tasks(cs, cfg, rec.seed)
-    enc, sim = SetTaskEncoder(cfg["hidden"]), TaskSimilarity()
-    enc.load_state_dict(state["enc"])
-    sim.load_state_dict(state["sim"])
-    probe = Conv4(1, cfg["hidden"], pool="max")
-    probe.load_state_dict(state["probe"])
-    pool_emb = state["pool_emb"]
-    t2v_head = TaskSimilarity(pool_emb.shape[1], 64)
-    t2v_head.load_state_dict(state["t2v_head"])
-    src_states = [state["sources"][str(i)] for i in range(len(sources))]
-    targets = make_targets(cs, split, cfg, seed)
-    m = measure_transfer(cfg, sources, src_states, targets, enc.eval().to(device), sim.eval().to(device),
-                         probe.eval().to(device), t2v_head.eval(), pool_emb, seed, device)
-    r = m["transfer_table"]["retrieved by learned set metric"]
-    return {"record": rec.name, "accuracy": r["accuracy"], "ci95": r["ci95"], "episodes": len(targets),
+    nets = []
+    for sd in state["sources"] + [state["pooled"]]:
+        net = Conv4(1, cfg["hidden"], pool="max")
+        net.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in sd.items()})
+        nets.append(net.eval())
+    torch.manual_seed(rec.seed + 999)
+    nets.append(Conv4(1, cfg["hidden"], pool="max").eval())
+    metrics = {}
+    for key in ("gain", "same"):
+        metric = LearnedTaskMetric(cfg["hidden"])
+        metric.load_state_dict(state[key])
+        metrics[key] = metric.eval()
+    return nets, metrics, cfg
+
+
+def evaluate_record(record_path, episodes=None, seed: int = 123, device=None) -> dict:
+    """Re-score a record's networks and metrics on fresh drawing splits of its target characters.
+
+    ``episodes`` sets the number of drawing splits per target group (default: the record's).
+    """
+    rec = load_record(record_path)
+    nets, metrics, cfg = load_models(rec)
+    if episodes:
+        cfg["target_splits"] = max(1, math.ceil(episodes / len(rec.metrics["targets"])))
+    bg, ev = load_split("background"), load_split("evaluation")
+    roles = character_roles(bg, ev, cfg)
+    m = measure(bg, ev, roles, nets, metrics, cfg, seed)
+    m["chosen_recipe"] = rec.metrics.get("chosen_recipe")
+    r = headline(m)
+    return {"record": rec.name, "accuracy": r["accuracy"], "ci95": r["ci95"], "episodes": r["n"],
             "seed": seed, "reference_accuracy": rec.accuracy, "reference_ci95": rec.ci95,
-            "transfer_table": m["transfer_table"], "retrieval": m["retrieval"]}
+            "transfer_tables": m["transfer_tables"], "retrieval": m["retrieval"]}

@@ -4,28 +4,26 @@ The article proposes learning a similarity f_theta(T_i, T_j) between tasks by mi
 
     L(theta) = sum_{(i, j)} ( f_theta(T_i, T_j) - y_ij )^2,
 
-and, for a new task, transferring what was learned on the most similar training task.
-Here every piece is made concrete and measurable on Omniglot:
+and, for a new task, transferring what was learned on the most similar training task. The pieces:
 
-* **Tasks at the alphabet level.** Each of the 30 ``background`` alphabets is split by
-  character: the last ``ways`` characters form that alphabet's *new* (target) task, a
-  ``ways``-way ``shots``-shot problem; the other characters form its *training* (source)
-  tasks. So "same alphabet" is a label we can check, and targets share no character with
-  any source.
-* **y_ij = 1 if T_i and T_j come from the same alphabet, else 0.** Pairs of training tasks
-  with *disjoint* characters are drawn, so the metric must learn an alphabet's style, not
-  recognise repeated characters.
-* **Task embeddings.** (1) :class:`SetTaskEncoder`, a permutation-invariant encoder of a
-  task's support images (a CNN per image, mean over the set, an MLP; Deep Sets), trained
-  end-to-end with the similarity head :class:`TaskSimilarity`; (2) :func:`task2vec`, a
-  Task2Vec-style embedding (Achille et al. 2019): the diagonal Fisher information of a
-  fixed probe Conv-4 on the task, averaged per filter; compared with Task2Vec's
-  normalised cosine distance, or fed to the same learned head.
-* **Transfer.** Each training task gets its own small CNN trained on its characters. A new
-  task is solved by fine-tuning a CNN on its 5-shot support set, starting from: random
-  weights (no transfer), a random training task's CNN, the *retrieved* (most similar) task's
-  CNN, or the best one in hindsight (an oracle that peeks at query accuracy). The full
-  transfer matrix ``acc[target, source]`` says how often retrieval picks a helpful source.
+* **Tasks.** :class:`Task` (a support set, optional queries, the alphabet it came from);
+  :func:`make_task`, :func:`alphabet_split`.
+* **The metric.** :class:`TaskSimilarity`, a symmetric head on two task embeddings, and
+  :func:`similarity_loss`, the article's sum of squares. Two ways to embed a task:
+  :class:`SetTaskEncoder` (Deep Sets over the support images, trained end to end with the head,
+  :func:`train_set_similarity`) and :class:`LearnedTaskMetric` (an MLP on fixed mean embeddings,
+  trained on any labels with :func:`train_task_metric`). :func:`gain_labels` turns a *measured*
+  transfer matrix into the labels y_ij: "this source helps this task", not a proxy.
+* **Task2Vec** (Achille et al. 2019): :func:`task2vec`, the diagonal Fisher of a fixed probe on the
+  task, and :func:`task2vec_similarity`.
+* **Transfer.** :func:`train_feature_net` trains a source network (and says how well it generalises
+  to held-out drawings); :func:`feature_bank` embeds every image under every network once;
+  :func:`frozen_transfer_accuracy` solves a new task by nearest centroids on a source's frozen
+  features, for every source at once; :func:`ensemble_transfer_accuracy` does it with several;
+  :func:`fine_tune_accuracy` fine-tunes every weight instead.
+* **Retrieval from the support set alone.** :func:`support_loo_score`, each source's leave-one-out
+  log-likelihood on the new task's support set; :func:`rank_correlation` to judge any score
+  against measured transfer.
 
 The study that runs all of it and writes its record is :mod:`mlcore.experiments.task_similarity`.
 """
@@ -165,26 +163,6 @@ def train_set_similarity(cs: ClassSet, split, steps: int, pairs: int = 16, ways:
 
 
 # --------------------------------------------------------------------------- Task2Vec-style Fisher embedding
-def train_probe(cs: ClassSet, classes: list[int], steps: int, hidden: int = 32, batch: int = 128, seed: int = 0,
-                device="cpu") -> Conv4:
-    """The fixed probe: a Conv-4 trained once to classify all ``classes`` (the source characters)."""
-    torch.manual_seed(seed)
-    g = torch.Generator().manual_seed(seed)
-    probe = Conv4(1, hidden, pool="max", out_dim=len(classes)).to(device)
-    opt = torch.optim.Adam(probe.parameters(), lr=1e-3)
-    cls = torch.tensor(classes)
-    for _ in range(steps):
-        c = torch.randint(len(classes), (batch,), generator=g)
-        d = torch.randint(DRAWERS, (batch,), generator=g)
-        x = distort(cs.images[cls[c], d].to(device), g)
-        loss = F.cross_entropy(probe(x), c.to(device))
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    probe.head = None  # keep the feature extractor only
-    return probe.eval()
-
-
 def task2vec(probe: Conv4, support_x: torch.Tensor, support_y: torch.Tensor, head_steps: int = 50,
              generator: torch.Generator | None = None) -> torch.Tensor:
     """Diagonal Fisher of the probe's conv weights on a task, averaged per filter (Task2Vec-style).
@@ -240,21 +218,6 @@ def transfer_net(hidden: int, ways: int) -> Conv4:
     return Conv4(1, hidden, pool="max", out_dim=ways, track_running_stats=False)
 
 
-def train_source(task: Task, steps: int, hidden: int, seed: int, device="cpu") -> Conv4:
-    """The 'what was learned on a task' that can be transferred: a CNN trained on that task alone."""
-    torch.manual_seed(seed)
-    g = torch.Generator().manual_seed(seed)
-    net = transfer_net(hidden, int(task.support_y.max()) + 1).to(device)
-    opt = torch.optim.Adam(net.parameters(), lr=3e-3)
-    x, y = task.support_x.to(device), task.support_y.to(device)
-    for _ in range(steps):
-        loss = F.cross_entropy(net(distort(x, g)), y)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    return net.eval()
-
-
 def fine_tune_accuracy(task: Task, init: dict | None, steps: int, hidden: int, seed: int, lr: float = 3e-3,
                        device="cpu") -> float:
     """Query accuracy after fine-tuning on the task's support set from ``init`` (a source state dict) or scratch.
@@ -282,46 +245,196 @@ def fine_tune_accuracy(task: Task, init: dict | None, steps: int, hidden: int, s
     return float((pred.cpu() == task.query_y).float().mean())
 
 
-# --------------------------------------------------------------------------- retrieval
-def retrieval_scores(enc, sim, sources: list[Task], targets: list[Task], shots: int) -> torch.Tensor:
-    """f_theta(target, source) for every pair: (T, S). Sources are embedded from ``shots`` images per class."""
-    with torch.no_grad():
-        src = torch.stack([s.support_x.view(-1, 15, *s.support_x.shape[1:])[:, :shots].flatten(0, 1)
-                           for s in sources])
-        es = enc(src)
-        et = enc(torch.stack([t.support_x for t in targets]))
-        return sim(et[:, None].expand(-1, len(sources), -1), es[None].expand(len(targets), -1, -1))
+# --------------------------------------------------------------------------- transfer from frozen features
+def train_feature_net(cs: ClassSet, classes: list[int], steps: int, hidden: int = 32, batch: int = 64,
+                      lr: float = 1e-3, train_drawings: int = 15, seed: int = 0,
+                      device="cpu") -> tuple[Conv4, float]:
+    """A Conv-4 trained to classify ``classes`` on drawings ``[0, train_drawings)``, with affine distortions.
 
-
-def t2v_embed_tasks(probe, tasks: list[Task], shots: int, head_steps: int, seed: int) -> torch.Tensor:
-    g = torch.Generator().manual_seed(seed)
-    out = []
-    for t in tasks:
-        n = len(t.support_y)
-        per = n // (int(t.support_y.max()) + 1)
-        keep = torch.arange(n).view(-1, per)[:, :shots].flatten()
-        out.append(task2vec(probe, t.support_x[keep], t.support_y[keep], head_steps, g))
-    return torch.stack(out)
-
-
-def train_embedding_head(emb: torch.Tensor, alph: torch.Tensor, steps: int, seed: int) -> TaskSimilarity:
-    """The same §4.1 squared loss, on fixed (log, standardised) Task2Vec embeddings of training tasks."""
+    Returns the network without its classifier head (what is transferred: its features) and its
+    accuracy on the held-out drawings ``[train_drawings, 20)`` of the same characters, which says
+    whether the source was trained long enough to be worth transferring from.
+    """
+    if not 1 <= train_drawings < DRAWERS:
+        raise ValueError(f"train_drawings must be in [1, {DRAWERS - 1}], got {train_drawings}")
     torch.manual_seed(seed)
-    head = TaskSimilarity(emb.shape[1], 64)
-    opt = torch.optim.Adam(head.parameters(), lr=1e-3)
-    y = (alph[:, None] == alph[None]).float()
-    off = ~torch.eye(len(alph), dtype=torch.bool)
-    pos_w = (y[off] == 0).sum() / (y[off] == 1).sum().clamp_min(1)  # balance same/different pairs
-    w = torch.where(y.bool(), pos_w, torch.ones_like(y)) * off
+    g = torch.Generator().manual_seed(seed)
+    net = Conv4(1, hidden, pool="max", out_dim=len(classes)).to(device)
+    opt = torch.optim.Adam(net.parameters(), lr=lr)
+    cls = torch.tensor(classes)
     for _ in range(steps):
-        f = head(emb[:, None].expand(-1, len(alph), -1), emb[None].expand(len(alph), -1, -1))
-        loss = (w * (f - y) ** 2).sum() / w.sum()  # sum of squared errors, reweighted per pair
+        c = torch.randint(len(classes), (batch,), generator=g)
+        d = torch.randint(train_drawings, (batch,), generator=g)
+        loss = F.cross_entropy(net(distort(cs.images[cls[c], d].to(device), g)), c.to(device))
         opt.zero_grad()
         loss.backward()
         opt.step()
-    return head.eval()
+    net.eval()
+    with torch.no_grad():
+        held = cs.images[cls][:, train_drawings:].flatten(0, 1).to(device)
+        truth = torch.arange(len(classes)).repeat_interleave(DRAWERS - train_drawings)
+        heldout_acc = float((net(held).argmax(-1).cpu() == truth).float().mean())
+    net.head = None  # keep the feature extractor only
+    return net, heldout_acc
 
 
-def standardise(e: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
-    le, lr_ = e.clamp_min(1e-12).log(), ref.clamp_min(1e-12).log()
-    return (le - lr_.mean(0)) / (lr_.std(0) + 1e-6)
+@torch.no_grad()
+def feature_bank(nets: list[nn.Module], images: torch.Tensor, batch: int = 2048) -> torch.Tensor:
+    """Features of every image under every net: images (C, D, 1, H, W) -> (len(nets), C, D, dim)."""
+    flat = images.flatten(0, 1)
+    out = []
+    for net in nets:
+        net.eval()
+        feats = torch.cat([net.embed(flat[i:i + batch]) for i in range(0, len(flat), batch)])
+        out.append(feats.view(*images.shape[:2], -1))
+    return torch.stack(out)
+
+
+def prototype_logits(support: torch.Tensor, query: torch.Tensor, metric: str = "cosine",
+                     scale: float = 10.0) -> torch.Tensor:
+    """Nearest-centroid logits on frozen features: support (..., N, K, d), query (..., Q, d) -> (..., Q, N).
+
+    ``cosine``: ``scale`` times the cosine between the query and each class's mean of normalised
+    support features; ``euclidean``: minus the squared distance to the class mean (a ProtoNet head).
+    """
+    if metric == "cosine":
+        c = F.normalize(F.normalize(support, dim=-1).mean(-2), dim=-1)
+        return scale * F.normalize(query, dim=-1) @ c.transpose(-1, -2)
+    if metric == "euclidean":
+        return -torch.cdist(query, support.mean(-2)).pow(2)
+    raise ValueError(f"metric must be 'cosine' or 'euclidean', got {metric!r}")
+
+
+def frozen_transfer_accuracy(bank: torch.Tensor, chars: torch.Tensor, drawings: torch.Tensor, shots: int,
+                             metric: str = "cosine") -> torch.Tensor:
+    """Query accuracy of nearest-centroid transfer from every model of ``bank`` at once.
+
+    ``bank`` (M, C, D, d) from :func:`feature_bank`; a task is ``chars`` (N,) rows of the bank and
+    ``drawings`` (N, D') in which the first ``shots`` are the support set, the rest the queries.
+    Returns (M,) accuracies, one per model.
+    """
+    f = bank[:, chars[:, None], drawings]  # (M, N, D', d)
+    sup, qry = f[:, :, :shots], f[:, :, shots:]
+    n, q = qry.shape[1], qry.shape[2]
+    logits = prototype_logits(sup, qry.flatten(1, 2), metric)
+    truth = torch.arange(n).repeat_interleave(q)
+    return (logits.argmax(-1) == truth).float().mean(-1)
+
+
+def support_loo_score(bank: torch.Tensor, chars: torch.Tensor, drawings: torch.Tensor, shots: int,
+                      metric: str = "cosine") -> torch.Tensor:
+    """How well each model's features separate the *support set alone*: leave-one-out log-likelihood.
+
+    Every support image is classified by the class means of the other support images (its own
+    class without it), and the mean log-probability of its true class is the score, (M,). It needs
+    no query and no label beyond the support set's, so it is a fair retrieval criterion; ``shots``
+    must be at least 2.
+    """
+    if shots < 2:
+        raise ValueError(f"leave-one-out needs at least 2 shots per class, got {shots}")
+    f = bank[:, chars[:, None], drawings[:, :shots]]  # (M, N, K, d)
+    if metric == "cosine":
+        f = F.normalize(f, dim=-1)
+    m, n, k, _ = f.shape
+    total = f.sum(-2)  # (M, N, d)
+    own = (total[:, :, None] - f) / (k - 1)  # each item's class mean without it, (M, N, K, d)
+    means = total / k
+    if metric == "cosine":
+        own, means = F.normalize(own, dim=-1), F.normalize(means, dim=-1)
+        logits = 10.0 * torch.einsum("mnkd,mcd->mnkc", f, means)
+        own_logit = 10.0 * (f * own).sum(-1)
+    else:
+        logits = -(f[:, :, :, None] - means[:, None, None]).pow(2).sum(-1)
+        own_logit = -(f - own).pow(2).sum(-1)
+    eye = torch.eye(n, dtype=torch.bool)[None, :, None, :].expand(m, n, k, n)
+    logits = torch.where(eye, own_logit[..., None].expand_as(logits), logits)
+    return logits.log_softmax(-1).masked_select(eye).view(m, n, k).mean((1, 2))
+
+
+def ensemble_transfer_accuracy(bank: torch.Tensor, models: torch.Tensor, chars: torch.Tensor,
+                               drawings: torch.Tensor, shots: int, metric: str = "cosine") -> float:
+    """Nearest-centroid transfer from several models at once: their logits summed (a top-k ensemble)."""
+    f = bank[models][:, chars[:, None], drawings]
+    sup, qry = f[:, :, :shots], f[:, :, shots:]
+    n, q = qry.shape[1], qry.shape[2]
+    logits = prototype_logits(sup, qry.flatten(1, 2), metric).sum(0)
+    return float((logits.argmax(-1) == torch.arange(n).repeat_interleave(q)).float().mean())
+
+
+# --------------------------------------------------------------------------- the metric learned on transfer gains
+def gain_labels(acc: torch.Tensor) -> torch.Tensor:
+    """The article's y_ij from a measured transfer matrix: each task's accuracies rescaled to [0, 1].
+
+    ``acc`` (T, S) holds the accuracy on task i after transfer from source j; row-wise min-max
+    scaling makes y = 1 for the most helpful source of each task and 0 for the least, so the
+    loss weighs every task alike whatever its difficulty. A row with no spread gets 0.5 everywhere.
+    """
+    if acc.ndim != 2:
+        raise ValueError(f"acc must be a (tasks, sources) matrix, got shape {tuple(acc.shape)}")
+    lo, hi = acc.min(1, keepdim=True).values, acc.max(1, keepdim=True).values
+    spread = hi - lo
+    return torch.where(spread > 0, (acc - lo) / spread.clamp_min(1e-12), torch.full_like(acc, 0.5))
+
+
+class LearnedTaskMetric(nn.Module):
+    """f_theta(T_i, T_j) on fixed task embeddings: an MLP rho on each, then :class:`TaskSimilarity`."""
+
+    def __init__(self, in_dim: int, dim: int = 32, hidden: int = 64):
+        super().__init__()
+        self.rho = nn.Sequential(nn.Linear(in_dim, hidden), nn.ReLU(), nn.Linear(hidden, dim))
+        self.sim = TaskSimilarity(dim, hidden)
+
+    def forward(self, e_i: torch.Tensor, e_j: torch.Tensor) -> torch.Tensor:
+        return self.sim(self.rho(e_i), self.rho(e_j))
+
+
+def train_task_metric(e_tasks: torch.Tensor, e_sources: torch.Tensor, y: torch.Tensor, steps: int,
+                      val: tuple[torch.Tensor, torch.Tensor] | None = None, weight: torch.Tensor | None = None,
+                      lr: float = 1e-3, weight_decay: float = 1e-4, eval_every: int = 50,
+                      seed: int = 0) -> tuple[LearnedTaskMetric, list[dict]]:
+    """Fit f_theta to labels ``y`` (T, S) over every (task, source) pair with the §4.1 squared loss.
+
+    ``weight`` (T, S) reweights pairs (e.g. to balance same / different alphabet); ``val`` =
+    (held-out task embeddings, their labels) chooses the step to keep (the lowest validation loss),
+    so nothing is selected on the test tasks. Returns the metric and its history.
+    """
+    torch.manual_seed(seed)
+    metric = LearnedTaskMetric(e_tasks.shape[1])
+    opt = torch.optim.Adam(metric.parameters(), lr=lr, weight_decay=weight_decay)
+    w = torch.ones_like(y) if weight is None else weight
+
+    def loss_on(e, target, wt):
+        f = metric(e[:, None].expand(-1, len(e_sources), -1), e_sources[None].expand(len(e), -1, -1))
+        return (wt * (f - target) ** 2).sum() / wt.sum()  # the article's sum of squares, per unit weight
+
+    best, history = (float("inf"), None), []
+    for step in range(steps + 1):
+        if step % eval_every == 0 or step == steps:
+            with torch.no_grad():
+                tr = float(loss_on(e_tasks, y, w))
+                va = float(loss_on(val[0], val[1], torch.ones_like(val[1]))) if val is not None else tr
+            history.append({"step": step, "train_loss": tr, "val_loss": va})
+            if va < best[0]:
+                best = (va, {k: v.clone() for k, v in metric.state_dict().items()})
+        if step == steps:
+            break
+        loss = loss_on(e_tasks, y, w)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    metric.load_state_dict(best[1])
+    return metric.eval(), history
+
+
+def rank_correlation(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Spearman's rank correlation along the last dimension (average ranks for ties)."""
+    def ranks(x):
+        order = x.argsort(-1)
+        r = torch.empty_like(x)
+        r.scatter_(-1, order, torch.arange(x.shape[-1], dtype=x.dtype).expand_as(x).contiguous())
+        # average the ranks of tied values so that a constant row has no spurious order
+        uniq = (x[..., :, None] == x[..., None, :]).to(x.dtype)
+        return (uniq @ r[..., None]).squeeze(-1) / uniq.sum(-1)
+    ra, rb = ranks(a.double()), ranks(b.double())
+    ra, rb = ra - ra.mean(-1, keepdim=True), rb - rb.mean(-1, keepdim=True)
+    return (ra * rb).sum(-1) / (ra.norm(dim=-1) * rb.norm(dim=-1)).clamp_min(1e-12)
