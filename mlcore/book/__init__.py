@@ -7,7 +7,8 @@
 * ``plotting``: one colour and one marker per method, the same in every chapter, and the figures several
   chapters draw;
 * ``records``: the committed records and benchmark files as the chapters read them (a missing file says which
-  command writes it; shared-machine timings as ratios to their peer).
+  command writes it; shared-machine timings as ratios to their peer);
+* ``task_retrieval``: the tables and figures of the task-retrieval study (chapters 3 and 10).
 
 Nothing below this package (core, families, studies) imports it.
 """

@@ -48,12 +48,24 @@ def test_rows(m: dict, kind: str = "all") -> list[dict]:
     return rows
 
 
-def targets_met(m: dict) -> dict:
-    """The issue's three targets for the headline retriever, measured: True / False with the numbers."""
-    bg_tab = m["transfer_tables"]["background"]
+def targets_met(m: dict, recipe: str = "frozen") -> dict:
+    """The study's three targets for the headline retriever under one transfer recipe, measured.
+
+    Each entry is (met, value in points or percent). ``recipe`` is ``frozen`` (nearest centroids on
+    every source's frozen features) or ``fine-tune`` (fine-tuning from the pick; the top-3 criterion
+    needs every source fine-tuned, so it is taken from the frozen matrix).
+    """
+    if recipe == "frozen":
+        bg_tab, tests = m["transfer_tables"]["background"], m["paired_tests"]
+        same_row, rnd_key = "same-alphabet source (label oracle)", f"{HEADLINE} - random source"
+    elif recipe == "fine-tune":
+        bg_tab, tests = m["fine_tuning"]["tables"]["background"], m["fine_tuning"]["paired_tests"]
+        same_row, rnd_key = "same-alphabet source", f"{HEADLINE} - random source (one per target)"
+    else:
+        raise ValueError(f"recipe must be 'frozen' or 'fine-tune', got {recipe!r}")
     head = bg_tab[f"retrieved by {HEADLINE}"]["accuracy"]
-    same = bg_tab["same-alphabet source (label oracle)"]["accuracy"]
-    rnd = m["paired_tests"]["all"][f"{HEADLINE} - random source"]
+    same = bg_tab[same_row]["accuracy"]
+    rnd = tests["all"][rnd_key]
     top3 = m["retrieval"]["all"][HEADLINE]["in_top3_most_helpful"]
     return {"within 1 point of the same-alphabet source": (head - same >= -0.01, 100 * (head - same)),
             "at least 2 points above a random source, significant": (
@@ -86,7 +98,7 @@ def plot_gain_vs_score(m: dict, retriever: str = HEADLINE, ax=None):
     for kind, col in [("background", "C3"), ("evaluation", "C0")]:
         sel = torch.tensor([k == kind for k in kinds])
         if sel.any():
-            ax.scatter(score[sel].flatten(), gain[sel].flatten(), s=3, alpha=0.3, color=col,
+            ax.scatter(score[sel].flatten().numpy(), gain[sel].flatten().numpy(), s=3, alpha=0.3, color=col,
                        label=f"{kind} targets")
     rho = m["retrieval"]["all"][retriever]["rank_correlation_with_transfer"]
     ax.set_title(f"{SHORT[retriever]}: mean rank correlation per task {rho:.2f}", fontsize=9)
@@ -112,14 +124,14 @@ def plot_retrieved_grid(m: dict, bg, ev, groups=(0, -1), top: int = 3, retriever
         cs, names = (bg, names_bg) if t["kind"] == "background" else (ev, names_ev)
         first = m["target_drawings_split0"][g]
         for c in range(ways):
-            axes[row, c].imshow(cs.images[t["chars"][c], first[c][0], 0], cmap="gray_r")
+            axes[row, c].imshow(cs.images[t["chars"][c], first[c][0], 0].numpy(), cmap="gray_r")
         axes[row, 0].set_ylabel(f"new\n{names[t['alphabet']].split('_(')[0][:12]}", fontsize=6)
         row += 1
         for s in scores[g].argsort(descending=True)[:top].tolist():
             src = roles["sources"][s]
             same = t["kind"] == "background" and src["alphabet"] == t["alphabet"]
             for c in range(ways):
-                axes[row, c].imshow(bg.images[src["chars"][c % len(src["chars"])], 0, 0],
+                axes[row, c].imshow(bg.images[src["chars"][c % len(src["chars"])], 0, 0].numpy(),
                                     cmap="Greens" if same else "gray_r")
             axes[row, 0].set_ylabel(f"{names_bg[src['alphabet']].split('_(')[0][:12]}\n"
                                     f"{100 * acc[g, s]:.0f} %", fontsize=6)
@@ -131,3 +143,39 @@ def plot_retrieved_grid(m: dict, bg, ev, groups=(0, -1), top: int = 3, retriever
                  "(accuracy after transfer; green = same alphabet)", fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def fine_tune_rows(m: dict, kind: str = "all") -> list[dict]:
+    """Fine-tuning every weight from the starts that matter: accuracy ± CI per start."""
+    return [{"start": k, "acc": f"{100 * v['accuracy']:.1f} ± {100 * v['ci95']:.1f}", "n": v["n"]}
+            for k, v in m["fine_tuning"]["tables"][kind].items()]
+
+
+COLUMNS = {"transfer": [("start", "how the new task is solved"), ("acc", "accuracy (%)"), ("n", "target groups")],
+           "retrieval": [("retriever", "retriever"), ("top3", "pick in top 3"), ("rank", "mean rank of pick"),
+                         ("rho", "rank corr. with transfer"), ("regret", "regret (points)"),
+                         ("same", "same alphabet")],
+           "tests": [("comparison", "paired comparison"), ("diff", "mean difference (points)"),
+                     ("wtl", "wins/ties/losses"), ("p", "Wilcoxon p"), ("holm", "Holm p")]}
+
+
+def table(m: dict, which: str, kind: str = "all"):
+    """One of the study's tables as HTML for a notebook: ``transfer``, ``fine-tuning``, ``retrieval``,
+    ``tests`` or ``fine-tuning tests``, for target kind ``all``, ``background`` or ``evaluation``."""
+    from IPython.display import HTML
+
+    from ..compare import html_table
+
+    if which == "transfer":
+        rows, cols = transfer_rows(m, kind), COLUMNS["transfer"]
+    elif which == "fine-tuning":
+        rows, cols = fine_tune_rows(m, kind), COLUMNS["transfer"]
+    elif which == "retrieval":
+        rows, cols = retrieval_rows(m, kind), COLUMNS["retrieval"]
+    elif which == "tests":
+        rows, cols = test_rows(m, kind), COLUMNS["tests"]
+    elif which == "fine-tuning tests":
+        rows, cols = test_rows({"paired_tests": m["fine_tuning"]["paired_tests"]}, kind), COLUMNS["tests"]
+    else:
+        raise ValueError(f"which must be transfer, fine-tuning, retrieval, tests or fine-tuning tests, got {which!r}")
+    return HTML(html_table(rows, cols))
