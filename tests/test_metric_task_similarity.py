@@ -229,3 +229,13 @@ def test_small_real_run_transfer_beats_no_transfer_and_records_every_row():
         table["random source (expected)"]["accuracy"]
     assert all(f"retrieved by {k}" in table for k in study.RETRIEVERS)
     assert len(m["transfer_matrix"]) == len(m["targets"]) and len(m["transfer_matrix"][0][0]) == 6
+
+
+def test_training_functions_leave_the_global_rng_alone_and_are_reproducible(background):
+    state = torch.get_rng_state()
+    a, acc_a = ts.train_feature_net(background, [0, 1, 2], steps=2, hidden=4, batch=8, seed=3)
+    assert torch.equal(torch.get_rng_state(), state)
+    b, acc_b = ts.train_feature_net(background, [0, 1, 2], steps=2, hidden=4, batch=8, seed=3)
+    assert acc_a == acc_b and all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+    with pytest.raises(ValueError, match="train_drawings must be"):
+        ts.train_feature_net(background, [0, 1], steps=1, train_drawings=20)

@@ -53,6 +53,7 @@ from ..metric.task_similarity import (
     frozen_transfer_accuracy,
     gain_labels,
     rank_correlation,
+    seeded,
     support_loo_score,
     task2vec,
     task2vec_similarity,
@@ -145,8 +146,7 @@ def train_networks(bg: ClassSet, roles: dict, cfg: dict, seed: int, device) -> t
     all_src = [c for s in roles["sources"] for c in s["chars"]]
     pooled, pooled_acc = train_feature_net(bg, all_src, cfg["pooled_steps"], cfg["hidden"], cfg["batch"],
                                            seed=seed, device=device)
-    torch.manual_seed(seed + 999)
-    untrained = Conv4(1, cfg["hidden"], pool="max").eval()
+    untrained = seeded(seed + 999, lambda: Conv4(1, cfg["hidden"], pool="max").eval())
     return nets + [pooled.cpu(), untrained], {"source_heldout_accuracy": heldout,
                                               "pooled_heldout_accuracy": pooled_acc,
                                               "source_characters": [len(s["chars"]) for s in roles["sources"]]}
@@ -527,8 +527,7 @@ def load_models(record) -> tuple[list, dict, dict]:
         net = Conv4(1, cfg["hidden"], pool="max")
         net.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in sd.items()})
         nets.append(net.eval())
-    torch.manual_seed(rec.seed + 999)
-    nets.append(Conv4(1, cfg["hidden"], pool="max").eval())
+    nets.append(seeded(rec.seed + 999, lambda: Conv4(1, cfg["hidden"], pool="max").eval()))
     metrics = {}
     for key in ("gain", "same"):
         metric = LearnedTaskMetric(cfg["hidden"])

@@ -40,6 +40,17 @@ from ..nets import Conv4
 from .siamese import distort
 
 
+def seeded(seed: int, build):
+    """``build()`` under ``torch.manual_seed(seed)``, leaving the caller's global RNG state as it was.
+
+    Networks are initialised from the global generator; seeding it here makes every function of
+    this module reproducible without changing the random stream of the code that calls it.
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return build()
+
+
 # --------------------------------------------------------------------------- tasks
 @dataclass
 class Task:
@@ -146,9 +157,8 @@ def sample_task_pairs(cs: ClassSet, split: list[tuple[list, list]], pairs: int, 
 def train_set_similarity(cs: ClassSet, split, steps: int, pairs: int = 16, ways: int = 4, shots: int = 5,
                          hidden: int = 32, dim: int = 32, lr: float = 1e-3, seed: int = 0, device="cpu"):
     """Train SetTaskEncoder + TaskSimilarity end-to-end with the §4.1 squared loss; returns (enc, sim, history)."""
-    torch.manual_seed(seed)
     g = torch.Generator().manual_seed(seed)
-    enc, sim = SetTaskEncoder(hidden, dim).to(device), TaskSimilarity(dim).to(device)
+    enc, sim = seeded(seed, lambda: (SetTaskEncoder(hidden, dim).to(device), TaskSimilarity(dim).to(device)))
     opt = torch.optim.Adam([*enc.parameters(), *sim.parameters()], lr=lr)
     hist = []
     for step in range(steps):
@@ -225,9 +235,8 @@ def fine_tune_accuracy(task: Task, init: dict | None, steps: int, hidden: int, s
     The source's classifier head is discarded (its classes mean nothing here): a fresh,
     zero-initialised head is put on the transferred features.
     """
-    torch.manual_seed(seed)
     ways = int(task.support_y.max()) + 1
-    net = transfer_net(hidden, ways).to(device)
+    net = seeded(seed, lambda: transfer_net(hidden, ways).to(device))
     if init is not None:
         net.load_state_dict({k: v for k, v in init.items() if not k.startswith("head.")}, strict=False)
     nn.init.zeros_(net.head.weight)
@@ -257,9 +266,8 @@ def train_feature_net(cs: ClassSet, classes: list[int], steps: int, hidden: int 
     """
     if not 1 <= train_drawings < DRAWERS:
         raise ValueError(f"train_drawings must be in [1, {DRAWERS - 1}], got {train_drawings}")
-    torch.manual_seed(seed)
     g = torch.Generator().manual_seed(seed)
-    net = Conv4(1, hidden, pool="max", out_dim=len(classes)).to(device)
+    net = seeded(seed, lambda: Conv4(1, hidden, pool="max", out_dim=len(classes)).to(device))
     opt = torch.optim.Adam(net.parameters(), lr=lr)
     cls = torch.tensor(classes)
     for _ in range(steps):
@@ -398,8 +406,7 @@ def train_task_metric(e_tasks: torch.Tensor, e_sources: torch.Tensor, y: torch.T
     (held-out task embeddings, their labels) chooses the step to keep (the lowest validation loss),
     so nothing is selected on the test tasks. Returns the metric and its history.
     """
-    torch.manual_seed(seed)
-    metric = LearnedTaskMetric(e_tasks.shape[1])
+    metric = seeded(seed, lambda: LearnedTaskMetric(e_tasks.shape[1]))
     opt = torch.optim.Adam(metric.parameters(), lr=lr, weight_decay=weight_decay)
     w = torch.ones_like(y) if weight is None else weight
 
