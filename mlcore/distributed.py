@@ -223,7 +223,7 @@ def _small_run(method: str, config: dict, split: str, ways: int, shots: int, que
     from .registry import learner_class
     from .runtime import seed_everything
 
-    seed_everything(seed)
+    seed_everything(seed)  # a whole (small) run, seeded process-wide on purpose like mlcore.train_and_record
     learner = learner_class(method).from_config(config)
     model: nn.Module = PerTaskMeanLoss(learner) if per_task else learner
     sampler = EpisodeSampler(load_split(split), ways, shots, queries, batch_size=meta_batch, seed=seed)
@@ -330,7 +330,7 @@ def train_distributed(method: str, ways: int, shots: int, budget: str | None = N
         recipe.meta_batch = max(recipe.meta_batch, world)
         recipe.extra = {**recipe.extra, "distributed": {"world_size": world, "backend": dist.get_backend(),
                                                        "meta_batch_asked": asked}}
-        seed_everything(seed)
+        seed_everything(seed)  # each torchrun process is one run: seeded process-wide on purpose
         learner = cls.from_config(recipe.model).to(device)
         if recipe.extra.get("channels_last") and device.type == "cpu":
             learner = learner.to(memory_format=torch.channels_last)  # as mlcore.runs does (chapter 8)

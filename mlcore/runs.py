@@ -128,6 +128,7 @@ def train_and_record(method: str, ways: int, shots: int, budget: str | None = No
     budget = budget_mod.current_budget(budget)
     cls, recipe = build_recipe(method, ways, shots, budget, recipe_overrides)
     device = get_device(device)
+    # one whole run (the CLI's `train`, a study's step): seeded process-wide on purpose, as a script would be
     seed_everything(seed)
     learner = cls.from_config(recipe.model).to(device)
     if recipe.extra.get("channels_last") and device.type == "cpu":

@@ -10,7 +10,8 @@ import os
 import platform
 import random
 import subprocess
-from contextlib import nullcontext
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -64,7 +65,13 @@ def keep_freed_memory() -> bool:
 
 
 def seed_everything(seed: int) -> torch.Generator:
-    """Seed Python, NumPy and torch (all devices); return a fresh CPU generator seeded with ``seed``."""
+    """Seed Python, NumPy and torch (all devices); return a fresh CPU generator seeded with ``seed``.
+
+    This sets process-wide state on purpose: it is for the start of a whole run (a study, the CLI,
+    :func:`mlcore.train_and_record`, a notebook's first cell). Library code that only needs its own
+    work reproducible uses a ``torch.Generator`` or :func:`seeded_global_rng`, which leave the caller's
+    random state as it was.
+    """
     if not isinstance(seed, int) or seed < 0:
         raise ValueError(f"seed must be a non-negative int, got {seed!r}")
     random.seed(seed)
@@ -73,6 +80,31 @@ def seed_everything(seed: int) -> torch.Generator:
     g = torch.Generator()
     g.manual_seed(seed)
     return g
+
+
+def _cuda_indices(device: str | torch.device | None) -> list[int]:
+    device = torch.device(device) if device is not None else torch.device("cpu")
+    if device.type != "cuda":
+        return []
+    return [device.index if device.index is not None else torch.cuda.current_device()]
+
+
+@contextmanager
+def seeded_global_rng(seed: int, device: str | torch.device | None = None) -> Iterator[None]:
+    """Run a block with torch's global RNG seeded with ``seed``, then give the caller's state back.
+
+    For code that must draw from torch's default generator (a module's ``__init__``, samplers such as
+    ``Beta``/``Gamma`` that take no ``generator``) but should not leave the process seeded: the CPU
+    generator, and the generator of ``device`` when it is a CUDA device, are seeded inside the block and
+    restored when it ends (``torch.random.fork_rng``). Inside the block the draws are exactly those after
+    ``torch.manual_seed(seed)``; other CUDA devices are neither seeded nor touched.
+    """
+    cuda = _cuda_indices(device)
+    with torch.random.fork_rng(devices=cuda):
+        torch.default_generator.manual_seed(seed)
+        for i in cuda:
+            torch.cuda.default_generators[i].manual_seed(seed)
+        yield
 
 
 def set_deterministic(enabled: bool = True) -> None:

@@ -27,6 +27,7 @@ from torch.func import grad, vmap
 from ..data.episodes import Episode
 from ..learner import FewShotLearner, Recipe, check_task
 from ..nets import Conv4
+from ..runtime import seeded_global_rng
 
 BN_EPS = 1e-5
 
@@ -72,8 +73,9 @@ class Scratch(FewShotLearner):
         self.steps, self.lr, self.hidden = steps, lr, hidden
         # The random initialisation every task starts from. It is a registered module, so it
         # is saved in the state dict and ``mlcore.load`` gives back the very same baseline.
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(init_seed)
+        # The initialisation draws from torch's global CPU generator, seeded for this block only, so
+        # building a Scratch leaves the caller's random state (CPU and CUDA) as it was.
+        with seeded_global_rng(init_seed):
             self.encoder = Conv4(in_channels, hidden, pool="max")
         self.init_seed = init_seed
 

@@ -116,7 +116,7 @@ def run_ablations(spec: dict, budget: str | None = None, seed: int = 0, trials: 
     out: dict = {"variants": {}, "paired_vs_full": {}}
     totals = {}
     for name, (reward_input, carry_hidden) in variants.items():
-        torch.manual_seed(seed)
+        torch.manual_seed(seed)  # a study seeds its whole run; every variant starts from the same init
         policy = AblatedRL2Policy(probe.num_states, probe.num_actions, cfg.hidden, reward_input, carry_hidden)
         t0 = time.perf_counter()
         policy, history = train_rl2(cfg, seed=seed, device=device, log_every=max(1, cfg.updates // 10),

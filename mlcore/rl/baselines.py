@@ -20,6 +20,7 @@ import functools
 
 import torch
 
+from ..runtime import seeded_global_rng
 from .envs import BernoulliBandits, Step, TabularMDPs, TrialEnv, cpu_threads
 
 
@@ -28,13 +29,6 @@ def argmax_random_ties(scores: torch.Tensor, generator: torch.Generator) -> torc
     best = scores == scores.max(-1, keepdim=True).values
     u = torch.rand(scores.shape, generator=generator, device=scores.device)
     return (u * best).argmax(-1)
-
-
-def _cuda_ids(device: torch.device) -> list[int]:
-    """Device indices for ``torch.random.fork_rng`` (empty on the CPU)."""
-    if device.type != "cuda":
-        return []
-    return [device.index if device.index is not None else torch.cuda.current_device()]
 
 
 class Policy:
@@ -143,8 +137,8 @@ class Thompson(BanditPolicy):
 
     def act(self, state):
         seed = int(torch.randint(2**62, (), generator=self.g))
-        with torch.random.fork_rng(devices=_cuda_ids(self.env.device)):
-            torch.manual_seed(seed)  # torch's Beta sampler takes no generator: seed the global one in a fork
+        # torch's Beta sampler takes no generator: seed the global one (this device's) for this block only
+        with seeded_global_rng(seed, self.env.device):
             sample = torch.distributions.Beta(1.0 + self.successes, 1.0 + self.failures).sample()
         return sample.argmax(-1)
 
@@ -352,8 +346,8 @@ class PSRL(MDPPolicy):
 
     def model(self):
         seed = int(torch.randint(2**62, (), generator=self.g))
-        with torch.random.fork_rng(devices=_cuda_ids(self.env.device)):
-            torch.manual_seed(seed)  # torch's Gamma sampler takes no generator: seed the global one in a fork
+        # torch's Gamma sampler takes no generator: seed the global one (this device's) for this block only
+        with seeded_global_rng(seed, self.env.device):
             reward = self.reward_mean() + torch.randn_like(self.visits) / torch.sqrt(1.0 + self.visits)
             gam = torch._standard_gamma(1.0 + self.next_counts)
         return reward, gam / gam.sum(-1, keepdim=True)

@@ -39,6 +39,7 @@ from torch import nn
 
 from ..engine import NonFiniteLossError
 from ..results import atomic_torch_save, mean_ci95
+from ..runtime import seeded_global_rng
 from .baselines import POLICY_SEED_OFFSET
 from .envs import TrialEnv, check_spec, cpu_threads, make_env
 
@@ -342,24 +343,27 @@ def train_rl2(cfg: RL2Config, seed: int = 0, device=None, log_every: int = 10, p
     if not isinstance(checkpoint_every, int) or checkpoint_every < 1:
         raise ValueError(f"checkpoint_every must be an int >= 1, got {checkpoint_every!r}")
     device = torch.device(device or "cpu")
-    torch.manual_seed(seed)
-    probe = make_env(spec, 1, 0, "cpu")
-    if policy is None:
-        policy = RL2Policy(probe.num_states, probe.num_actions, cfg.hidden)
-    policy = policy.to(device)
-    opt = torch.optim.Adam(policy.parameters(), lr=cfg.lr, eps=1e-5)
-    g = torch.Generator(device=device)
-    g.manual_seed(seed)
-    ckpt = Path(run_dir) / CHECKPOINT_NAME if run_dir is not None else None
-    identity = _run_identity(cfg, seed, policy)
-    # updates so far whose PPO epochs the KL stop cut / in which the entropy floor acted: every row carries
-    # them, so a guard that fired between two logged rows still shows
-    start, history, prior_wall, counts = 0, [], 0.0, {"kl_stops": 0, "floor_updates": 0}
-    if ckpt is not None and ckpt.exists():
-        start, history, prior_wall, counts = _load_checkpoint(ckpt, policy, opt, g, identity)
-    with cpu_threads(device):
-        _train_loop(policy, opt, cfg, spec, seed, device, g, history, log_every, progress, start, prior_wall,
-                    ckpt, checkpoint_every, stop_after, deadline, identity, counts)
+    # The policy's initialisation draws from torch's global CPU generator, seeded with ``seed`` for this
+    # call only (a resumed checkpoint also restores that state inside the block): the caller's random
+    # state is the same after training as before. Everything random in training uses ``g``.
+    with seeded_global_rng(seed):
+        probe = make_env(spec, 1, 0, "cpu")
+        if policy is None:
+            policy = RL2Policy(probe.num_states, probe.num_actions, cfg.hidden)
+        policy = policy.to(device)
+        opt = torch.optim.Adam(policy.parameters(), lr=cfg.lr, eps=1e-5)
+        g = torch.Generator(device=device)
+        g.manual_seed(seed)
+        ckpt = Path(run_dir) / CHECKPOINT_NAME if run_dir is not None else None
+        identity = _run_identity(cfg, seed, policy)
+        # updates so far whose PPO epochs the KL stop cut / in which the entropy floor acted: every row
+        # carries them, so a guard that fired between two logged rows still shows
+        start, history, prior_wall, counts = 0, [], 0.0, {"kl_stops": 0, "floor_updates": 0}
+        if ckpt is not None and ckpt.exists():
+            start, history, prior_wall, counts = _load_checkpoint(ckpt, policy, opt, g, identity)
+        with cpu_threads(device):
+            _train_loop(policy, opt, cfg, spec, seed, device, g, history, log_every, progress, start,
+                        prior_wall, ckpt, checkpoint_every, stop_after, deadline, identity, counts)
     return policy, history
 
 
