@@ -1,10 +1,14 @@
-"""No hidden global state: library functions leave the caller's random state alone."""
+"""No hidden global state: library functions leave the caller's random state alone, and a cached data
+split handed to one caller cannot be changed for the next one."""
 from __future__ import annotations
+
+import warnings
 
 import pytest
 import torch
 
 from mlcore.baselines.scratch import Scratch
+from mlcore.data import omniglot
 from mlcore.nets import Conv4
 from mlcore.rl.baselines import PSRL, Thompson, run_policy
 from mlcore.rl.envs import make_env
@@ -56,3 +60,42 @@ def test_sampling_baselines_leave_the_global_rng_alone(policy, spec):
     b = run_policy(policy(), make_env(spec, 16, seed=3))["total"]
     assert torch.equal(torch.get_rng_state(), before)
     assert torch.equal(a, b)
+
+
+def _tiny_split(name, root, size):
+    zeros = torch.zeros(3, dtype=torch.long)
+    return omniglot.ClassSet(name, torch.rand(3, 20, 1, size, size), torch.tensor([0, 1, 2]), zeros, zeros.clone(),
+                             ["a/c1", "a/c2", "a/c3"], ["a"])
+
+
+def test_a_cached_split_cannot_be_changed_for_the_next_caller(monkeypatch):
+    builds = []
+
+    def build(name, root, size):
+        builds.append(name)
+        return _tiny_split(name, root, size)
+
+    monkeypatch.setattr(omniglot, "_build_split", build)
+    key = ("vinyals/test", "/no/such/root/for/this/test", 8)
+    monkeypatch.setattr(omniglot, "_SPLIT_CACHE", omniglot.OrderedDict())
+    first = omniglot.load_split(key[0], key[1], key[2])
+    ref = first.images.clone()
+    # no pixel is copied per call (the real images are ~120 MB) ...
+    again = omniglot.load_split(*key)
+    assert again is not first and again.images.data_ptr() == first.images.data_ptr() and builds == [key[0]]
+    # ... but reassigning fields and editing lists stays with the caller
+    first.images = torch.zeros(1)
+    first.class_char = None
+    first.class_names.append("x/extra")
+    first.alphabets.clear()
+    clean = omniglot.load_split(*key)
+    assert torch.equal(clean.images, ref) and clean.class_names == ["a/c1", "a/c2", "a/c3"]
+    assert clean.alphabets == ["a"] and clean.class_char.tolist() == [0, 1, 2] and builds == [key[0]]
+    # an in-place write reaches the shared storage: the next call notices and builds the split again
+    clean.images[0].zero_()
+    with pytest.warns(RuntimeWarning, match="written in place"):
+        rebuilt = omniglot.load_split(*key)
+    assert builds == [key[0]] * 2 and rebuilt.images.data_ptr() != clean.images.data_ptr()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert omniglot.load_split(*key).images.data_ptr() == rebuilt.images.data_ptr()

@@ -20,7 +20,9 @@ import os
 import re
 import tempfile
 import urllib.request
+import warnings
 import zipfile
+from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -311,6 +313,19 @@ class ClassSet:
     def num_classes(self) -> int:
         return len(self.class_names)
 
+    def _tensors(self) -> tuple[torch.Tensor, ...]:
+        return self.images, self.class_char, self.class_rot, self.class_alphabet
+
+    def shallow_copy(self) -> ClassSet:
+        """A new ClassSet over the same tensor storage (no pixel is copied), with its own lists.
+
+        Reassigning a field or editing ``class_names`` / ``alphabets`` of the copy leaves the original as
+        it was; writing into a tensor in place (``cs.images[0] = 0``, ``cs.images.mul_(2)``) still writes
+        the original's pixels -- ``clone()`` a tensor before changing it.
+        """
+        return ClassSet(self.name, *(t.detach() for t in self._tensors()), list(self.class_names),
+                        list(self.alphabets))
+
     def to(self, device) -> ClassSet:
         return ClassSet(self.name, self.images.to(device), self.class_char.to(device), self.class_rot.to(device),
                         self.class_alphabet.to(device), self.class_names, self.alphabets)
@@ -337,8 +352,40 @@ def rotate_quarter_turns(images: torch.Tensor, turns: torch.Tensor) -> torch.Ten
     return rotated.gather(0, index).squeeze(0)
 
 
-@lru_cache(maxsize=8)
+_SPLIT_CACHE: OrderedDict[tuple, tuple[ClassSet, tuple[int, ...]]] = OrderedDict()
+_SPLIT_CACHE_SIZE = 8
+
+
 def _load_split_cached(name: str, root: str | None, size: int) -> ClassSet:
+    """The split, built once per (name, root, size) and kept for the next call (the 8 latest are kept).
+
+    The cached ClassSet never leaves this module; :func:`load_split` hands out shallow copies. A cached
+    split whose tensors were written in place since it was built (torch's version counters moved) is
+    dropped and built again from disk, with a warning.
+    """
+    key = (name, root, size)
+    if key in _SPLIT_CACHE:
+        cs, built = _SPLIT_CACHE[key]
+        if _versions(cs) == built:
+            _SPLIT_CACHE.move_to_end(key)
+            return cs
+        del _SPLIT_CACHE[key]
+        warnings.warn(f"the cached Omniglot split {name!r} was written in place by a caller; rebuilding it "
+                      "from disk (clone() a ClassSet's tensors before changing them)", RuntimeWarning,
+                      stacklevel=3)
+    cs = _build_split(name, root, size)
+    _SPLIT_CACHE[key] = (cs, _versions(cs))
+    while len(_SPLIT_CACHE) > _SPLIT_CACHE_SIZE:
+        _SPLIT_CACHE.popitem(last=False)
+    return cs
+
+
+def _versions(cs: ClassSet) -> tuple[int, ...]:
+    # torch bumps a tensor's version on every in-place write, through any view or detach() of it
+    return tuple(t._version for t in cs._tensors())
+
+
+def _build_split(name: str, root: str | None, size: int) -> ClassSet:
     raw = load_raw(root)
     odir = Path(raw.path).parent
     names_all = raw.class_names
@@ -389,12 +436,19 @@ def load_split(name: str, root: str | os.PathLike | None = None, size: int = IMA
     ``name`` is one of ``vinyals/train``, ``vinyals/val``, ``vinyals/trainval``,
     ``vinyals/test`` (each rotation of a character is its own class) or ``background`` /
     ``evaluation`` (the 30 / 20 alphabets of Lake et al., no rotations).
+
+    Splits are cached in memory (the images of all splits at 28 px are ~120 MB, so they are not copied
+    per call). Every call returns its own :class:`ClassSet` (a :meth:`ClassSet.shallow_copy` of the
+    cached one): reassigning its fields or editing its lists cannot change what the next caller gets.
+    Its tensors share storage with the cache, so do not write them in place (``clone()`` first); if a
+    caller does, the next call notices (torch's version counter) and rebuilds the split from disk (a write
+    through ``.numpy()`` bypasses the counter and is not noticed).
     """
     if name not in SPLITS:
         raise ValueError(f"unknown split {name!r}; choose one of {SPLITS}")
     if not isinstance(size, int) or size < 4:
         raise ValueError(f"image size must be an int >= 4, got {size!r}")
-    cs = _load_split_cached(name, None if root is None else str(root), size)
+    cs = _load_split_cached(name, None if root is None else str(root), size).shallow_copy()
     return cs.to(device) if device is not None else cs
 
 
