@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import tempfile
 import time
 from collections.abc import Callable
@@ -149,11 +150,24 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
     atomic_write(path, lambda f: torch.save(obj, f))
 
 
+_NUMBER_LIST = re.compile(r"\[\s*((?:-?(?:[0-9.eE+-]+|NaN|Infinity),\s*)*-?(?:[0-9.eE+-]+|NaN|Infinity))\s*\]")
+
+
+def record_json(data: dict) -> str:
+    """JSON for a record: indented, but every list of plain numbers on one line.
+
+    Records carry per-episode accuracies and matrices; one number per line would make them
+    ten times longer and unreadable in a diff.
+    """
+    text = json.dumps(data, indent=2, sort_keys=False)
+    return _NUMBER_LIST.sub(lambda m: "[" + re.sub(r",\s+", ", ", m.group(1)) + "]", text) + "\n"
+
+
 def save_record(record: Record, directory: str | os.PathLike | None = None) -> Path:
     """Write ``<directory>/<record.name>.json`` atomically (default: :func:`results_dir`)."""
     d = results_dir(directory)
     path = d / f"{record.name}.json"
-    atomic_write_text(path, json.dumps(record.to_dict(), indent=2, sort_keys=False) + "\n")
+    atomic_write_text(path, record_json(record.to_dict()))
     return path
 
 

@@ -368,7 +368,7 @@ def fine_tune_from_picks(images, rows, orders, nets, scores, kind, alph, src_alp
                                      else fam[k]["sign_test_p"] for k in keys])):
             fam[k]["holm_p"] = hp
         out["paired_tests"][kind_name] = fam
-    out["per_target"] = {k: v.round(decimals=4).tolist() for k, v in acc.items()}
+    out["per_target"] = {k: v.double().round(decimals=4).tolist() for k, v in acc.items()}
     return out
 
 
@@ -431,8 +431,8 @@ def measure(bg, ev, roles, nets, metrics, cfg, seed, bank=None) -> dict:
         out["fine_tuning"] = fine_tune_from_picks(images, rows["targets"], orders, nets, scores, kind, alph,
                                                   src_alph, cfg, seed)
     out["retrieval_vs_sources"] = retrieval_vs_sources(acc, scores, cfg["subset_draws"], seed)
-    out["transfer_matrix"] = acc.round(decimals=4).tolist()
-    out["scores_split0"] = {k: v[:, 0].round(decimals=4).tolist() for k, v in scores.items()}
+    out["transfer_matrix"] = acc.double().round(decimals=4).tolist()
+    out["scores_split0"] = {k: v[:, 0].double().round(decimals=4).tolist() for k, v in scores.items()}
     out["retrieved"] = {k: v.argmax(-1).tolist() for k, v in scores.items()}
     out["targets"] = [{"kind": t["kind"], "alphabet": t["alphabet"], "chars": t["chars"]} for t in tg]
     out["target_drawings_split0"] = orders[:, 0].tolist()
