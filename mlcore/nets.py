@@ -13,13 +13,19 @@ import torch
 from torch import nn
 
 
-def conv_block(in_ch: int, out_ch: int, pool: str = "max", track_running_stats: bool = True) -> nn.Sequential:
-    """3x3 conv -> BN -> ReLU -> downsample (2x2 max-pool, 'stride' = stride-2 conv, or 'none')."""
+def conv_block(in_ch: int, out_ch: int, pool: str = "max", track_running_stats: bool = True,
+               padding: int = 1) -> nn.Sequential:
+    """3x3 conv -> BN -> ReLU -> downsample (2x2 max-pool, 'stride' = stride-2 conv, or 'none').
+
+    ``padding`` 1 keeps the side (Conv-4); 0 is the Relation Network's unpadded conv (side - 2).
+    """
     if pool not in ("max", "stride", "none"):
         raise ValueError(f"pool must be 'max', 'stride' or 'none', got {pool!r}")
+    if padding not in (0, 1):
+        raise ValueError(f"padding must be 0 or 1, got {padding!r}")
     stride = 2 if pool == "stride" else 1
     layers: list[nn.Module] = [
-        nn.Conv2d(in_ch, out_ch, 3, stride=stride, padding=1),
+        nn.Conv2d(in_ch, out_ch, 3, stride=stride, padding=padding),
         nn.BatchNorm2d(out_ch, track_running_stats=track_running_stats),
         nn.ReLU(inplace=False),
     ]

@@ -35,6 +35,9 @@ BN_EPS = 1e-5
 def conv4_forward(params: dict[str, torch.Tensor], x: torch.Tensor, n_stats: int, blocks: int = 4) -> torch.Tensor:
     """Functional Conv-4 + linear head for one task; BN statistics from the first ``n_stats`` rows.
 
+    Not :class:`mlcore.nets.Conv4` itself: a stateless forward, so ``grad``/``vmap`` can train one fresh
+    copy per task, and its batch norm takes statistics from the support rows only (no running buffers).
+
     ``params`` uses the names of :class:`mlcore.nets.Conv4` (``features.{i}.0`` conv,
     ``features.{i}.1`` batch norm) plus ``head.weight`` / ``head.bias``. Returns logits (n, N).
     """

@@ -22,17 +22,16 @@ from torch import nn
 from ..budget import pick
 from ..data.episodes import Episode
 from ..learner import FewShotLearner, Recipe, check_task
-
-
-def block(in_ch: int, out_ch: int, padding: int, pool: bool) -> nn.Sequential:
-    layers: list[nn.Module] = [nn.Conv2d(in_ch, out_ch, 3, padding=padding), nn.BatchNorm2d(out_ch), nn.ReLU()]
-    if pool:
-        layers.append(nn.MaxPool2d(2))
-    return nn.Sequential(*layers)
+from ..nets import conv_block
 
 
 class RelationNet(FewShotLearner):
-    """Embedding module + relation module; relation scores are returned as logits (pre-sigmoid)."""
+    """Embedding module + relation module; relation scores are returned as logits (pre-sigmoid).
+
+    The embedding is Conv-4's four blocks, not :class:`mlcore.nets.Conv4`: Sung et al. leave the first two
+    convs unpadded and the last two blocks unpooled, so it returns a 64x5x5 feature map for the relation
+    module to compare, not a vector (its state-dict names, ``embedding.{i}``, are those of the records).
+    """
 
     method = "relationnet"
 
@@ -40,9 +39,10 @@ class RelationNet(FewShotLearner):
         super().__init__(hidden=hidden, relation_hidden=relation_hidden, in_channels=in_channels,
                          image_size=image_size)
         # unpadded convs in the pooled blocks (28 -> 26 -> 13 -> 11 -> 5), padded in the others
-        self.embedding = nn.Sequential(block(in_channels, hidden, 0, True), block(hidden, hidden, 0, True),
-                                       block(hidden, hidden, 1, False), block(hidden, hidden, 1, False))
-        self.relation_conv = nn.Sequential(block(2 * hidden, hidden, 1, True), block(hidden, hidden, 1, True))
+        self.embedding = nn.Sequential(conv_block(in_channels, hidden, "max", padding=0),
+                                       conv_block(hidden, hidden, "max", padding=0),
+                                       conv_block(hidden, hidden, "none"), conv_block(hidden, hidden, "none"))
+        self.relation_conv = nn.Sequential(conv_block(2 * hidden, hidden, "max"), conv_block(hidden, hidden, "max"))
         with torch.no_grad():
             fmap = self.embedding(torch.zeros(1, in_channels, image_size, image_size))
             rel = self.relation_conv(torch.zeros(1, 2 * hidden, *fmap.shape[-2:]))

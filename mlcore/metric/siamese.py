@@ -67,7 +67,11 @@ def koch_config(image_size: int = 105) -> dict:
 
 
 class SiameseEncoder(nn.Module):
-    """Conv stack -> flatten -> Linear -> sigmoid: one twin of the Siamese network."""
+    """Conv stack -> flatten -> Linear -> sigmoid: one twin of the Siamese network.
+
+    Not :class:`mlcore.nets.Conv4`: Koch et al.'s widths (64-128-128-256) and kernels, an unpooled last
+    block, optional batch norm and a 4096-d sigmoid layer on the flattened map.
+    """
 
     def __init__(self, image_size: int = 28, channels: Sequence[int] = (64, 128, 128, 256),
                  kernels: Sequence[int] = (3, 3, 3, 3), padding: int = 1,
