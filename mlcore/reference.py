@@ -221,6 +221,18 @@ _MDP_ROWS = {
 #: RL² random tabular MDPs (Duan et al. 2016); maps episodes per trial n to {policy name -> total reward}.
 RL2_MDPS: dict[int, dict[str, float]] = {n: dict(zip(_MDP_COLS, row)) for n, row in _MDP_ROWS.items()}
 
+# the paper's column names -> the names of the policies in mlcore.rl.baselines (and "RL2")
+_RL2_POLICY_NAMES = {"Random": "random", "TS": "Thompson", "eps-greedy": "epsilon-greedy", "Greedy": "greedy"}
+#: Duan et al. (2016), Tables 1 and 2, keyed as the RL records are (``mlcore.rl.envs.spec_name``:
+#: ``bandit_n10_k5``, ``mdp_n10``) with the library's policy names: mean total reward per trial over
+#: 1,000 trials, per setting and policy. The same numbers as :data:`RL2_BANDITS` / :data:`RL2_MDPS`, for
+#: the settings the book's records and tables use.
+RL2_PAPER: dict[str, dict[str, float]] = {
+    **{f"bandit_n{n}_k{k}": {_RL2_POLICY_NAMES.get(c, c): v for c, v in RL2_BANDITS[(n, k)].items()}
+       for n in (10, 100) for k in (5, 10, 50)},
+    **{f"mdp_n{n}": {_RL2_POLICY_NAMES.get(c, c): v for c, v in RL2_MDPS[n].items()} for n in (10, 25)},
+}
+
 
 def canonical_method(name: str) -> str:
     """Map a registered learner name to the canonical name used here (unknown names pass through)."""

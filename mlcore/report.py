@@ -257,16 +257,14 @@ def _reward(d: dict | None) -> str:
 
 def rl_rows(records: list[dict]) -> list[dict]:
     """One row per meta-RL setting: RL² and the paper's comparison columns, ours beside the paper's."""
-    from .rl import PAPER
-
     by_key: dict[str, dict] = {}
     for rec in records:
         key = _rl_key(rec)
         if key is not None:
             by_key.setdefault(key, {})[rec["method"]] = rec
     rows = []
-    for key in [k for k in PAPER if k in by_key]:
-        paper, recs = PAPER[key], by_key[key]
+    for key in [k for k in reference.RL2_PAPER if k in by_key]:
+        paper, recs = reference.RL2_PAPER[key], by_key[key]
         agent, base = recs.get("rl2"), (recs.get("baselines") or {}).get("metrics", {}).get("baselines", {})
         best = "Gittins" if key.startswith("bandit") else "PSRL"
         rl2 = "missing"

@@ -414,3 +414,19 @@ def test_gymnasium_api_and_checker():
             env.unwrapped.step(99)
     with pytest.raises(ValueError, match="arms >= 2"):
         gymnasium.make("mlcore/BernoulliBandit-v0", arms=1, pulls=3)
+
+
+def test_rl2_paper_numbers_live_in_reporting_under_the_baselines_names():
+    from mlcore import reference
+    from mlcore.experiments import rl2_records
+    from mlcore.rl import SPECS
+    from mlcore.rl.baselines import bandit_baselines, mdp_baselines
+
+    paper = reference.RL2_PAPER
+    assert rl2_records.PAPER is paper and set(SPECS) <= set(paper)
+    assert paper["bandit_n100_k10"] == {"random": 49.9, "Gittins": 82.8, "Thompson": 76.7, "OTS": 81.4,
+                                        "UCB1": 82.4, "epsilon-greedy": 77.4, "greedy": 77.1, "RL2": 83.5}
+    assert paper["mdp_n25"]["PSRL"] == reference.RL2_MDPS[25]["PSRL"] == 408.8
+    ours = set(bandit_baselines(10)) | set(mdp_baselines(10))
+    for row in paper.values():  # every column we also run is spelled as our policy is
+        assert set(row) - ours <= {"OTS", "OPSRL", "UCRL2", "RL2"}

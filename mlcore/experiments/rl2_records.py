@@ -10,7 +10,7 @@ tabular MDPs with n episodes), an :class:`mlcore.rl.rl2.RL2Policy` trained by PP
 on the same ``EVAL_TRIALS`` trials drawn with ``EVAL_SEED``.
 
 What is recorded: ``rl2_<setting>`` (mean total reward per trial with its 95 % CI, the greedy-action
-score, the learning curve, the updates run, and the paper's row from ``mlcore.rl.PAPER``) with
+score, the learning curve, the updates run, and the paper's row from ``mlcore.reference.RL2_PAPER``) with
 its checkpoint, and ``baselines_<setting>`` (every baseline's score on the same trials).
 """
 from __future__ import annotations
@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 
 from .. import budget as budget_mod
+from ..reference import RL2_PAPER as PAPER  # the published numbers, under the name chapter 6 reads
 from ..results import (
     Record,
     atomic_torch_save,
@@ -30,7 +31,7 @@ from ..results import (
     record_dir,
     save_record,
 )
-from ..rl import PAPER, SPECS
+from ..rl import SPECS
 from ..rl.baselines import bandit_baselines, mdp_baselines, run_policy
 from ..rl.envs import check_spec, make_env, spec_name
 from ..rl.rl2 import RL2Config, RL2Policy, evaluate_rl2, train_rl2
