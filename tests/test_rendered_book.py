@@ -90,3 +90,17 @@ def test_browser_check_passes_offline_math_and_fails_a_broken_page(tmp_path, cap
                 "console error: boom"):
         assert why in bad, why
     assert "1 of 2 pages FAILED" in captured.err
+
+
+def test_chinese_text_without_a_font_for_it_is_reported(tmp_path, monkeypatch):
+    (tmp_path / "glossary.html").write_text("<p>meta-learning 元学习</p>", encoding="utf-8")
+    (tmp_path / "intro.html").write_text("<p>no Chinese here</p>", encoding="utf-8")
+    fake = tmp_path / "fc-list"
+    fake.write_text("#!/bin/sh\nexit 0\n")  # fontconfig that knows no font covering Chinese
+    fake.chmod(0o755)
+    monkeypatch.setattr(check_book.shutil, "which", lambda name: str(fake) if name == "fc-list" else None)
+    why = check_book.missing_glyph_fonts(tmp_path, ["glossary.html", "intro.html"])
+    assert why is not None and why.startswith("glossary.html") and "fonts-wqy-microhei" in why
+    assert check_book.missing_glyph_fonts(tmp_path, ["intro.html"]) is None
+    fake.write_text("#!/bin/sh\necho 'WenQuanYi Micro Hei'\n")
+    assert check_book.missing_glyph_fonts(tmp_path, ["glossary.html"]) is None

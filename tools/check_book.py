@@ -355,6 +355,28 @@ def pages_of(html: Path) -> list[str]:
     return out
 
 
+CJK = re.compile(r"[\u3400-\u9fff]")
+
+
+def missing_glyph_fonts(html: Path, pages: list[str]) -> str | None:
+    """Why the pages would render with empty boxes, or None: Chinese text with no font that has its glyphs.
+
+    The glossary gives the source article's Chinese terms; without such a font Chromium draws boxes and
+    the screenshots hide it. Needs fontconfig's ``fc-list``; without it nothing can be said (None).
+    """
+    fc = shutil.which("fc-list")
+    if fc is None:
+        return None
+    with_cjk = [p for p in pages if (html / p).is_file() and CJK.search((html / p).read_text(errors="replace"))]
+    if not with_cjk:
+        return None
+    fonts = subprocess.run([fc, ":lang=zh", "family"], check=False, capture_output=True, text=True).stdout.strip()
+    if fonts:
+        return None
+    return (f"{with_cjk[0]} (and {len(with_cjk) - 1} more) has Chinese text but no installed font covers it; "
+            "apt-get install fonts-wqy-microhei")
+
+
 def find_chromium(explicit: str | None) -> str | None:
     for cand in (explicit, os.environ.get("CHROMIUM"), "/usr/bin/chromium", shutil.which("chromium"),
                  shutil.which("chromium-browser"), shutil.which("google-chrome")):
@@ -423,6 +445,10 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 2
     pages = args.pages or pages_of(html)
+    missing = missing_glyph_fonts(html, pages)
+    if missing:
+        print(f"check_book: {missing}", file=sys.stderr)
+        return 2
     shots = None if args.no_screenshots else args.screenshots.resolve()
     if shots is not None:
         shutil.rmtree(shots, ignore_errors=True)
