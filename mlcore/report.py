@@ -361,7 +361,31 @@ def _traits_summary(rec: dict) -> str:
 
 
 # records whose metrics read better as one sentence than as flattened keys
-SUMMARIES = {"protonet_ways_sweep": _ways_sweep_summary, "traits": _traits_summary}
+def _task_similarity_summary(rec: dict) -> str:
+    """Transfer to new tasks from the retrieved source, beside random, pooled and the oracle, per recipe."""
+    m = rec.get("metrics") or {}
+    frozen = (m.get("transfer_tables") or {}).get("all") or {}
+    tuned = ((m.get("fine_tuning") or {}).get("tables") or {}).get("all") or {}
+    if not frozen:  # an older record: only its headline
+        return f"accuracy = {fmt_accuracy(rec['accuracy'], rec.get('ci95'))} %" if rec.get("accuracy") else "–"
+
+    def pick(table: dict, start: str, label: str) -> str | None:
+        row = next((v for k, v in table.items() if k.startswith(start)), None)
+        return None if row is None else f"{label} {fmt_accuracy(row['accuracy'], row['ci95'])}"
+
+    parts = []
+    for name, table in (("fine-tuned", tuned), ("frozen features", frozen)):
+        cells = [pick(table, "retrieved by learned metric, y = transfer gain", "retrieved (f_θ on gains)"),
+                 pick(table, "random source", "random source"), pick(table, "one network", "pooled")
+                 or pick(table, "pooled", "pooled"), pick(table, "best source", "best in hindsight")]
+        if any(cells):
+            parts.append(f"{name}: " + ", ".join(c for c in cells if c))
+    groups = next(iter(frozen.values())).get("n")
+    return "; ".join(parts) + (f" (% on {groups} new 5-way 5-shot tasks)" if groups else "")
+
+
+SUMMARIES = {"protonet_ways_sweep": _ways_sweep_summary, "traits": _traits_summary,
+             "task_similarity": _task_similarity_summary}
 
 
 def markdown_table(rows: list[dict], columns: list[tuple[str, str]]) -> str:
@@ -406,8 +430,8 @@ def results_markdown(directory: str | os.PathLike | None = None) -> str:
                   + "; ".join(f"{m} ({', '.join(s)})" for m, s in gaps.items()) + "."]
     deviations = deviation_rows()
     if deviations:
-        parts += ["", "Where a full recipe departs from its paper on purpose (`Recipe.deviations`; "
-                  "`tests/test_recipes.py` checks every other field against the paper's):", "",
+        parts += ["", ("Where a full recipe departs from its paper on purpose (`Recipe.deviations`; "
+                       "`tests/test_recipes.py` checks every other field against the paper's):"), "",
                   markdown_table(deviations, [("method", "method"), ("field", "field"), ("why", "why")])]
     rl = rl_rows(records)
     if rl:

@@ -281,3 +281,24 @@ def test_reproduction_notes_page_is_generated_from_the_records():
     page = ROOT / "book" / "reproduction-notes.md"
     assert page.read_text(encoding="utf-8") == report.reproduction_notes_markdown(ROOT / "results"), (
         "book/reproduction-notes.md is stale: run `python tools/reproduction_notes.py` (make notes)")
+
+
+def test_task_similarity_summary_names_each_start_per_recipe():
+    from mlcore import report
+
+    def cell(a, c):
+        return {"accuracy": a, "ci95": c, "n": 175}
+    rec = {"name": "task_similarity_omniglot", "method": "task_similarity", "accuracy": 0.9265, "ci95": 0.0099,
+           "metrics": {"transfer_tables": {"all": {
+               "one network on every source's characters (pooled)": cell(0.9486, 0.0085),
+               "random source (expected)": cell(0.7812, 0.0148),
+               "best source in hindsight (oracle, sees the queries)": cell(0.9285, 0.0094),
+               "retrieved by learned metric, y = transfer gain": cell(0.8764, 0.0132)}},
+               "fine_tuning": {"tables": {"all": {"pooled network": cell(0.9562, 0.0072),
+                                                  "random source (one per target)": cell(0.907, 0.0111),
+                                                  "retrieved by learned metric, y = transfer gain":
+                                                      cell(0.9265, 0.0099)}}}}}
+    text = report.SUMMARIES["task_similarity"](rec)
+    assert text.startswith("fine-tuned: retrieved (f_θ on gains) 92.65 ± 0.99, random source 90.70 ± 1.11, "
+                           "pooled 95.62 ± 0.72; frozen features: retrieved (f_θ on gains) 87.64 ± 1.32")
+    assert "best in hindsight 92.85 ± 0.94" in text and text.endswith("(% on 175 new 5-way 5-shot tasks)")
