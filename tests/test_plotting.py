@@ -93,6 +93,10 @@ def test_accuracy_vs_shots_draws_one_styled_line_per_method_and_chance():
     assert list(proto.lines[0].get_ydata()) == pytest.approx([61.0, 65.0])
     assert proto.lines[0].get_color() == plotting.colour("protonet")
     assert ax.get_xscale() == "log" and ax.get_title() == "title"
+    plt.close(fig)
+    ax = plotting.accuracy_vs_shots(rec, {"protonet": "ProtoNet"}, "zoomed", chance=False).axes[0]
+    assert ax.get_legend_handles_labels()[1] == ["ProtoNet"]
+    assert ax.get_ylim()[0] > 50  # no chance line pulling the axis down to 20 %
 
 
 def test_arm_rank_bars_stacks_rank_fractions_to_one():
@@ -116,3 +120,30 @@ def test_ratio_lines_one_line_per_series_and_the_parity_line():
     assert list(lines[1].get_xdata()) == [1, 2] and list(lines[1].get_ydata()) == [1.1, 1.2]
     assert list(lines[2].get_ydata()) == [1.0, 1.0]  # the dotted "costs the same" line
     assert ax.get_legend() is not None
+
+
+def test_two_domains_draws_each_row_of_images_under_its_caption():
+    top, bottom = torch.rand(4, 6, 6), torch.zeros(4, 6, 6)
+    fig = plotting.two_domains(top, bottom, "training domain", "new domain")
+    axes = fig.axes
+    assert len(axes) == 8 and all(len(ax.images) == 1 and not ax.axison for ax in axes)
+    assert torch.equal(torch.as_tensor(axes[2].images[0].get_array().data), top[2])  # row 1 is `top`, in order
+    assert torch.equal(torch.as_tensor(axes[4 + 3].images[0].get_array().data), bottom[3])
+    assert [t.get_text() for t in fig.texts] == ["training domain", "new domain"]
+
+
+def test_ablation_bars_one_bar_per_variant_and_random_play():
+    variants = {"full": {"mean_total_reward": 6.6, "ci95": 0.1}, "no reward": {"mean_total_reward": 5.0, "ci95": 0.2},
+                "no memory": {"mean_total_reward": 5.2, "ci95": 0.2}, "fourth": {"mean_total_reward": 4.0, "ci95": 0.3}}
+    fig = plotting.ablation_bars(variants, "reward", "ablations", random_reward=5.0)
+    ax = fig.axes[0]
+    bars = ax.patches
+    assert [p.get_width() for p in bars] == [6.6, 5.0, 5.2, 4.0]
+    assert [t.get_text() for t in ax.get_yticklabels()] == list(variants)
+    assert len({p.get_facecolor() for p in bars}) == 4  # more variants than the first three colours
+    assert list(ax.get_lines()[-1].get_xdata()) == [5.0, 5.0]  # random play, dotted
+    assert ax.get_legend_handles_labels()[1] == ["random play"]
+    assert ax.get_xlabel() == "reward" and ax.get_title() == "ablations"
+    plt.close(fig)
+    ax = plotting.ablation_bars(variants, "reward", "ablations").axes[0]
+    assert ax.get_legend() is None and not ax.get_lines()

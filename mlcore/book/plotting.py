@@ -143,9 +143,10 @@ def show_episode(ep, title: str, max_queries: int = 3):
                        size=0.85 if n <= 5 else 0.55, suptitle=title)
 
 
-def accuracy_vs_shots(rec, methods: Mapping[str, str], title: str):
+def accuracy_vs_shots(rec, methods: Mapping[str, str], title: str, chance: bool = True):
     """Accuracy ± 95 % CI against shots, one line per method of ``methods`` (record key -> label), from a
-    ``traits_accuracy_vs_shots`` record (chapter 2); chance is the dotted line."""
+    ``traits_accuracy_vs_shots`` record (chapters 2 and 10); chance is the dotted line, unless ``chance`` is False
+    (the y axis then spans the methods' accuracies only, which shows the gaps between strong methods)."""
     import matplotlib.pyplot as plt
 
     shots = rec.metrics["shots"]
@@ -155,7 +156,8 @@ def accuracy_vs_shots(rec, methods: Mapping[str, str], title: str):
         acc = [100 * row[str(k)]["accuracy"] for k in shots]
         ci = [100 * row[str(k)]["ci95"] for k in shots]
         ax.errorbar(shots, acc, yerr=ci, label=label, capsize=3, lw=1.5, **style(key))
-    ax.axhline(100 / rec.ways, color="k", ls=":", lw=1, label=f"chance ({100 / rec.ways:.0f} %)")
+    if chance:
+        ax.axhline(100 / rec.ways, color="k", ls=":", lw=1, label=f"chance ({100 / rec.ways:.0f} %)")
     ax.set_xscale("log")
     ax.set_xticks(shots)
     ax.set_xticklabels([str(k) for k in shots])
@@ -205,3 +207,42 @@ def ratio_lines(ax, series: Mapping[str, Mapping[int, float]], xlabel: str, ylab
     ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
     if series:
         ax.legend(fontsize=8)
+
+
+def two_domains(top: Sequence, bottom: Sequence, top_label: str, bottom_label: str):
+    """Two rows of images, each row captioned above, ink dark on white (chapter 10: drawings of the training
+    domain over drawings of a new one). ``top`` and ``bottom`` hold the same number of ``(H, W)`` images."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    n = len(top)
+    fig, axes = plt.subplots(2, n, figsize=(9 * n / 8, 2.9), gridspec_kw={"wspace": 0.05, "hspace": 0.3},
+                             squeeze=False)
+    for i in range(n):
+        for row, images in enumerate((top, bottom)):
+            img = images[i].detach().float().cpu().numpy() if hasattr(images[i], "detach") else np.asarray(images[i])
+            axes[row, i].imshow(img, cmap="gray_r")
+            axes[row, i].axis("off")
+    fig.text(0.13, 0.93, top_label, fontsize=9)
+    fig.text(0.13, 0.48, bottom_label, fontsize=9)
+    return fig
+
+
+def ablation_bars(variants: Mapping[str, Mapping], xlabel: str, title: str, random_reward: float | None = None):
+    """One horizontal bar per agent variant (name -> ``mean_total_reward`` and ``ci95``), intact agent first,
+    with random play as a dotted line when ``random_reward`` is given (chapter 10: RL² ablated at test time)."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.5, 3.2))
+    names = list(variants)
+    colours = ["tab:blue", "tab:orange", "tab:red", "tab:green", "tab:purple"]
+    ax.barh(names, [variants[n]["mean_total_reward"] for n in names], xerr=[variants[n]["ci95"] for n in names],
+            color=[colours[i % len(colours)] for i in range(len(names))])
+    if random_reward is not None:
+        ax.axvline(random_reward, color="grey", ls=":", label="random play")
+        ax.legend(fontsize=8, loc="lower right")
+    ax.set_xlabel(xlabel)
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3, axis="x")
+    fig.tight_layout()
+    return fig
