@@ -22,15 +22,15 @@
 #
 # **Objectives.** After this chapter you can
 #
-# 1. name the traits usually claimed for meta-learning — fast adaptation, generalisation to new tasks,
-#    flexibility, data efficiency — and point to the measurement in this book that supports or limits each one,
-#    including a domain-shift test where generalisation breaks down;
+# 1. name the traits usually claimed for {term}`meta-learning` — fast adaptation, generalisation to new
+#    {term}`tasks <task>`, flexibility, data efficiency — and point to the measurement in this book that supports
+#    or limits each one, including a {term}`domain-shift <domain shift>` test where generalisation breaks down;
 # 2. list the design decisions of an RL² agent {cite}`duan2016rl2,wang2016learning` and the ablations that
 #    justify them;
 # 3. describe how to find the training task most similar to a new one and transfer from it, what that bought in
 #    our runs, and where it fails.
 
-# %% tags=["setup"]
+# %% tags=["setup", "hide-cell"]
 # Colab setup: installs mlcore from a clone of the book's repository and points it at the clone's results/
 # (the reference records and checkpoints the chapter reads). It runs in Colab, or where MLCORE_SETUP=1;
 # elsewhere it does nothing. MLCORE_REPO_URL, MLCORE_REPO_REF and MLCORE_REPO_DIR pick another source.
@@ -47,9 +47,8 @@ if "google.colab" in sys.modules or os.environ.get("MLCORE_SETUP") == "1":
         sys.path.insert(0, book)
     os.environ["MLCORE_RESULTS"] = os.path.join(book, "results")
 
-# %%
+# %% tags=["hide-input"]
 import importlib.util
-import json
 
 import matplotlib.pyplot as plt
 import torch
@@ -58,9 +57,11 @@ from IPython.display import HTML, display
 import mlcore
 from mlcore import budget as budget_mod
 from mlcore import reference as papers
-from mlcore.book.plotting import style
+from mlcore.book import faq, plotting
+from mlcore.book.faq import budget_line, pct
+from mlcore.book.records import reference
 from mlcore.compare import html_table
-from mlcore.results import RESULTS_DIR
+from mlcore.results import RESULTS_DIR, load_record
 from mlcore.runtime import hardware_label
 
 BUDGET = budget_mod.current_budget()
@@ -69,28 +70,6 @@ if BUDGET == "smoke":
 DEVICE = mlcore.get_device()
 mlcore.seed_everything(0)
 print("budget:", BUDGET, "| device:", DEVICE.type)
-
-
-def reference(name):
-    """The reference record `results/<name>.json` as a dict, or None (and say so) if it is not there yet."""
-    path = RESULTS_DIR / f"{name}.json"
-    if not path.exists():
-        print(f"{name}: reference record not yet produced")
-        return None
-    return json.loads(path.read_text())
-
-
-def pct(acc, ci=None):
-    return f"{100 * acc:.1f} %" + ("" if ci is None else f" ± {100 * ci:.1f}")
-
-
-def budget_line(rec):
-    steps = ((rec.get("config") or {}).get("recipe") or {}).get("steps") or (rec.get("config") or {}).get("steps")
-    where = hardware_label(rec.get("hardware") or {})
-    t = rec.get("train_wall_s")
-    return (f"[{rec['name']}: {'' if steps is None else f'{steps:,} steps, '}"
-            f"{'' if t is None else f'{t:.0f} s training, '}{where}]")
-
 
 # %% [markdown]
 # ## What are the main traits of meta-learning?
@@ -101,7 +80,7 @@ def budget_line(rec):
 #
 # ### Fast adaptation
 #
-# *Claim*: a meta-learned model becomes good at a new task after a handful of gradient steps (MAML
+# *Claim*: a meta-learned model becomes good at a new task after a handful of gradient steps ({term}`MAML`
 # {cite}`finn2017maml`) or a single forward pass (ProtoNet {cite}`snell2017prototypical`). *Measurement*: the
 # sinusoid-regression record of chapter 4: 5-shot test MSE after 0, 1, 5 and 10 gradient steps, for MAML and for a
 # model pre-trained on all tasks jointly (the paper's baseline), on the same 600 test tasks.
@@ -109,52 +88,31 @@ def budget_line(rec):
 # %%
 sin = reference("maml_sinusoid")
 if sin:
-    mse = sin["metrics"]["mse"]
-    rows = []
-    for who in ("maml", "pretrained"):
-        row = {"model": who}
-        for n in (0, 1, 5, 10):
-            m, ci = mse[f"{who}_k5"][f"steps={n}"]
-            row[f"s{n}"] = f"{m:.2f} ± {ci:.2f}"
-        paper = papers.SINUSOID_5SHOT_MSE.get(who, {})
-        row["paper"] = " / ".join(f"{paper[n]:g}" for n in (1, 5, 10)) if paper else "–"
-        rows.append(row)
-    display(HTML(html_table(rows, [("model", "model"), ("s0", "0 steps"), ("s1", "1 step"),
-                                           ("s5", "5 steps"), ("s10", "10 steps"),
-                                           ("paper", "paper (1 / 5 / 10 steps)")])))
+    mse = sin.metrics["mse"]
+    display(HTML(html_table(faq.sinusoid_rows(mse, papers.SINUSOID_5SHOT_MSE), faq.SINUSOID_COLUMNS)))
     m1, p1 = mse["maml_k5"]["steps=1"], mse["pretrained_k5"]["steps=1"]
     print(budget_line(sin), f"(paper: {70_000:,} iterations)")
-    verdict = "holds" if m1[0] + m1[1] < p1[0] - p1[1] else "is not supported at this budget"
-    print(f"after ONE step MAML's MSE is {m1[0]:.2f} vs the pretrained model's {p1[0]:.2f}: the claim {verdict}.")
+    claim = "holds" if m1[0] + m1[1] < p1[0] - p1[1] else "is not supported at this budget"
+    print(f"after ONE step MAML's MSE is {m1[0]:.2f} vs the pretrained model's {p1[0]:.2f}: the claim {claim}.")
 
 # %% [markdown]
 # ### Data efficiency
 #
 # *Claim*: a meta-learner needs fewer labelled examples of the new task than learning from scratch or ordinary
-# transfer. *Measurement*: chapter 2's traits record scores, on the same 5-way test episodes, a Conv-4 trained
-# from scratch on the support set, transfer from a 4,800-way pre-trained classifier (linear probe and nearest
-# centroids), and a meta-learned ProtoNet, as the shots grow from 1 to 10.
+# {term}`transfer <transfer learning>`. *Measurement*: chapter 2's traits record scores, on the same 5-way test
+# {term}`episodes <episode>`, a Conv-4 trained from scratch on the {term}`support set`, transfer from a 4,800-way
+# pre-trained classifier (linear probe and nearest centroids), and a meta-learned ProtoNet, as the shots grow from
+# 1 to 10.
 
 # %%
 traits = reference("traits_accuracy_vs_shots")
 if traits:
-    shots = traits["metrics"]["shots"]
-    methods = traits["metrics"]["methods"]
+    shots, methods = traits.metrics["shots"], traits.metrics["methods"]
     rows = [{"method": m, **{str(k): pct(v[str(k)]["accuracy"], v[str(k)]["ci95"]) for k in shots}}
             for m, v in methods.items()]
     display(HTML(html_table(rows, [("method", "method")] + [(str(k), f"{k}-shot") for k in shots])))
-    fig, ax = plt.subplots(figsize=(6, 3.8))
-    for m, v in methods.items():
-        ax.errorbar(shots, [100 * v[str(k)]["accuracy"] for k in shots],
-                    yerr=[100 * v[str(k)]["ci95"] for k in shots], capsize=3, label=m, **style(m))
-    ax.set_xscale("log")
-    ax.set_xticks(shots, [str(k) for k in shots])
-    ax.set_xlabel("shots per class (log scale)")
-    ax.set_ylabel("5-way test accuracy (%)")
-    ax.set_title("data efficiency: accuracy vs shots (record traits_accuracy_vs_shots)", fontsize=9)
-    ax.legend(fontsize=8)
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
+    plotting.accuracy_vs_shots(traits, {m: m for m in methods},
+                               "data efficiency: accuracy vs shots (record traits_accuracy_vs_shots)", chance=False)
     plt.show()
     if "protonet" in methods and "scratch" in methods:
         k1 = str(shots[0])
@@ -191,65 +149,46 @@ if not HAVE_DIGITS:
 if HAVE_DIGITS:
     digits, digit_labels = load_digits_28()
     omni_all = load_split("vinyals/test").images  # (characters, 20 drawings, 1, 28, 28)
-    omni = omni_all[:8, 0]
-    fig, axes = plt.subplots(2, 8, figsize=(9, 2.9), gridspec_kw={"wspace": 0.05, "hspace": 0.3})
-    for i in range(8):
-        axes[0, i].imshow(omni[i, 0], cmap="gray_r")
-        axes[1, i].imshow(digits[i * 11, 0], cmap="gray_r")
-        axes[0, i].axis("off")
-        axes[1, i].axis("off")
-    fig.text(0.13, 0.93, "Omniglot test characters (training domain)", fontsize=9)
-    fig.text(0.13, 0.48, "scikit-learn digits, 8×8 → 20×20 + margin (new domain)", fontsize=9)
+    plotting.two_domains(omni_all[:8, 0, 0], digits[:88:11, 0], "Omniglot test characters (training domain)",
+                         "scikit-learn digits, 8×8 → 20×20 + margin (new domain)")
     plt.show()
     print(f"mean ink per pixel: Omniglot test set {float(omni_all.mean()):.3f}, digits {float(digits.mean()):.3f}\n"
           "(thicker, blurrier strokes are part of the shift)")
 
+# %% [markdown]
+# The reference record `domain_shift_digits` scores the ProtoNet of record `protonet_omniglot_5w1s` and the pixel
+# centroids on the same 5-way episodes of both domains, 1-shot and 5-shot:
+
 # %%
-def show_domain_shift(metrics, label):
-    rows = []
-    for key, res in metrics.items():
-        if not key.endswith("shot"):
-            continue
-        for dom in ("omniglot", "digits"):
-            rows.append({"setting": f"5-way {key[:-4]}-shot", "domain": dom,
-                         "learner": pct(res[dom]["learner"]["accuracy"], res[dom]["learner"]["ci95"]),
-                         "pixels": pct(res[dom]["pixels"]["accuracy"], res[dom]["pixels"]["ci95"]),
-                         "gain": f"{100 * res[dom]['gain_over_pixels']:+.1f}"})
-    print(label)
-    display(HTML(html_table(rows, [("setting", "setting"), ("domain", "test domain"),
-                                   ("learner", "meta-learned ProtoNet"), ("pixels", "pixel centroids"),
-                                   ("gain", "gain, points")])))
-    return rows
+shift = reference("domain_shift_digits") if HAVE_DIGITS else None
+if shift:
+    print(f"reference record domain_shift_digits: scores the learner of {shift.config['source_record']} "
+          f"({shift.config['source_steps']:,} steps, {shift.train_wall_s:.0f} s of training in that record); "
+          f"this record trained nothing, its scoring run took {shift.wall_s:.0f} s on "
+          f"{hardware_label(shift.hardware)}")
+    display(HTML(html_table(faq.domain_shift_rows(shift.metrics), faq.DOMAIN_SHIFT_COLUMNS)))
+    print(faq.domain_shift_gains(shift.metrics))
 
+# %% [markdown]
+# Until that record exists, the next cell scores a learner live on fewer episodes: the ProtoNet of record
+# `protonet_omniglot_5w1s`, or, without it, a ProtoNet trained here at the notebook's budget.
 
-if HAVE_DIGITS:
-    shift = reference("domain_shift_digits")
-    if shift:
-        src_name = shift["config"]["source_record"]
-        show_domain_shift(shift["metrics"], f"reference record domain_shift_digits: scores the learner of {src_name} "
-                                            f"({shift['config']['source_steps']:,} steps, "
-                                            f"{shift['train_wall_s']:.0f} s of training in that record); this "
-                                            f"record trained nothing, its scoring run took {shift['wall_s']:.0f} s "
-                                            f"on {hardware_label(shift['hardware'])}")
-        m = shift["metrics"]
+# %%
+if HAVE_DIGITS and not shift:
+    n_ep = budget_mod.pick(BUDGET, smoke=100, full=1000)
+    src = RESULTS_DIR / "protonet_omniglot_5w1s.json"
+    if src.exists():
+        learner, label = mlcore.load(src, DEVICE), f"live, {n_ep} episodes, learner from record protonet_omniglot_5w1s"
     else:
-        # live: score the ProtoNet reference record if it exists, else a ProtoNet trained here at this budget
-        n_ep = budget_mod.pick(BUDGET, smoke=100, full=1000)
-        src = RESULTS_DIR / "protonet_omniglot_5w1s.json"
-        if src.exists():
-            learner, label = mlcore.load(src, DEVICE), f"live, {n_ep} episodes, learner from record protonet_omniglot_5w1s"
-        else:
-            import tempfile
-            path = mlcore.train_and_record("protonet", 5, 1, budget=BUDGET, out_dir=tempfile.mkdtemp(), progress=False,
-                                           name="protonet_live", test_episodes=20)
-            learner = mlcore.load(path, DEVICE)
-            label = f"live, {n_ep} episodes, ProtoNet trained here at the {BUDGET} budget (a tiny run)"
-        m = {"1shot": score_domains(learner, 1, episodes=n_ep, device=DEVICE)}
-        show_domain_shift(m, label)
-    k = "1shot"
-    g_o, g_d = m[k]["omniglot"]["gain_over_pixels"], m[k]["digits"]["gain_over_pixels"]
-    print(f"1-shot: the meta-learned embedding adds {100 * g_o:+.1f} points over pixels on Omniglot\n"
-          f"        and {100 * g_d:+.1f} on digits.")
+        import tempfile
+        path = mlcore.train_and_record("protonet", 5, 1, budget=BUDGET, out_dir=tempfile.mkdtemp(), progress=False,
+                                       name="protonet_live", test_episodes=20)
+        learner = mlcore.load(path, DEVICE)
+        label = f"live, {n_ep} episodes, ProtoNet trained here at the {BUDGET} budget (a tiny run)"
+    m = {"1shot": score_domains(learner, 1, episodes=n_ep, device=DEVICE)}
+    print(label)
+    display(HTML(html_table(faq.domain_shift_rows(m), faq.DOMAIN_SHIFT_COLUMNS)))
+    print(faq.domain_shift_gains(m))
 
 # %% [markdown]
 # Two numbers matter in this table. The learner's accuracy on digits, and how much it adds over raw pixels in each
@@ -262,14 +201,13 @@ if HAVE_DIGITS:
 #
 # ### Flexibility
 #
-# *Claim*: one meta-trained model serves tasks of different shapes. A ProtoNet has no output layer tied to N or
-# K: prototypes are computed from whatever support set arrives. The book's ProtoNet records follow the paper's
-# recipe and train on 60-way episodes, one model per shot: the model of record `protonet_omniglot_5w1s` was
-# trained on 60-way 1-shot episodes, and record `protonet_omniglot_20w5s` scores the weights of the 5w5s record
-# (60-way 5-shot) on 20-way 5-shot episodes. So every ProtoNet record is already tested at a number of ways it
-# was not trained on. Below, the 1-shot model is re-scored on 20-way 5-shot episodes, beside the 5-shot model
-# on the same setting: the comparison is about shots (chapter 5 measures the full ways × shots grid in its
-# sweep record).
+# *Claim*: one meta-trained model serves tasks of different shapes. A ProtoNet has no output layer tied to N or K:
+# {term}`prototypes <prototype>` are computed from whatever support set arrives. The book's ProtoNet records follow
+# the paper's recipe and train on 60-way episodes, one model per shot: the model of record `protonet_omniglot_5w1s`
+# was trained on 60-way 1-shot episodes, and record `protonet_omniglot_20w5s` scores the weights of the 5w5s record
+# (60-way 5-shot) on 20-way 5-shot episodes. So every ProtoNet record is already tested at a number of ways it was
+# not trained on. Below, the 1-shot model is re-scored on 20-way 5-shot episodes, beside the 5-shot model on the
+# same setting: the comparison is about shots (chapter 5 measures the full ways × shots grid in its sweep record).
 
 # %%
 p51 = reference("protonet_omniglot_5w1s")
@@ -277,18 +215,17 @@ p205 = reference("protonet_omniglot_20w5s")
 
 
 def trained_on(rec):
-    rcp, src = rec["config"]["recipe"], rec["config"].get("weights_from")
+    rcp, src = rec.config["recipe"], rec.config.get("weights_from")
     return f"trained on {rcp['ways']}-way {rcp['shots']}-shot episodes" + (f" (the weights of {src})" if src else "")
 
 
 if p51:
     n_ep = budget_mod.pick(BUDGET, smoke=50, full=1000)
     r = mlcore.reevaluate(RESULTS_DIR / "protonet_omniglot_5w1s.json", ways=20, shots=5, episodes=n_ep, seed=123)
-    print(f"{p51['name']}, {trained_on(p51)}; tested 20-way 5-shot ({n_ep} fresh episodes): "
+    print(f"{p51.name}, {trained_on(p51)}; tested 20-way 5-shot ({n_ep} fresh episodes): "
           f"{pct(r['accuracy'], r['ci95'])}")
     if p205:
-        print(f"{p205['name']}, {trained_on(p205)}; its own 20-way 5-shot score: "
-              f"{pct(p205['accuracy'], p205['ci95'])}")
+        print(f"{p205.name}, {trained_on(p205)}; its own 20-way 5-shot score: {pct(p205.accuracy, p205.ci95)}")
 
 # %% [markdown]
 # ## How do we design a meta-RL agent?
@@ -302,8 +239,8 @@ if p51:
 #    which the agent can tell good actions from bad ones *within* a task.
 # 3. **Keep the hidden state across the episodes of a trial** and reset it only between trials: the hidden state
 #    is where the agent's "learning" is stored.
-# 4. A recurrent network (GRU) and a policy-gradient outer loop (TRPO in the paper, PPO here
-#    {cite}`schulman2017ppo,schulman2016gae`).
+# 4. A recurrent network (GRU) and a policy-gradient {term}`outer loop` (TRPO in the paper, PPO
+#    here {cite}`schulman2017ppo,schulman2016gae`).
 #
 # Decisions 2 and 3 are testable by taking them away (`mlcore.experiments.rl_ablations`). The cheapest test needs
 # no training: take a trained RL² agent and score it on the same 1,000 evaluation trials three times — intact, with
@@ -325,49 +262,27 @@ else:
     print("rl2_bandit_n10_k5: reference record not yet produced; training a tiny agent live instead")
     agent_path = reproduce_rl2(budget=BUDGET, out_dir=tempfile.mkdtemp(), spec=BANDIT, progress=False)[0]
     agent_label = f"live RL² agent trained here at the {BUDGET} budget"
-agent = json.loads(agent_path.read_text())
-cfg = agent["config"]["rl2"]
+cfg = load_record(agent_path).config["rl2"]
 print(f"agent: {agent_label}: {cfg['updates']} PPO updates x {cfg['trials_per_update']:,} trials, "
       f"GRU {cfg['hidden']} units")
-abl = test_time_ablation(agent_path, trials=1000)
-base = reference("baselines_bandit_n10_k5")
-rows = []
-for k, x in abl["variants"].items():
-    d = x.get("paired_vs_full")
-    rows.append({"agent": k, "total": f"{x['mean_total_reward']:.2f} ± {x['ci95']:.2f}",
-                 "diff": "–" if d is None else f"{d['mean_difference']:+.2f} ± {d['ci95']:.2f}"})
-if base:
-    for who in ("random", "greedy", "UCB1", "Gittins"):
-        b = base["metrics"]["baselines"].get(who)
-        if b:
-            rows.append({"agent": f"{who} (classic baseline)", "total": f"{b['mean_total_reward']:.2f} ± {b['ci95']:.2f}",
-                         "diff": "–"})
-display(HTML(html_table(rows, [("agent", "agent"), ("total", "mean total reward, 10 pulls"),
-                                       ("diff", "paired difference vs intact")])))
 
-
-def verdict(d):
-    if abs(d["mean_difference"]) <= d["ci95"]:
-        return "no detectable difference"
-    return "a real loss" if d["mean_difference"] < 0 else "a real gain"
-
-
-for k, x in abl["variants"].items():
-    if "paired_vs_full" in x:
-        print(f"{k}: {verdict(x['paired_vs_full'])} at the 95 % level")
+# %% [markdown]
+# The three scores, paired per trial, with chapter 6's classic baselines on the same setting (record
+# `baselines_bandit_n10_k5`) for scale:
 
 # %%
-fig, ax = plt.subplots(figsize=(6.5, 3.2))
-names = list(abl["variants"])
-ax.barh(names, [abl["variants"][n]["mean_total_reward"] for n in names],
-        xerr=[abl["variants"][n]["ci95"] for n in names], color=["tab:blue", "tab:orange", "tab:red"][: len(names)])
-if base:
-    ax.axvline(base["metrics"]["baselines"]["random"]["mean_total_reward"], color="grey", ls=":", label="random play")
-    ax.legend(fontsize=8, loc="lower right")
-ax.set_xlabel("mean total reward per trial (10 pulls, 5 arms)")
-ax.set_title("one trained RL² agent, ablated at test time (same 1,000 trials)", fontsize=9)
-ax.grid(alpha=0.3, axis="x")
-fig.tight_layout()
+abl = test_time_ablation(agent_path, trials=1000)
+base = reference("baselines_bandit_n10_k5")
+baselines = base.metrics["baselines"] if base else None
+display(HTML(html_table(faq.ablation_rows(abl["variants"], baselines), faq.ABLATION_COLUMNS)))
+for k, x in abl["variants"].items():
+    if "paired_vs_full" in x:
+        print(f"{k}: {faq.verdict(x['paired_vs_full'])} at the 95 % level")
+
+# %%
+plotting.ablation_bars(abl["variants"], "mean total reward per trial (10 pulls, 5 arms)",
+                       "one trained RL² agent, ablated at test time (same 1,000 trials)",
+                       random_reward=baselines["random"]["mean_total_reward"] if baselines else None)
 plt.show()
 
 # %% [markdown]
@@ -382,14 +297,14 @@ plt.show()
 # %%
 retrained = reference("rl2_ablations_bandit_n10_k5")
 if retrained:
-    cfg_r = retrained["config"]["rl2"]
+    cfg_r = retrained.config["rl2"]
     print(f"each variant: {cfg_r['updates']} PPO updates x {cfg_r['trials_per_update']} trials; "
-          f"{retrained['episodes']} evaluation trials")
-    for k, v in retrained["metrics"]["variants"].items():
+          f"{retrained.episodes} evaluation trials")
+    for k, v in retrained.metrics["variants"].items():
         print(f"  {k:28s} {v['mean_total_reward']:.2f} ± {v['ci95']:.2f}  (trained in {v['train_wall_s']:.0f} s)")
-    for k, d in retrained["metrics"]["paired_vs_full"].items():
+    for k, d in retrained.metrics["paired_vs_full"].items():
         print(f"retrained without '{k}': {d['mean_difference']:+.2f} ± {d['ci95']:.2f} vs the full agent -> "
-              f"{verdict(d)}")
+              f"{faq.verdict(d)}")
 
 # %% [markdown]
 # Why the two decisions matter. Without the reward input the network receives the same inputs whatever the arms
@@ -404,7 +319,7 @@ if retrained:
 #
 # ## How do we find the most similar training task and transfer its knowledge?
 #
-# The article's §4.1 proposes learning a similarity $f_\theta(T_i, T_j)$ between tasks with a squared loss,
+# The article's §4.1 proposes learning a {term}`similarity <task similarity>` $f_\theta(T_i, T_j)$ between tasks with a squared loss,
 # $\sum (f_\theta(T_i,T_j)-y_{ij})^2$, then, for a new task, transferring from the training task the metric ranks
 # highest. Chapter 3 measures this on Omniglot. There are 30 training tasks, one per `background` alphabet, each a
 # Conv-4 trained on that alphabet's characters. The 175 new 5-way 5-shot tasks come in two kinds: new characters
@@ -418,7 +333,7 @@ from mlcore.book import task_retrieval as tr
 
 ts = reference("task_similarity_omniglot")
 if ts:
-    m = ts["metrics"]
+    m = ts.metrics
     keep = ["one network on every source's characters (pooled)", "random source (expected)",
             "best source in hindsight (oracle, sees the queries)", f"retrieved by {tr.HEADLINE}",
             f"retrieved by {tr.RETRIEVERS[1]}", f"retrieved by {tr.RETRIEVERS[4]}"]
