@@ -194,7 +194,7 @@ class FewShotLearner(TrainingHooks, nn.Module):
         """Images as this learner's input ``(n, C, s, s)``, ``s`` = :attr:`input_size`, on its device.
 
         Raw drawings, ``(H, W)``, ``(n, H, W)`` or ``(n, 1, H, W)`` of any size (ink = 1; bool, uint8 or
-        float in [0, 1]; a tensor or an array), are resized by :func:`mlcore.data.preprocess`, the resizing
+        float in [0, 1]; a tensor or an array), are resized by :func:`mlcore.data.omniglot.preprocess`, the resizing
         the data pipeline itself applies; float images already at the learner's size pass unchanged. Every
         learner's :meth:`predict` starts with it, so ``mlcore.load(record).predict`` takes raw Omniglot
         drawings (105 x 105) whatever size its net was trained at. Upsampling (images smaller than the net

@@ -68,7 +68,7 @@ def seed_everything(seed: int) -> torch.Generator:
     """Seed Python, NumPy and torch (all devices); return a fresh CPU generator seeded with ``seed``.
 
     This sets process-wide state on purpose: it is for the start of a whole run (a study, the CLI,
-    :func:`mlcore.train_and_record`, a notebook's first cell). Library code that only needs its own
+    :func:`mlcore.runs.train_and_record`, a notebook's first cell). Library code that only needs its own
     work reproducible uses a ``torch.Generator`` or :func:`seeded_global_rng`, which leave the caller's
     random state as it was.
     """
