@@ -395,23 +395,26 @@ plt.show()
 # `benchmarks/maml_memory.py` measures this (5-way 1-shot, 5 queries per class, meta-batch 32):
 
 # %%
-mem_files = sorted(BENCH_DIR.glob("maml_memory_*.json"))
-if not mem_files:
+from mlcore.book.plotting import ratio_lines  # noqa: E402
+from mlcore.book.records import order_ratios  # noqa: E402
+
+# Each device's measurements divided by the first-order run of the same benchmark: absolute seconds and MiB
+# depend on the machine (and on what else it was running); the ratio is what the method costs.
+memory, time_ratio = {}, {}
+for path in sorted(BENCH_DIR.glob("maml_memory_*.json")):
+    bench = json.loads(path.read_text())
+    memory[bench["device"]] = order_ratios(bench["rows"], "peak_mib")
+    time_ratio[bench["device"]] = order_ratios(bench["rows"], "s_per_meta_step")
+    print(f"{bench['device']}: second / first order, memory " +
+          ", ".join(f"{s} steps ×{r:.2f}" for s, r in memory[bench["device"]].items()))
+if not memory:
     print("benchmark results not yet produced (run: python benchmarks/maml_memory.py)")
-else:
+
+# %%
+if memory:
     fig, (ax_m, ax_t) = plt.subplots(1, 2, figsize=(10, 3.2))
-    for path in mem_files:
-        bench = json.loads(path.read_text())
-        for fo, label in ((False, "second order"), (True, "first order")):
-            rows = sorted((r for r in bench["rows"] if r["first_order"] == fo), key=lambda r: r["inner_steps"])
-            steps = [r["inner_steps"] for r in rows]
-            ax_m.plot(steps, [r["peak_mib"] for r in rows], "o-", label=f"{label} ({bench['device']})")
-            ax_t.plot(steps, [r["s_per_meta_step"] for r in rows], "o-", label=f"{label} ({bench['device']})")
-            print(f"{path.name}: {label}: " + ", ".join(
-                f"{r['inner_steps']} steps {r['peak_mib']:.0f} MiB / {r['s_per_meta_step']:.2f} s" for r in rows))
-    ax_m.set(xlabel="inner steps", ylabel="peak extra memory (MiB)", title="memory per meta-step")
-    ax_t.set(xlabel="inner steps", ylabel="seconds", title="time per meta-step")
-    ax_m.legend(fontsize=7)
+    ratio_lines(ax_m, memory, "inner steps", "second order / first order", "peak memory")
+    ratio_lines(ax_t, time_ratio, "inner steps", "second order / first order", "time per meta-step")
     plt.tight_layout()
     plt.show()
 

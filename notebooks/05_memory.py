@@ -497,9 +497,12 @@ if ref_sweep is not None:
 # `python -m mlcore eval results/<name>.json --seed 123` re-scores a record on fresh episodes.
 
 # %%
-PAPER = {"protonet": (98.8, 99.7, 96.0, 98.9), "matching": (98.1, 98.9, 93.8, 98.5),
-         "matching_fce": (None, None, None, None), "mann": (82.8, 94.9, None, None)}
+from mlcore import reference as papers  # noqa: E402
+
 SETTINGS = ((5, 1), (5, 5), (20, 1), (20, 5))
+PAPER = {m: tuple(p.accuracy if (p := papers.published(m, f"{w}w{k}s")) else None for w, k in SETTINGS)
+         for m in ("protonet", "matching", "mann")}
+PAPER["matching_fce"] = (None,) * 4  # Vinyals et al. report FCE on miniImageNet only
 trained = {m: [] for m in PAPER}
 print(f"{'method':<14}" + "".join(f"{f'{w}w{k}s':>25}" for w, k in SETTINGS))
 for method in ("protonet", "matching", "matching_fce", "mann"):
