@@ -11,9 +11,10 @@ import torch
 from ..experiments.task_similarity import HEADLINE, RETRIEVERS, character_roles
 
 SHORT = {RETRIEVERS[0]: "f_θ on gains", RETRIEVERS[1]: "f_θ on same alphabet", RETRIEVERS[2]: "Task2Vec",
-         RETRIEVERS[3]: "mean embedding", RETRIEVERS[4]: "support leave-one-out"}
+         RETRIEVERS[3]: "mean embedding", RETRIEVERS[4]: "support leave-one-out",
+         RETRIEVERS[5]: "best source on label tasks"}
 STYLE = {RETRIEVERS[0]: ("C3", "o"), RETRIEVERS[1]: ("C1", "s"), RETRIEVERS[2]: ("C4", "^"),
-         RETRIEVERS[3]: ("C2", "D"), RETRIEVERS[4]: ("C0", "v"), "random": ("0.5", "x"),
+         RETRIEVERS[3]: ("C2", "D"), RETRIEVERS[4]: ("C0", "v"), RETRIEVERS[5]: ("C5", "P"), "random": ("0.5", "x"),
          "best in hindsight": ("k", "*")}
 
 
@@ -83,6 +84,7 @@ def plot_retrieval_vs_sources(m: dict, ax=None):
         ax.plot(c["sizes"], [100 * v for v in c[k]], color=col, marker=mk, ms=4, lw=1.2, label=SHORT.get(k, k))
     ax.set_xscale("log")
     ax.set_xticks(c["sizes"], [str(s) for s in c["sizes"]])
+    ax.set_xticks([], minor=True)  # no 4×10⁰-style labels between the sizes
     ax.set_xlabel("source tasks to choose from")
     ax.set_ylabel("accuracy on the new task (%)")
     ax.legend(fontsize=7)

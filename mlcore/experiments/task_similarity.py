@@ -73,7 +73,7 @@ from ..results import (
 from ..runtime import get_device, git_commit, hardware
 
 RETRIEVERS = ("learned metric, y = transfer gain", "learned metric, y = same alphabet", "Task2Vec cosine",
-              "mean embedding cosine", "support-set leave-one-out")
+              "mean embedding cosine", "support-set leave-one-out", "best source on the label tasks")
 HEADLINE = RETRIEVERS[0]
 KINDS = {"background": "new characters of a source's alphabet", "evaluation": "alphabets no source has seen"}
 
@@ -205,7 +205,9 @@ def train_metrics(bank, rows, orders, e_label, e_src, label_alph, src_alph, cfg,
     va = torch.isin(alph, held)
     same = (alph[:, None] == src_alph[None]).float()
     balance = torch.where(same.bool(), (1 - same).sum() / same.sum().clamp_min(1), torch.ones_like(same))
-    out = {"label_transfer_accuracy": acc.mean().item(), "validation_alphabets": held.tolist()}
+    # the control that ignores the new task: each source's mean transfer over every label task
+    out = {"label_transfer_accuracy": acc.mean().item(), "validation_alphabets": held.tolist(),
+           "label_source_mean": acc.mean((0, 1))}
     for name, y, w in [("gain", gain_labels(flat_acc), None), ("same", same, balance)]:
         metric, hist = train_task_metric(flat_e[~va], e_src, y[~va], cfg["metric_steps"], val=(flat_e[va], y[va]),
                                          weight=None if w is None else w[~va], seed=seed)
@@ -228,6 +230,7 @@ def retrieval_scores(bank, images, rows, orders, e_tgt, e_src, metrics, t2v_src,
             e = e_tgt.flatten(0, 1)
             scores[name] = metrics[key](e[:, None].expand(-1, S, -1), e_src[None].expand(len(e), -1, -1)).view(G, P, S)
         scores[RETRIEVERS[3]] = torch.nn.functional.cosine_similarity(e_tgt[:, :, None], e_src[None, None], dim=-1)
+        scores[RETRIEVERS[5]] = metrics["label_source_mean"].expand(G, P, S).clone()
     gen = torch.Generator().manual_seed(seed + 11)
     t2v = torch.zeros(G, P, S)
     loo = torch.zeros(G, P, S)
@@ -344,7 +347,8 @@ def fine_tune_from_picks(images, rows, orders, nets, scores, kind, alph, src_alp
               "random source (one per target)": lambda g: int(rand[g]),
               "same-alphabet source": lambda g: int((src_alph == alph[g]).nonzero()[0]) if kind[g] == 0 else -1,
               f"retrieved by {HEADLINE}": lambda g: int(scores[HEADLINE][g, 0].argmax()),
-              f"retrieved by {RETRIEVERS[4]}": lambda g: int(scores[RETRIEVERS[4]][g, 0].argmax())}
+              f"retrieved by {RETRIEVERS[4]}": lambda g: int(scores[RETRIEVERS[4]][g, 0].argmax()),
+              f"retrieved by {RETRIEVERS[5]}": lambda g: int(scores[RETRIEVERS[5]][g, 0].argmax())}
     acc = {k: torch.full((G,), float("nan")) for k in starts}
     for g in range(G):
         task = task_of(images, rows[g], orders[g, 0], shots)
@@ -474,10 +478,12 @@ def run_analysis(budget: str | None = None, seed: int = 0, device=None, cfg_over
     out.update({"config": cfg, "timings": timings, "recipe_selection": recipes,
                 "chosen_recipe": "fine-tune" if max(real, key=real.get).startswith("fine-tune") else "frozen",
                 **source_info,
-                "metric_training": {k: metrics[k] for k in metrics if k not in ("gain", "same")},
+                "metric_training": {k: (v.tolist() if torch.is_tensor(v) else v) for k, v in metrics.items()
+                                    if k not in ("gain", "same")},
                 "alphabets": bg.alphabets[: cfg["alphabets"]], "eval_alphabets": ev.alphabets[: cfg["eval_alphabets"]],
                 "kinds": KINDS, "wall_s": time.perf_counter() - t0})
     out["_models"] = {"nets": nets, "gain": metrics["gain"], "same": metrics["same"], "roles": roles,
+                      "label_source_mean": metrics["label_source_mean"],
                       "bg": bg, "ev": ev}
     return out
 
@@ -507,7 +513,7 @@ def reproduce(budget: str | None = None, seed: int = 0, out_dir=None, device=Non
     atomic_torch_save({"sources": [{k: v.half() if v.is_floating_point() else v
                                     for k, v in n.state_dict().items()} for n in models["nets"][:S]],
                        "pooled": models["nets"][S].state_dict(), "gain": models["gain"].state_dict(),
-                       "same": models["same"].state_dict()}, ckpt)
+                       "same": models["same"].state_dict(), "label_source_mean": models["label_source_mean"]}, ckpt)
     head = headline(m)
     rec = Record(name=name, method=method, dataset="omniglot", split="background+evaluation",
                  ways=m["config"]["ways"], shots=m["config"]["shots"], accuracy=head["accuracy"], ci95=head["ci95"],
@@ -533,6 +539,7 @@ def load_models(record) -> tuple[list, dict, dict]:
         metric = LearnedTaskMetric(cfg["hidden"])
         metric.load_state_dict(state[key])
         metrics[key] = metric.eval()
+    metrics["label_source_mean"] = state["label_source_mean"]
     return nets, metrics, cfg
 
 
