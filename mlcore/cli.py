@@ -165,17 +165,14 @@ def reproduce(only: list[str] | None, budget: str, seed: int, out: str | None, d
         spec.pop("eval_fn", None)
         if "fn" in spec:
             fn = registry.resolve(spec.pop("fn"))
-            if steps is not None:
-                if "steps" in inspect.signature(fn).parameters:
-                    spec["steps"] = steps
+            for key, value, flag, what in (("steps", steps, "--steps", "has no step count"),
+                                           ("deadline", deadline, "--time-limit", "takes no deadline")):
+                if value is None:
+                    continue
+                if key in inspect.signature(fn).parameters:
+                    spec[key] = value
                 else:
-                    print(f"--steps does not apply to {name} (its reproduction function has no step count); "
-                          "running its own budget", file=sys.stderr)
-            if deadline is not None:
-                if "deadline" in inspect.signature(fn).parameters:
-                    spec["deadline"] = deadline
-                else:
-                    print(f"--time-limit does not apply to {name} (its reproduction function takes no deadline); "
+                    print(f"{flag} does not apply to {name} (its reproduction function {what}); "
                           "running its own budget", file=sys.stderr)
             paths = fn(budget=budget, seed=seed, out_dir=out, device=device, **spec)
         else:
