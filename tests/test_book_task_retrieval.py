@@ -2,17 +2,15 @@
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import pytest  # noqa: E402
-import torch  # noqa: E402
+import matplotlib.pyplot as plt
+import pytest
 
-from mlcore.book import task_retrieval as tr  # noqa: E402
-from mlcore.experiments import task_similarity as study  # noqa: E402
+from mlcore.book import task_retrieval as tr
+from mlcore.experiments import task_similarity as study
 
 
 @pytest.fixture(scope="module")
 def smoke():
-    torch.set_num_threads(1)
     m = study.run_analysis("smoke", seed=0, device="cpu")
     m["_bg"], m["_ev"] = m["_models"]["bg"], m["_models"]["ev"]
     del m["_models"]
