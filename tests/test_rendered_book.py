@@ -104,3 +104,21 @@ def test_chinese_text_without_a_font_for_it_is_reported(tmp_path, monkeypatch):
     assert check_book.missing_glyph_fonts(tmp_path, ["intro.html"]) is None
     fake.write_text("#!/bin/sh\necho 'WenQuanYi Micro Hei'\n")
     assert check_book.missing_glyph_fonts(tmp_path, ["glossary.html"]) is None
+
+
+
+@pytest.mark.skipif(check_book.find_chromium(None) is None, reason="no Chromium (apt-get install chromium)")
+def test_phone_screenshot_is_taken_from_a_page_loaded_at_phone_width(tmp_path, monkeypatch):
+    head = '<!DOCTYPE html><html><head><meta charset="utf-8"><meta name="viewport" content="width=device-width">'
+    # like the book's theme, the page decides its layout by script when it loads
+    (tmp_path / "index.html").write_text(head + "<title>i</title></head><body>home"
+                                         "<script>document.body.dataset.w = window.innerWidth</script></body></html>")
+    widths = []
+    real = check_book.Page.screenshot
+
+    def spy(self, path):
+        widths.append((path.name, int(self.evaluate("document.body.dataset.w", 10))))
+        real(self, path)
+    monkeypatch.setattr(check_book.Page, "screenshot", spy)
+    assert check_book.main(["--html", str(tmp_path), "--screenshots", str(tmp_path / "shots"), "index.html"]) == 0
+    assert dict(widths) == {"index-1280.png": 1280, "index-390.png": 390}

@@ -410,7 +410,12 @@ def check_page(page: Page, url: str, name: str, shots: Path | None, timeout: flo
         if report.get("hasDisplay"):
             page.evaluate(SCROLL_TO_DISPLAY_JS, 10)
             page.screenshot(shots / f"{stem}-math-1280.png")
+        # Reload at phone size: a page laid out at desktop width keeps its desktop layout viewport when the
+        # emulated device changes under it, and the screenshot shows three squeezed columns.
         page.viewport(PHONE)
+        page.goto(url, timeout)
+        phone = page.evaluate(PAGE_CHECK_JS % {"timeout_ms": int(timeout * 1000)}, timeout + 15)
+        problems += [f"at phone width: {p}" for p in phone["problems"] if p not in problems]
         page.evaluate(SCROLL_TOP_JS, 10)
         page.screenshot(shots / f"{stem}-390.png")
         if report.get("hasDisplay"):
