@@ -122,3 +122,16 @@ def test_phone_screenshot_is_taken_from_a_page_loaded_at_phone_width(tmp_path, m
     monkeypatch.setattr(check_book.Page, "screenshot", spy)
     assert check_book.main(["--html", str(tmp_path), "--screenshots", str(tmp_path / "shots"), "index.html"]) == 0
     assert dict(widths) == {"index-1280.png": 1280, "index-390.png": 390}
+
+
+@pytest.mark.skipif(check_book.find_chromium(None) is None, reason="no Chromium (apt-get install chromium)")
+def test_a_page_wider_than_a_phone_fails(tmp_path, capsys):
+    head = '<!DOCTYPE html><html><head><meta charset="utf-8"><meta name="viewport" content="width=device-width">'
+    (tmp_path / "narrow.html").write_text(head + "<title>n</title></head><body><p>fits</p></body></html>")
+    (tmp_path / "wide.html").write_text(head + '<title>w</title></head><body><div style="width:900px">wide</div>'
+                                        "</body></html>")
+    (tmp_path / "index.html").write_text(head + "<title>i</title></head><body>home</body></html>")
+    shots = tmp_path / "shots"
+    assert check_book.main(["--html", str(tmp_path), "--screenshots", str(shots), "narrow.html"]) == 0
+    assert check_book.main(["--html", str(tmp_path), "--screenshots", str(shots), "wide.html"]) == 1
+    assert "at phone width the page is 518 px wider than the screen" in capsys.readouterr().out

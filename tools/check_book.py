@@ -12,7 +12,9 @@ a network. For each page, after MathJax's startup promise has resolved (MathJax 
     (code blocks excluded: code may show LaTeX on purpose);
   * every ``.math`` element holds MathJax output (``mjx-container``) and no MathJax error (``mjx-merror``);
   * every ``<img>`` has loaded (``naturalWidth > 0``);
-  * nothing was logged as a console error, no uncaught exception, no blocked (non-local) request.
+  * nothing was logged as a console error, no uncaught exception, no blocked (non-local) request;
+  * with --screenshots, the same again with the page reloaded at phone width, and the page no wider than the
+    phone's screen (a reader would have to pan sideways).
 
 It saves a screenshot of the top of every page at desktop (1280 px) and phone (390 px) width, and on pages
 with display math one more of the first display formula, under --screenshots. Exit status: 0 when every
@@ -416,6 +418,9 @@ def check_page(page: Page, url: str, name: str, shots: Path | None, timeout: flo
         page.goto(url, timeout)
         phone = page.evaluate(PAGE_CHECK_JS % {"timeout_ms": int(timeout * 1000)}, timeout + 15)
         problems += [f"at phone width: {p}" for p in phone["problems"] if p not in problems]
+        overflow = page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth", 10)
+        if overflow > 1:  # a reader on a phone would pan sideways to read the page
+            problems.append(f"at phone width the page is {overflow} px wider than the screen")
         page.evaluate(SCROLL_TOP_JS, 10)
         page.screenshot(shots / f"{stem}-390.png")
         if report.get("hasDisplay"):
