@@ -239,3 +239,22 @@ def test_training_functions_leave_the_global_rng_alone_and_are_reproducible(back
     assert acc_a == acc_b and all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
     with pytest.raises(ValueError, match="train_drawings must be"):
         ts.train_feature_net(background, [0, 1], steps=1, train_drawings=20)
+
+
+def test_source_networks_stack_into_one_tensor_per_name_and_back():
+    nets = [Conv4(1, 4, pool="max") for _ in range(3)]
+    stacked = study.stack_states([n.state_dict() for n in nets])
+    assert stacked["features.0.0.weight"].shape == (3, 4, 1, 3, 3) and stacked["features.0.0.weight"].dtype == torch.float16
+    back = study.unstack_states(stacked)
+    for net, sd in zip(nets, back):
+        for k, v in net.state_dict().items():
+            assert torch.allclose(v.float(), sd[k].float(), atol=1e-2) and sd[k].shape == v.shape
+
+
+def test_committed_record_loads_its_networks_and_metrics():
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "results" / "task_similarity_omniglot.json"
+    nets, metrics, cfg = study.load_models(path)
+    assert len(nets) == cfg["alphabets"] + 2 and {"gain", "same", "label_source_mean"} <= set(metrics)
+    assert nets[0](torch.zeros(2, 1, 28, 28)).shape == (2, cfg["hidden"])
