@@ -318,9 +318,9 @@ def train_distributed(method: str, ways: int, shots: int, budget: str | None = N
     """
     from . import budget as budget_mod
     from .engine import EVAL_SEED, evaluate, fit, run_fingerprint, test_sampler
-    from .results import RESULTS_DIR, Record, atomic_torch_save, save_record
+    from .results import RESULTS_DIR, atomic_torch_save, run_record, save_record
     from .runs import build_recipe, record_name
-    from .runtime import git_commit, hardware, seed_everything
+    from .runtime import hardware, seed_everything
 
     rank, world, device = setup(device=device)
     try:
@@ -353,15 +353,15 @@ def train_distributed(method: str, ways: int, shots: int, budget: str | None = N
             out_dir.mkdir(parents=True, exist_ok=True)
             ckpt = out_dir / f"{name}.pt"
             atomic_torch_save({k: v.detach().cpu() for k, v in learner.state_dict().items()}, ckpt)
-            rec = Record(
+            rec = run_record(
+                t0,
                 name=name, method=method, dataset="omniglot", split=recipe.test_split,
                 ways=recipe.test_ways or ways, shots=recipe.test_shots or shots, accuracy=res["accuracy"],
                 ci95=res["ci95"], episodes=res["episodes"], seed=seed,
                 config={"recipe": recipe.to_dict(), "model": recipe.model, "eval_seed": EVAL_SEED},
                 metrics={"final_train": fr.history[-1] if fr.history else {}, "history": fr.history[-20:]},
                 hardware={**hardware(), "world_size": world, "backend": dist.get_backend()},
-                wall_s=time.perf_counter() - t0, train_wall_s=fr.wall_s, git_commit=git_commit(),
-                checkpoint=ckpt.name, budget=budget)
+                train_wall_s=fr.wall_s, checkpoint=ckpt.name, budget=budget)
             path = save_record(rec, out_dir)
         dist.barrier()
         return path

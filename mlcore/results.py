@@ -19,6 +19,8 @@ from typing import Any, BinaryIO
 
 import torch
 
+from .runtime import git_commit, hardware
+
 RESULTS_ENV = "MLCORE_RESULTS"
 _PACKAGE_RESULTS = Path(__file__).resolve().parent.parent / "results"  # right only for an editable install
 
@@ -98,6 +100,19 @@ class Record:
         if missing:
             raise ValueError(f"record lacks required fields {missing}")
         return cls(**known)
+
+
+def run_record(started: float, **fields: Any) -> Record:
+    """The :class:`Record` of a run that began at ``started`` (a ``time.perf_counter()`` value).
+
+    Every record carries the hardware it ran on, its wall time and the git commit of the code; this
+    fills in those three (a caller may still pass ``hardware`` or ``git_commit``, e.g. a distributed
+    run adds its world size, a study names the commit it read before a long run), so no study writes
+    them by hand.
+    """
+    fields.setdefault("hardware", hardware())
+    fields.setdefault("git_commit", git_commit())
+    return Record(wall_s=time.perf_counter() - started, **fields)
 
 
 def mean_ci95(values) -> tuple[float, float]:

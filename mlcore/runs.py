@@ -15,8 +15,15 @@ from .data.omniglot import IMAGE_SIZE
 from .engine import EVAL_SEED, evaluate, fit, run_fingerprint, test_sampler
 from .learner import Recipe
 from .registry import learner_class
-from .results import RESULTS_DIR, Record, atomic_torch_save, checkpoint_path, load_record, save_record
-from .runtime import get_device, git_commit, hardware, seed_everything
+from .results import (
+    RESULTS_DIR,
+    atomic_torch_save,
+    checkpoint_path,
+    load_record,
+    run_record,
+    save_record,
+)
+from .runtime import get_device, seed_everything
 
 
 def record_name(method: str, ways: int, shots: int, dataset: str = "omniglot", suffix: str = "") -> str:
@@ -170,7 +177,8 @@ def train_and_record(method: str, ways: int, shots: int, budget: str | None = No
     out_dir.mkdir(parents=True, exist_ok=True)
     ckpt = out_dir / f"{name}.pt"
     atomic_torch_save({k: v.detach().cpu() for k, v in learner.state_dict().items()}, ckpt)
-    rec = Record(
+    rec = run_record(
+        t0,
         name=name, method=method, dataset="omniglot", split=recipe.test_split, ways=recipe.test_ways or ways,
         shots=recipe.test_shots or shots, accuracy=res["accuracy"], ci95=res["ci95"], episodes=res["episodes"],
         seed=seed, config={"recipe": recipe.to_dict(), "model": recipe.model, "eval_seed": EVAL_SEED,
@@ -183,8 +191,7 @@ def train_and_record(method: str, ways: int, shots: int, budget: str | None = No
                                         if "val_accuracy" in h]} if any("val_accuracy" in h for h in history) else {}),
                  # per-episode accuracies on the shared test episodes: chapter 9's paired comparisons use them
                  "per_episode": [round(a, 4) for a in res["per_episode"]]},
-        hardware=hardware(), wall_s=time.perf_counter() - t0, train_wall_s=train_wall, git_commit=git_commit(),
-        checkpoint=ckpt.name, budget=budget,
+        train_wall_s=train_wall, checkpoint=ckpt.name, budget=budget,
     )
     return save_record(rec, out_dir)
 

@@ -25,9 +25,9 @@ from .. import budget as budget_mod
 from ..baselines.pixels import PixelCentroids
 from ..data.digits import DIGITS_SOURCE, DigitEpisodes
 from ..engine import EVAL_SEED, evaluate, test_sampler
-from ..results import RESULTS_DIR, Record, load_record, record_dir, save_record
+from ..results import RESULTS_DIR, load_record, record_dir, run_record, save_record
 from ..runs import load, train_and_record
-from ..runtime import get_device, git_commit, hardware
+from ..runtime import get_device
 
 __all__ = ["evaluate_record", "reproduce", "score_domains"]
 
@@ -78,15 +78,15 @@ def reproduce(budget: str | None = None, seed: int = 0, out_dir=None, device=Non
     metrics["digits_source"] = DIGITS_SOURCE
     metrics["source_record"] = src.name
     first = metrics[f"{shots[0]}shot"]
-    rec = Record(name="domain_shift_digits" + ("" if budget == "full" else f"_{budget}"), method=src.method,
-                 dataset="omniglot->digits", split="sklearn_digits", ways=5, shots=shots[0],
-                 accuracy=first["digits"]["learner"]["accuracy"], ci95=first["digits"]["learner"]["ci95"],
-                 episodes=n_ep, seed=seed,
-                 config={"source_record": src.name, "source_steps": (src.config.get("recipe") or {}).get("steps"),
-                         "ways": 5, "shots": list(shots), "queries": 15, "eval_seed": EVAL_SEED,
-                         "digits_preprocessing": "x/16 (ink = 1), bilinear 8x8 -> 20x20, zero-padded to 28x28"},
-                 metrics=metrics, hardware=hardware(), wall_s=time.perf_counter() - t0,
-                 train_wall_s=src.train_wall_s, git_commit=git_commit(), budget=budget)
+    rec = run_record(
+        t0, name="domain_shift_digits" + ("" if budget == "full" else f"_{budget}"), method=src.method,
+        dataset="omniglot->digits", split="sklearn_digits", ways=5, shots=shots[0],
+        accuracy=first["digits"]["learner"]["accuracy"], ci95=first["digits"]["learner"]["ci95"],
+        episodes=n_ep, seed=seed,
+        config={"source_record": src.name, "source_steps": (src.config.get("recipe") or {}).get("steps"),
+                "ways": 5, "shots": list(shots), "queries": 15, "eval_seed": EVAL_SEED,
+                "digits_preprocessing": "x/16 (ink = 1), bilinear 8x8 -> 20x20, zero-padded to 28x28"},
+        metrics=metrics, train_wall_s=src.train_wall_s, budget=budget)
     return [save_record(rec, out)]
 
 

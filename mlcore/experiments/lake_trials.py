@@ -48,9 +48,9 @@ from ..data.lake import (
 )
 from ..data.omniglot import DRAWERS, load_raw, load_split
 from ..engine import EVAL_SEED
-from ..results import Record, load_record, mean_ci95, save_record
+from ..results import Record, load_record, mean_ci95, run_record, save_record
 from ..runs import load
-from ..runtime import git_commit, hardware
+from ..runtime import git_commit
 
 SOURCE = "siamese_omniglot_lake_20w1s"
 PROTOCOL = ("Lake et al.'s 400 official one-shot trials (brendenlake/omniglot all_runs.zip: 20 runs x 20 trials, "
@@ -395,10 +395,10 @@ def run_study(source: str | Path = SOURCE, runs_per_alphabet: int = 20, seed: in
         "embedding_check": check,
         "reference": {"koch_2015_siamese": 0.920, "humans_lake_2015": 0.955, "lake_2015_pixel_1nn": 0.217},
     }
-    out = Record(name=name or f"{rec.method}_omniglot_lake_official", method=rec.method, dataset="omniglot",
-                 split="lake_official", ways=WAYS, shots=1, accuracy=off["accuracy"], ci95=off["ci95"],
-                 episodes=off["trials"], seed=seed, config=cfg, metrics=metrics, hardware=hardware(),
-                 wall_s=time.perf_counter() - t0, git_commit=commit, checkpoint=None)
+    out = run_record(
+        t0, name=name or f"{rec.method}_omniglot_lake_official", method=rec.method, dataset="omniglot",
+        split="lake_official", ways=WAYS, shots=1, accuracy=off["accuracy"], ci95=off["ci95"],
+        episodes=off["trials"], seed=seed, config=cfg, metrics=metrics, git_commit=commit, checkpoint=None)
     if save:
         out._path = save_record(out, out_dir)  # type: ignore[attr-defined]
     return out

@@ -20,9 +20,9 @@ from pathlib import Path
 from .. import budget as budget_mod
 from ..engine import EVAL_SEED, evaluate, fit, test_sampler
 from ..memory.mann import MANN, accuracy_by_instance
-from ..results import Record, atomic_torch_save, record_dir, save_record
+from ..results import atomic_torch_save, record_dir, run_record, save_record
 from ..runs import time_limited
-from ..runtime import get_device, git_commit, hardware, seed_everything
+from ..runtime import get_device, seed_everything
 
 
 def reproduce(budget: str | None = None, seed: int = 0, out_dir=None, device=None, name: str = "mann_omniglot",
@@ -61,14 +61,14 @@ def reproduce(budget: str | None = None, seed: int = 0, out_dir=None, device=Non
     for shots in (1, 5):
         res = evaluate(learner, test_sampler(5, shots, recipe.test_queries, recipe.test_split, device), n_eval)
         rec_recipe = {**recipe.to_dict(), "test_shots": shots}
-        rec = Record(
+        rec = run_record(
+        t0,
             name=f"{name}_5w{shots}s{suffix}", method="mann", dataset="omniglot", split=recipe.test_split, ways=5,
             shots=shots, accuracy=res["accuracy"], ci95=res["ci95"], episodes=res["episodes"], seed=seed,
             config={"recipe": rec_recipe, "model": recipe.model, "eval_seed": EVAL_SEED,
                     **({"time_limited": stopped} if stopped else {})},
             metrics={"by_instance": by_inst, "paper_equivalent_instance": shots + 1,
                      "final_train": fr.history[-1] if fr.history else {}, "history": fr.history[-20:]},
-            hardware=hardware(), wall_s=time.perf_counter() - t0, train_wall_s=fr.wall_s, git_commit=git_commit(),
-            checkpoint=ckpt.name, budget=budget)
+            train_wall_s=fr.wall_s, checkpoint=ckpt.name, budget=budget)
         paths.append(save_record(rec, out_dir))
     return paths

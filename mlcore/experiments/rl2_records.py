@@ -29,13 +29,14 @@ from ..results import (
     load_record,
     mean_ci95,
     record_dir,
+    run_record,
     save_record,
 )
 from ..rl import SPECS
 from ..rl.baselines import bandit_baselines, mdp_baselines, run_policy
 from ..rl.envs import check_spec, make_env, spec_name
 from ..rl.rl2 import RL2Config, RL2Policy, evaluate_rl2, train_rl2
-from ..runtime import get_device, git_commit, hardware
+from ..runtime import get_device
 
 __all__ = ["EVAL_SEED", "EVAL_TRIALS", "PAPER", "SPECS", "eval_record", "load_rl2", "reproduce_baselines",
            "reproduce_rl2", "rl2_config", "score_baselines"]
@@ -122,7 +123,8 @@ def reproduce_rl2(budget: str | None = None, seed: int = 0, out_dir=None, device
     out.mkdir(parents=True, exist_ok=True)
     ckpt = out / f"{name}.pt"
     atomic_torch_save({k: v.detach().cpu() for k, v in policy.state_dict().items()}, ckpt)
-    rec = Record(
+    rec = run_record(
+        t0,
         name=name, method="rl2", dataset=_dataset(spec), episodes=trials, ci95=res["ci95"], seed=seed,
         config={"spec": spec, "rl2": cfg.to_dict(), "model": policy.config(), "eval_seed": EVAL_SEED,
                 "eval_policy": "sample (the stochastic policy as trained)",
@@ -133,8 +135,7 @@ def reproduce_rl2(budget: str | None = None, seed: int = 0, out_dir=None, device
                  "updates_done": updates_done,
                  "seconds_per_update": train_wall / max(1, updates_done),
                  "device": str(device)},
-        hardware=hardware(), wall_s=time.perf_counter() - t0, train_wall_s=train_wall, git_commit=git_commit(),
-        checkpoint=ckpt.name, budget=budget,
+        train_wall_s=train_wall, checkpoint=ckpt.name, budget=budget,
     )
     return [save_record(rec, out)]
 
@@ -192,8 +193,9 @@ def reproduce_baselines(budget: str | None = None, seed: int = 0, out_dir=None, 
     trials = budget_mod.pick(budget, smoke=200, full=EVAL_TRIALS)
     t0 = time.perf_counter()
     scores = score_baselines(spec, trials, EVAL_SEED, get_device(device) if device else "cpu")
-    rec = Record(name=name, method="baselines", dataset=_dataset(spec), episodes=trials, seed=seed,
-                 config={"spec": spec, "eval_seed": EVAL_SEED},
-                 metrics={"baselines": scores, "trials": trials, "paper": PAPER.get(key, {})},
-                 hardware=hardware(), wall_s=time.perf_counter() - t0, git_commit=git_commit(), budget=budget)
+    rec = run_record(
+        t0, name=name, method="baselines", dataset=_dataset(spec), episodes=trials, seed=seed,
+        config={"spec": spec, "eval_seed": EVAL_SEED},
+        metrics={"baselines": scores, "trials": trials, "paper": PAPER.get(key, {})},
+        budget=budget)
     return [save_record(rec, record_dir(out_dir, budget))]

@@ -28,10 +28,9 @@ from pathlib import Path
 import torch
 
 from .. import budget as budget_mod
-from ..results import Record, mean_ci95, record_dir, save_record
+from ..results import mean_ci95, record_dir, run_record, save_record
 from ..rl.envs import check_spec, make_env, spec_name
 from ..rl.rl2 import RL2Config, RL2Policy, evaluate_rl2, train_rl2
-from ..runtime import git_commit, hardware
 from .rl2_records import EVAL_SEED, load_rl2, rl2_config
 
 #: variant name -> (reward input?, hidden state carried across episodes?)
@@ -187,15 +186,15 @@ def reproduce_ablations(budget: str | None = None, seed: int = 0, out_dir=None, 
     res = run_ablations(spec, budget, seed, device="cpu")
     name = f"rl2_ablations_{spec_name(spec)}" + ("" if budget == "full" else f"_{budget}")
     out = record_dir(out_dir, budget)
-    rec = Record(name=name, method="rl2_ablation", dataset="bernoulli_bandit" if spec["env"] == "bandit"
-                 else "tabular_mdp", episodes=res["trials"], seed=seed,
-                 config={"spec": spec, "rl2": res["config"], "eval_seed": EVAL_SEED,
-                         "variants": {k: list(v) for k, v in VARIANTS.items()}},
-                 metrics={"variants": res["variants"], "paired_vs_full": res["paired_vs_full"],
-                          "test_time": res["test_time"]},
-                 hardware=hardware(), wall_s=time.perf_counter() - t0,
-                 train_wall_s=sum(v["train_wall_s"] for v in res["variants"].values()),
-                 git_commit=git_commit(), budget=budget)
+    rec = run_record(
+        t0, name=name, method="rl2_ablation", dataset="bernoulli_bandit" if spec["env"] == "bandit"
+        else "tabular_mdp", episodes=res["trials"], seed=seed,
+        config={"spec": spec, "rl2": res["config"], "eval_seed": EVAL_SEED,
+                "variants": {k: list(v) for k, v in VARIANTS.items()}},
+        metrics={"variants": res["variants"], "paired_vs_full": res["paired_vs_full"],
+                 "test_time": res["test_time"]},
+        train_wall_s=sum(v["train_wall_s"] for v in res["variants"].values()),
+        budget=budget)
     return [save_record(rec, out)]
 
 

@@ -25,9 +25,9 @@ from ..data.omniglot import load_split
 from ..engine import EVAL_SEED, evaluate, fit
 from ..learner import Recipe
 from ..metric.siamese import Siamese
-from ..results import Record, atomic_torch_save, load_record, record_dir, save_record
+from ..results import atomic_torch_save, load_record, record_dir, run_record, save_record
 from ..runs import load, time_limited
-from ..runtime import get_device, git_commit, hardware, seed_everything
+from ..runtime import get_device, seed_everything
 
 SETTINGS = ((5, 1), (5, 5), (20, 1), (20, 5))
 
@@ -78,15 +78,15 @@ def reproduce(budget: str | None = None, seed: int = 0, out_dir=None, device=Non
         r = Recipe.from_dict({**recipe.to_dict(), "ways": ways, "shots": shots, "test_ways": ways,
                               "test_shots": shots})
         name = f"{base}_{ways}w{shots}s{suffix}"
-        rec = Record(name=name, method="siamese", dataset="omniglot", split=recipe.test_split, ways=ways,
-                     shots=shots, accuracy=res["accuracy"], ci95=res["ci95"], episodes=res["episodes"], seed=seed,
-                     config={"recipe": r.to_dict(), "model": learner.config, "eval_seed": EVAL_SEED,
-                             "protocol": protocol, "test_queries": queries,
-                             **({"time_limited": stopped} if stopped else {})},
-                     metrics={"final_train": fr.history[-1] if fr.history else {}, "history": fr.history[-20:],
-                              "eval_wall_s": time.perf_counter() - t1},
-                     hardware=hardware(), wall_s=time.perf_counter() - t0, train_wall_s=fr.wall_s,
-                     git_commit=git_commit(), checkpoint=ckpt.name, budget=budget)
+        rec = run_record(
+            t0, name=name, method="siamese", dataset="omniglot", split=recipe.test_split, ways=ways,
+            shots=shots, accuracy=res["accuracy"], ci95=res["ci95"], episodes=res["episodes"], seed=seed,
+            config={"recipe": r.to_dict(), "model": learner.config, "eval_seed": EVAL_SEED,
+                    "protocol": protocol, "test_queries": queries,
+                    **({"time_limited": stopped} if stopped else {})},
+            metrics={"final_train": fr.history[-1] if fr.history else {}, "history": fr.history[-20:],
+                     "eval_wall_s": time.perf_counter() - t1},
+            train_wall_s=fr.wall_s, checkpoint=ckpt.name, budget=budget)
         paths.append(save_record(rec, out_dir))
     return paths
 

@@ -32,14 +32,14 @@ from ..nets import MLP
 from ..optimization.maml import batched_query_loss, check_inner_steps, check_lr, inner_loop
 from ..results import (
     RESULTS_DIR,
-    Record,
     atomic_torch_save,
     load_record,
     mean_ci95,
     record_dir,
+    run_record,
     save_record,
 )
-from ..runtime import get_device, git_commit, hardware, seed_everything
+from ..runtime import get_device, seed_everything
 
 EVAL_TASKS_SEED = 600  # the 600 test tasks are drawn with this seed
 EVAL_STEPS = (0, 1, 5, 10)
@@ -174,13 +174,13 @@ def reproduce(budget: str | None = None, seed: int = 0, out_dir=None, device=Non
     ckpt = out / f"{name}.pt"
     atomic_torch_save({"maml": {k: v.cpu() for k, v in maml.state_dict().items()},
                        "pretrained": {k: v.cpu() for k, v in pretrained.state_dict().items()}}, ckpt)
-    rec = Record(name=name, method=method, dataset="sinusoid", split="test-tasks", shots=5, episodes=n_tasks,
-                 seed=seed, config={"steps": steps, "meta_batch": 25, "train_shots": 10, "inner_lr": 0.01,
-                                    "inner_steps": 1, "outer": "Adam 1e-3", "eval_inner_lr": 0.01,
-                                    "eval_tasks_seed": EVAL_TASKS_SEED, "mlp": [1, 40, 40, 1]},
-                 metrics={"mse": metrics, "mse_robust": robust, "history": history}, hardware=hardware(),
-                 wall_s=time.perf_counter() - t0, train_wall_s=train_wall, git_commit=git_commit(),
-                 checkpoint=ckpt.name, budget=budget)
+    rec = run_record(
+        t0, name=name, method=method, dataset="sinusoid", split="test-tasks", shots=5, episodes=n_tasks,
+        seed=seed, config={"steps": steps, "meta_batch": 25, "train_shots": 10, "inner_lr": 0.01,
+                           "inner_steps": 1, "outer": "Adam 1e-3", "eval_inner_lr": 0.01,
+                           "eval_tasks_seed": EVAL_TASKS_SEED, "mlp": [1, 40, 40, 1]},
+        metrics={"mse": metrics, "mse_robust": robust, "history": history}, train_wall_s=train_wall,
+        checkpoint=ckpt.name, budget=budget)
     return [save_record(rec, out)]
 
 

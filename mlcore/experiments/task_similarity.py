@@ -62,15 +62,15 @@ from ..metric.task_similarity import (
 )
 from ..nets import Conv4
 from ..results import (
-    Record,
     atomic_torch_save,
     checkpoint_path,
     load_record,
     mean_ci95,
     record_dir,
+    run_record,
     save_record,
 )
-from ..runtime import get_device, git_commit, hardware
+from ..runtime import get_device
 
 RETRIEVERS = ("learned metric, y = transfer gain", "learned metric, y = same alphabet", "Task2Vec cosine",
               "mean embedding cosine", "support-set leave-one-out", "best source on the label tasks")
@@ -517,11 +517,11 @@ def reproduce(budget: str | None = None, seed: int = 0, out_dir=None, device=Non
                        "pooled": models["nets"][S].state_dict(), "gain": models["gain"].state_dict(),
                        "same": models["same"].state_dict(), "label_source_mean": models["label_source_mean"]}, ckpt)
     head = headline(m)
-    rec = Record(name=name, method=method, dataset="omniglot", split="background+evaluation",
-                 ways=m["config"]["ways"], shots=m["config"]["shots"], accuracy=head["accuracy"], ci95=head["ci95"],
-                 episodes=head["n"], seed=seed, config={"analysis": m["config"]}, metrics=m,
-                 hardware=hardware(), wall_s=time.perf_counter() - t0, git_commit=git_commit(),
-                 checkpoint=ckpt.name, budget=budget)
+    rec = run_record(
+        t0, name=name, method=method, dataset="omniglot", split="background+evaluation",
+        ways=m["config"]["ways"], shots=m["config"]["shots"], accuracy=head["accuracy"], ci95=head["ci95"],
+        episodes=head["n"], seed=seed, config={"analysis": m["config"]}, metrics=m,
+        checkpoint=ckpt.name, budget=budget)
     return [save_record(rec, out_dir)]
 
 

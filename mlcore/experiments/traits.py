@@ -28,9 +28,9 @@ from pathlib import Path
 from ..baselines.scratch import Scratch
 from ..budget import current_budget, pick
 from ..engine import EVAL_SEED, evaluate, test_sampler
-from ..results import RESULTS_DIR, Record, load_record, record_dir, save_record
+from ..results import RESULTS_DIR, load_record, record_dir, run_record, save_record
 from ..runs import load, train_and_record
-from ..runtime import get_device, git_commit, hardware
+from ..runtime import get_device
 
 SHOTS = (1, 2, 5, 10)
 QUERIES = 10
@@ -129,7 +129,8 @@ def traits_vs_shots(budget: str | None = None, seed: int = 0, out_dir: str | Pat
                 "pretrained_centroid": _with_classifier(pretrained, "centroid"), "protonet": protonet}
     scores = score_methods(learners, ways, shots, queries, episodes, EVAL_SEED, device)
     pre_rec, proto_rec = load_record(pre_path), load_record(proto_path)
-    rec = Record(
+    rec = run_record(
+        t0,
         name=f"{name}{suffix}", method=method, dataset="omniglot", split="vinyals/test", ways=ways, shots=None,
         episodes=episodes, seed=seed, budget=budget,
         config={"shots": list(shots), "queries": queries, "eval_seed": EVAL_SEED, "scratch": scratch_cfg,
@@ -138,7 +139,6 @@ def traits_vs_shots(budget: str | None = None, seed: int = 0, out_dir: str | Pat
                 "protonet_steps": proto_rec.config.get("recipe", {}).get("steps")},
         metrics={"shots": list(shots), "methods": scores,
                  "train_wall_s": {"pretrained": pre_rec.train_wall_s, "protonet": proto_rec.train_wall_s}},
-        hardware=hardware(), wall_s=time.perf_counter() - t0, git_commit=git_commit(),
     )
     written.append(save_record(rec, out_dir))
     return written

@@ -24,8 +24,8 @@ import torch
 from .. import budget as budget_mod
 from ..engine import EVAL_SEED, evaluate, fit, test_sampler
 from ..memory.protonet import ProtoNet
-from ..results import Record, atomic_torch_save, load_record, record_dir, save_record
-from ..runtime import get_device, git_commit, hardware, seed_everything
+from ..results import atomic_torch_save, load_record, record_dir, run_record, save_record
+from ..runtime import get_device, seed_everything
 
 
 def protonet_ways_sweep(budget: str | None = None, seed: int = 0, out_dir=None, device=None,
@@ -66,11 +66,11 @@ def protonet_ways_sweep(budget: str | None = None, seed: int = 0, out_dir=None, 
                 grid.append({"train_ways": n, "train_shots": k, "test_ways": tw, "test_shots": ts,
                              "accuracy": r["accuracy"], "ci95": r["ci95"], "episodes": r["episodes"],
                              "train_wall_s": fr.wall_s, "steps": fr.steps, "checkpoint": ckpt.name})
-    rec = Record(name=f"{name}{suffix}", method="protonet_ways_sweep", dataset="omniglot", split="vinyals/test",
-                 seed=seed, config={"train_ways": list(train_ways), "train_shots": list(train_shots), "steps": steps,
-                                    "test_settings": [list(t) for t in test_settings], "eval_seed": EVAL_SEED},
-                 metrics={"grid": grid}, hardware=hardware(), wall_s=time.perf_counter() - t0,
-                 git_commit=git_commit(), budget=budget)
+    rec = run_record(
+        t0, name=f"{name}{suffix}", method="protonet_ways_sweep", dataset="omniglot", split="vinyals/test",
+        seed=seed, config={"train_ways": list(train_ways), "train_shots": list(train_shots), "steps": steps,
+                           "test_settings": [list(t) for t in test_settings], "eval_seed": EVAL_SEED},
+        metrics={"grid": grid}, budget=budget)
     return [save_record(rec, out_dir)]
 
 
