@@ -8,7 +8,6 @@ import sys
 import pytest
 import torch
 
-from mlcore.experiments.rl_ablations import VARIANTS, AblatedRL2Policy
 from mlcore.rl.baselines import (
     PSRL,
     UCB1,
@@ -228,84 +227,6 @@ def test_short_rl2_training_beats_random():
     rand = float(run_policy(RandomPolicy(), make_env(spec, 1000, 2016))["total"].mean())
     assert res["mean_total_reward"] > rand + 0.4, (res, rand)
     assert history[-1]["update"] == 20
-
-
-# ----------------------------------------------------------------------------- RL^2 ablations (chapter 10)
-# the two design decisions of RL^2 taken away: reward input, hidden state carried across episodes
-def _inputs(policy, T=6, B=3, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    xs = []
-    for t in range(T):
-        state = torch.zeros(B, dtype=torch.long)
-        a = None if t == 0 else torch.randint(policy.num_actions, (B,), generator=g)
-        r = torch.rand(B, generator=g)
-        done = torch.full((B,), t > 0 and t % 2 == 0)  # an episode ends every 2 steps
-        xs.append(policy.encode(state, a, r, done))
-    return torch.stack(xs, 1)
-
-
-def test_full_variant_is_the_plain_rl2_policy():
-    torch.manual_seed(0)
-    a = AblatedRL2Policy(1, 4, 8, True, True)
-    b = RL2Policy(1, 4, 8)
-    b.load_state_dict(a.state_dict())
-    x = _inputs(a)
-    la, va, _ = a(x)
-    lb, vb, _ = b(x)
-    assert torch.allclose(la, lb) and torch.allclose(va, vb)
-    assert VARIANTS["RL2 (full)"] == (True, True)
-
-
-def test_no_reward_input_makes_the_policy_blind_to_rewards():
-    torch.manual_seed(0)
-    p = AblatedRL2Policy(1, 4, 8, reward_input=False)
-    s, a, d = torch.zeros(3, dtype=torch.long), torch.tensor([0, 1, 2]), torch.zeros(3, dtype=torch.bool)
-    x1, x2 = p.encode(s, a, torch.zeros(3), d), p.encode(s, a, torch.ones(3) * 5, d)
-    assert torch.equal(x1, x2) and x1.shape[-1] == p.input_size
-    full = AblatedRL2Policy(1, 4, 8)
-    assert not torch.equal(full.encode(s, a, torch.zeros(3), d), full.encode(s, a, torch.ones(3), d))
-
-
-def test_hidden_reset_forgets_exactly_at_episode_boundaries():
-    torch.manual_seed(0)
-    p = AblatedRL2Policy(1, 4, 8, carry_hidden=False)
-    x = _inputs(p, T=6)
-    logits, _, _ = p(x)
-    # stepping one input at a time with the same module (as a rollout does) gives the same outputs
-    h = None
-    for t in range(6):
-        lt, _, h = p(x[:, t:t + 1], h)
-        assert torch.allclose(lt[:, 0], logits[:, t], atol=1e-6)
-    # after the reset at t = 2, outputs depend only on inputs from t = 2 on
-    x2 = x.clone()
-    x2[:, :2] = torch.randn_like(x2[:, :2])
-    l2, _, _ = p(x2)
-    assert torch.allclose(l2[:, 2:], logits[:, 2:], atol=1e-6)
-    assert not torch.allclose(l2[:, :2], logits[:, :2])
-    # the carried variant does remember the earlier inputs
-    c = AblatedRL2Policy(1, 4, 8, carry_hidden=True)
-    c.load_state_dict(p.state_dict())
-    assert not torch.allclose(c(x2)[0][:, 2:], c(x)[0][:, 2:])
-
-
-def test_test_time_ablation_pairs_variants_on_the_same_trials(tmp_path):
-    from mlcore.experiments.rl_ablations import test_time_ablation
-    from mlcore.results import Record, atomic_torch_save, save_record
-
-    torch.manual_seed(0)
-    spec = {"env": "bandit", "arms": 3, "pulls": 6}
-    policy = RL2Policy(1, 3, 16)
-    atomic_torch_save(policy.state_dict(), tmp_path / "agent.pt")
-    save_record(Record(name="agent", method="rl2", dataset="bernoulli_bandit", checkpoint="agent.pt",
-                       config={"spec": spec, "model": policy.config()}), tmp_path)
-    out = test_time_ablation(tmp_path / "agent.json", trials=64, seed=5)
-    intact = evaluate_rl2(policy, spec, 64, 5)
-    assert out["variants"]["RL2 (full)"]["mean_total_reward"] == intact["mean_total_reward"]
-    assert set(out["variants"]) == set(VARIANTS)
-    for name, v in out["variants"].items():
-        if name != "RL2 (full)":
-            d = v["paired_vs_full"]
-            assert abs(d["mean_difference"] - (v["mean_total_reward"] - intact["mean_total_reward"])) < 1e-9
 
 
 # ----------------------------------------------------------------------------- records, CLI, Gymnasium
