@@ -9,7 +9,9 @@ What is run: MAML meta-trains the MLP with K = 10 support points, one inner step
 meta-batch 25 and Adam (:func:`train_maml`; the meta-gradient is
 :func:`mlcore.optimization.maml.batched_query_loss`, the same code as the Omniglot learner, with
 the MSE loss); the baseline ("pretrained", :func:`train_pretrained`) trains the same MLP to
-regress *all* tasks at once (it can only learn the average over tasks). Both are tested by
+regress *all* tasks at once (it can only learn the average over tasks). Both train through
+:func:`mlcore.engine.fit` (learners :class:`SinusoidMAML` and :class:`PooledRegression`), the loop
+every learner of the book uses. Both are tested by
 fine-tuning on K = 5 (or 10) points of 600 new tasks with plain gradient descent at α = 0.01
 and measuring the MSE on 100 evenly spaced points of the true curve, after 0, 1, 5 and 10 steps.
 
@@ -24,10 +26,13 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 from torch.func import functional_call, vmap
 
 from ..budget import current_budget, pick
-from ..data.sinusoid import SinusoidSampler
+from ..data.sinusoid import SinusoidSampler, SinusoidTasks
+from ..engine import fit
+from ..learner import TrainingHooks
 from ..nets import MLP
 from ..optimization.maml import batched_query_loss, check_inner_steps, check_lr, inner_loop
 from ..results import (
@@ -51,51 +56,82 @@ def make_regressor() -> torch.nn.Module:
     return MLP(1, [40, 40], 1)
 
 
+# ----------------------------------------------------------------------------- the two learners fit trains
+# They live here, not in mlcore.optimization: the algorithm (batched_query_loss) is the family's, and these only
+# bind it to this study's batches (SinusoidTasks) and loss (MSE). They have no predict() and are not in the
+# learner registry; they exist so that both baselines of the study train through mlcore.engine.fit.
+class _Regressor(TrainingHooks, nn.Module):
+    """The study's MLP inside a module :func:`mlcore.engine.fit` can train (the regressor is ``self.model``)."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+
+class SinusoidMAML(_Regressor):
+    """MAML's meta-loss on a batch of sinusoid tasks: the mean query MSE after the inner steps on the support."""
+
+    def __init__(self, model: nn.Module, inner_lr: float, inner_steps: int, first_order: bool):
+        super().__init__(model)
+        check_inner_steps(inner_steps)
+        check_lr(inner_lr)
+        self.inner_lrs = [inner_lr] * inner_steps
+        self.first_order = first_order
+
+    def meta_loss(self, t: SinusoidTasks) -> tuple[torch.Tensor, dict]:
+        losses, _ = batched_query_loss(self.model, dict(self.model.named_parameters()), t.support_x, t.support_y,
+                                       t.query_x, t.query_y, F.mse_loss, self.inner_lrs, self.first_order)
+        return losses.mean(), {}
+
+
+class PooledRegression(_Regressor):
+    """The baseline's loss: one MSE over the support and query points of every task in the batch."""
+
+    def meta_loss(self, t: SinusoidTasks) -> tuple[torch.Tensor, dict]:
+        x = torch.cat([t.support_x, t.query_x], 1)
+        y = torch.cat([t.support_y, t.query_y], 1)
+        return F.mse_loss(self.model(x), y), {}
+
+
 def train_maml(steps: int, meta_batch: int = 25, shots: int = 10, inner_lr: float = 0.01, inner_steps: int = 1,
-               first_order: bool = False, lr: float = 1e-3, seed: int = 0, device=None,
-               log_every: int = 1000) -> tuple[torch.nn.Module, list[dict]]:
-    """Meta-train the MLP with MAML; returns (model, loss history)."""
-    check_inner_steps(inner_steps)
-    check_lr(inner_lr)
+               first_order: bool = False, lr: float = 1e-3, seed: int = 0, device=None, log_every: int = 1000,
+               run_dir=None, time_limit_s: float | None = None,
+               progress: bool = False) -> tuple[torch.nn.Module, list[dict]]:
+    """Meta-train the MLP with MAML; returns (model, loss history).
+
+    The history has one ``{"step", "loss"}`` row every ``log_every`` steps (and at the last step): the
+    mean meta-loss of the steps since the previous row. With ``run_dir`` the run checkpoints there and a
+    later call resumes it exactly; ``time_limit_s`` ends training early (the last row's step says where).
+    """
     device = get_device(device)
-    seed_everything(seed)
-    model = make_regressor().to(device)
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    seed_everything(seed)  # the MLP's initialisation; the tasks come from the sampler's own generator
+    learner = SinusoidMAML(make_regressor().to(device), inner_lr, inner_steps, first_order)
     sampler = SinusoidSampler(shots=shots, queries=shots, batch_size=meta_batch, seed=seed, device=device)
-    history, running = [], 0.0
-    for step in range(1, steps + 1):
-        t = sampler.sample()
-        losses, _ = batched_query_loss(model, dict(model.named_parameters()), t.support_x, t.support_y,
-                                       t.query_x, t.query_y, F.mse_loss, [inner_lr] * inner_steps, first_order)
-        loss = losses.mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        running += float(loss.detach())
-        if step % log_every == 0 or step == steps:
-            history.append({"step": step, "loss": running / (log_every if step % log_every == 0 else
-                                                             step % log_every)})
-            running = 0.0
-    return model, history
+    # what defines the run, so that a run_dir holding another run's checkpoint is refused, not resumed
+    fingerprint = {"study": "maml_sinusoid", "meta_batch": meta_batch, "shots": shots, "inner_lr": float(inner_lr),
+                   "inner_steps": inner_steps, "first_order": first_order, "lr": lr, "seed": seed}
+    fr = fit(learner, sampler, steps, lr=lr, log_every=log_every, run_dir=run_dir, time_limit_s=time_limit_s,
+             progress=progress, fingerprint=fingerprint)
+    return learner.model, fr.history
 
 
 def train_pretrained(steps: int, meta_batch: int = 25, shots: int = 10, lr: float = 1e-3, seed: int = 0,
-                     device=None) -> torch.nn.Module:
+                     device=None, run_dir=None, time_limit_s: float | None = None,
+                     progress: bool = False) -> torch.nn.Module:
     """The baseline: one MLP regressing the pooled points of many tasks (no adaptation in training)."""
     device = get_device(device)
     seed_everything(seed)
-    model = make_regressor().to(device)
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    learner = PooledRegression(make_regressor().to(device))
+    # seed + 1: the baseline sees other tasks than MAML's run with the same seed
     sampler = SinusoidSampler(shots=shots, queries=shots, batch_size=meta_batch, seed=seed + 1, device=device)
-    for _ in range(steps):
-        t = sampler.sample()
-        x = torch.cat([t.support_x, t.query_x], 1)
-        y = torch.cat([t.support_y, t.query_y], 1)
-        loss = F.mse_loss(model(x), y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-    return model
+    fingerprint = {"study": "sinusoid_pretrained", "meta_batch": meta_batch, "shots": shots, "lr": lr, "seed": seed}
+    fit(learner, sampler, steps, lr=lr, log_every=max(1, steps), run_dir=run_dir, time_limit_s=time_limit_s,
+        progress=progress, fingerprint=fingerprint)
+    return learner.model
 
 
 def eval_tasks(shots: int, n_tasks: int = 600, seed: int = EVAL_TASKS_SEED, device=None):
