@@ -1,6 +1,7 @@
 """fit/evaluate: exact resume, NaN guard, CIs, records."""
 import json
 import math
+import statistics
 
 import pytest
 import torch
@@ -57,22 +58,54 @@ def test_fit_rejects_bad_arguments(test_classes):
         fit(ProtoNet(hidden=8), _sampler(test_classes), -1, progress=False)
 
 
+class _KnownAccuracy:
+    """A learner whose accuracy on the j-th episode it scores is (j mod 4) / 5 on 5-way, 3-query episodes.
+
+    It answers right exactly for the queries whose label is below j mod 4 (3 queries per class), wrong for
+    the others, so the per-episode accuracies are 0, 0.2, 0.4, 0.6, 0, 0.2, ... whatever the chunking.
+    """
+
+    def __init__(self):
+        self.seen = 0
+
+    def eval(self):
+        return self
+
+    def predict_batch(self, ep):
+        y = ep.query_y
+        k = (torch.arange(self.seen, self.seen + y.shape[0]) % 4)[:, None]
+        self.seen += y.shape[0]
+        pred = torch.where(y < k, y, (y + 1) % ep.ways)
+        return torch.nn.functional.one_hot(pred, ep.ways).float()
+
+
 def test_evaluate_returns_ci_over_fixed_episodes(test_classes):
-    m = ProtoNet(hidden=8)
     s = EpisodeSampler(test_classes, 5, 1, 3, seed=0)
+    # known per-episode accuracies: mean 0.3, sample variance 20 x 0.05 / 19 = 1/19, CI 1.96 sqrt(1/19) / sqrt(20)
+    r = evaluate(_KnownAccuracy(), s, episodes=20, seed=5, chunk=7)
+    assert r["per_episode"] == pytest.approx([0.0, 0.2, 0.4, 0.6] * 5)
+    assert r["episodes"] == 20 and r["accuracy"] == pytest.approx(0.3)
+    assert r["ci95"] == pytest.approx(1.96 / math.sqrt(380))
+    # a real learner: the same episodes whatever the chunk size, and its CI is 1.96 s / sqrt(n) over them
+    m = ProtoNet(hidden=8)
     r1 = evaluate(m, s, episodes=20, seed=5, chunk=7)
     r2 = evaluate(m, s, episodes=20, seed=5, chunk=20)
-    assert r1["per_episode"] == r2["per_episode"]
-    assert r1["episodes"] == 20 and 0 <= r1["accuracy"] <= 1
-    _mean, ci = mean_ci95(r1["per_episode"])
-    assert r1["ci95"] == pytest.approx(ci) and ci > 0
+    assert r1["per_episode"] == r2["per_episode"] and r1["episodes"] == 20
+    assert r1["accuracy"] == pytest.approx(statistics.fmean(r1["per_episode"]))
+    assert r1["ci95"] == pytest.approx(1.96 * statistics.stdev(r1["per_episode"]) / math.sqrt(20))
+    assert r1["ci95"] > 0  # an untrained net's accuracy varies from episode to episode
 
 
 def test_mean_ci95_formula():
     m, ci = mean_ci95([0.0, 1.0, 0.0, 1.0])
     assert m == 0.5
     assert ci == pytest.approx(1.96 * math.sqrt(1 / 3) / 2)
-    with pytest.raises(ValueError):
+    # known numbers: 2, 4, 4, 4, 5, 5, 7, 9 have mean 5 and sample variance 32 / 7
+    m, ci = mean_ci95(torch.tensor([[2.0, 4, 4, 4], [5, 5, 7, 9]]))  # any shape: the values are flattened
+    assert m == 5.0 and ci == pytest.approx(1.96 * math.sqrt(32 / 7) / math.sqrt(8))
+    m, ci = mean_ci95([0.25])  # one value: its mean, and no spread to measure
+    assert m == 0.25 and math.isnan(ci)
+    with pytest.raises(ValueError, match="at least one value"):
         mean_ci95([])
 
 
