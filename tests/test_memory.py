@@ -69,6 +69,39 @@ def test_cosine_attention_rows_sum_to_one_and_pick_the_same_direction():
     assert torch.allclose(p[:, 0], a[:, 0], atol=1e-6)
 
 
+def test_cosine_attention_is_a_softmax_of_known_cosines():
+    """Parallel, orthogonal and opposite support vectors have cosines 1, 0 and -1 with the query, whatever
+    their lengths: the attention is exactly softmax(scale * (1, 0, -1)); on random vectors it is the softmax
+    of torch's own cosine_similarity, computed independently."""
+    q = torch.tensor([[3.0, 0.0, 0.0]])
+    s = torch.tensor([[0.5, 0.0, 0.0], [0.0, 7.0, 0.0], [-2.0, 0.0, 0.0]])
+    for scale in (1.0, 10.0):
+        e = [math.exp(scale * c) for c in (1.0, 0.0, -1.0)]
+        assert torch.allclose(cosine_attention(q, s, scale), torch.tensor([[v / sum(e) for v in e]]), atol=1e-6)
+    g = torch.Generator().manual_seed(0)
+    q, s = torch.randn(2, 4, 5, generator=g), torch.randn(2, 6, 5, generator=g)  # batched: (..., m, D), (..., n, D)
+    cos = F.cosine_similarity(q[:, :, None], s[:, None], dim=-1)
+    assert torch.allclose(cosine_attention(q, s, 5.0), torch.softmax(5.0 * cos, -1), atol=1e-6)
+
+
+def test_cosine_read_weights_are_a_softmax_of_known_cosines():
+    """The MANN's read weights: softmax over slots of strength * cosine(key, slot), per head."""
+    keys = torch.tensor([[[1.0, 1.0], [2.0, 0.0]]])  # (B=1, heads=2, W=2)
+    memory = torch.tensor([[[4.0, 4.0], [-1.0, 1.0], [-3.0, -3.0]]])  # parallel, orthogonal, opposite to head 1
+    e = torch.exp(torch.tensor([1.0, 0.0, -1.0]))
+    assert torch.allclose(cosine_read_weights(keys, memory)[0, 0], e / e.sum(), atol=1e-6)
+    # head 2, (2, 0), has cosine 1/sqrt(2), -1/sqrt(2), -1/sqrt(2) with the slots; strength 3 multiplies them
+    c = torch.tensor([1.0, -1.0, -1.0]) / math.sqrt(2)
+    w = cosine_read_weights(keys, memory, strength=torch.tensor([[1.0, 3.0]]))
+    assert torch.allclose(w[0, 1], torch.softmax(3 * c, 0), atol=1e-6)
+    assert torch.allclose(w[0, 0], e / e.sum(), atol=1e-6)  # head 1 at strength 1: unchanged
+    g = torch.Generator().manual_seed(1)
+    keys, memory, strength = torch.randn(3, 2, 4, generator=g), torch.randn(3, 5, 4, generator=g), torch.rand(3, 2)
+    cos = F.cosine_similarity(keys[:, :, None], memory[:, None], dim=-1)  # (B, H, S)
+    assert torch.allclose(cosine_read_weights(keys, memory, strength), torch.softmax(strength[..., None] * cos, -1),
+                          atol=1e-6)
+
+
 @pytest.mark.parametrize("fce", [False, True])
 def test_matching_shapes_attention_and_gradients(fce):
     torch.manual_seed(0)
@@ -180,6 +213,18 @@ def test_class_similarity_on_hand_made_keys():
     two = torch.tensor([[[1.0, 0.0], [1.0, 0.0]], [[-1.0, 0.0], [0.0, 1.0]]])
     res = class_similarity(two, torch.tensor([[0, 0], [0, 1]]))
     assert res["same_class"] == 1.0 and res["different_class"] == 0.0
+    # unnormalised keys 60 degrees apart within each class: same-class cosine 1/2; across the classes two
+    # pairs are opposite (-1) and two 120 degrees apart (-1/2), so the different-class mean is -3/4; both agree
+    # with torch's cosine_similarity averaged over the same pairs
+    k = torch.tensor([[[2.0, 0.0], [1.0, math.sqrt(3)], [-3.0, 0.0], [-0.5, -math.sqrt(3) / 2]]])
+    y = torch.tensor([[0, 0, 1, 1]])
+    res = class_similarity(k, y)
+    cos = F.cosine_similarity(k[0][:, None], k[0][None], dim=-1)
+    same = (y[0][:, None] == y[0][None]) & ~torch.eye(4, dtype=torch.bool)
+    diff = y[0][:, None] != y[0][None]
+    assert res["same_class"] == pytest.approx(0.5) and float(cos[same].mean()) == pytest.approx(0.5)
+    assert res["different_class"] == pytest.approx(-0.75) and float(cos[diff].mean()) == pytest.approx(-0.75)
+    assert res["gap"] == pytest.approx(res["same_class"] - res["different_class"])
     with pytest.raises(ValueError, match=r"\(B, T, D\)"):
         class_similarity(flat[0], labels)
 
