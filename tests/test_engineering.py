@@ -100,6 +100,7 @@ def test_time_interleaved_alternates_variants_and_reports_their_own_times(monkey
 
 
 def test_autocast_protonet_reports_accuracy_and_agreement(test_classes):
+    """On a real ProtoNet, every number equals the same quantity computed here with torch.autocast directly."""
     from mlcore.data import EpisodeSampler
     from mlcore.memory.protonet import ProtoNet
 
@@ -108,10 +109,39 @@ def test_autocast_protonet_reports_accuracy_and_agreement(test_classes):
     eps = list(EpisodeSampler(test_classes, 5, 1, 3, batch_size=4, seed=0).fixed_set(8, seed=0, chunk=4))
     r = E.autocast_protonet(learner, eps, "cpu", "bf16", repeats=1)
     with torch.no_grad():
-        direct = torch.cat([(learner.predict_batch(e).argmax(-1) == e.query_y).float().flatten() for e in eps])
-    assert r["accuracy_fp32"] == pytest.approx(float(direct.mean()))
-    assert 0.0 <= r["accuracy_bf16"] <= 1.0 and 0.0 <= r["prediction_agreement"] <= 1.0
+        fp32 = torch.cat([learner.predict_batch(e).float() for e in eps])
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            bf16 = torch.cat([learner.predict_batch(e).float() for e in eps])
+    y = torch.cat([e.query_y for e in eps])
+    assert r["episodes"] == 8 and r["dtype"] == "bf16"
+    assert r["accuracy_fp32"] == pytest.approx(float((fp32.argmax(-1) == y).float().mean()))
+    assert r["accuracy_bf16"] == pytest.approx(float((bf16.argmax(-1) == y).float().mean()))
+    assert r["prediction_agreement"] == pytest.approx(float((fp32.argmax(-1) == bf16.argmax(-1)).float().mean()))
+    assert r["max_rel_logit_diff"] == pytest.approx(float((fp32 - bf16).abs().max() / fp32.abs().max()))
     assert r["max_rel_logit_diff"] > 0  # bf16 really ran: the logits changed
+    assert r["speedup"] == pytest.approx(r["time_fp32"]["median_ms"] / r["time_bf16"]["median_ms"])
+
+
+class _WrongUnderAutocast(torch.nn.Module):
+    """Right on every query in fp32; under autocast, wrong on the queries of class 0 (1 in ``ways``)."""
+
+    def predict_batch(self, ep):
+        y = ep.query_y
+        if torch.is_autocast_enabled("cpu"):
+            y = torch.where(y == 0, 1, y)
+        return torch.nn.functional.one_hot(y, ep.ways).float()
+
+
+def test_autocast_report_on_a_planted_difference(test_classes):
+    """A planted low-precision error of known size: 1 query in 5 answered wrongly under autocast only, so
+    fp32 accuracy 1, bf16 accuracy 4/5, agreement 4/5, and the logits (0 or 1) differ by 1 = their scale."""
+    from mlcore.data import EpisodeSampler
+
+    eps = list(EpisodeSampler(test_classes, 5, 1, 3, batch_size=4, seed=0).fixed_set(8, seed=0, chunk=4))
+    r = E.autocast_protonet(_WrongUnderAutocast(), eps, "cpu", "bf16", repeats=1)
+    assert r["accuracy_fp32"] == 1.0
+    assert r["accuracy_bf16"] == pytest.approx(0.8) and r["prediction_agreement"] == pytest.approx(0.8)
+    assert r["max_rel_logit_diff"] == 1.0
 
 
 def test_same_seed_twice_is_bit_identical_and_another_seed_is_not():
