@@ -140,14 +140,20 @@ class _Checkpoint:
         self.path = self.run_dir / CHECKPOINT_NAME if self.run_dir is not None else None
         self.learner, self.sampler, self.optimizer, self.scheduler = learner, sampler, optimizer, scheduler
         self.fingerprint = fingerprint
+        self.step: int | None = None  # the step the file on disk holds, once this run has read or written it
 
     def exists(self) -> bool:
         return self.path is not None and self.path.exists()
 
     def resume(self) -> tuple[int, list[dict], float]:
         """Load the checkpoint into the learner, optimizer, scheduler, sampler and RNG; (step, history, wall_s)."""
-        # weights_only: a checkpoint is tensors, numbers, strings and containers, so loading one runs no pickled code
-        state = torch.load(self.path, map_location=self.learner.device, weights_only=True)
+        # weights_only: a checkpoint is tensors, numbers, strings and containers, so loading one runs no pickled code.
+        # Onto the CPU: RNG and generator states must be CPU tensors, and load_state_dict copies the weights and
+        # the optimizer's moments onto the learner's device itself.
+        state = torch.load(self.path, map_location="cpu", weights_only=True)
+        if "model" not in state:
+            raise ValueError(f"{self.path} is not a checkpoint fit wrote (it has {sorted(state)[:6]}); delete "
+                             f"{self.run_dir} to start afresh or pass a different run_dir")
         _check_fingerprint(self.run_dir, state.get("fingerprint"), self.fingerprint)
         self.learner.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
@@ -155,6 +161,7 @@ class _Checkpoint:
             self.scheduler.load_state_dict(state["scheduler"])
         self.sampler.load_state_dict(state["sampler"])
         _set_rng_state(state["rng"])
+        self.step = state["step"]
         return state["step"], state["history"], state.get("wall_s", 0.0)
 
     def save(self, step: int, history: list[dict], wall: float) -> None:
@@ -166,24 +173,20 @@ class _Checkpoint:
             "sampler": self.sampler.state_dict(), "rng": _rng_state(), "step": step, "history": history,
             "wall_s": wall, "fingerprint": self.fingerprint,
         }, self.path)
+        self.step = step
 
     def describe(self) -> str:
         """Where the last good checkpoint is, for an error message."""
-        return f"is {self.path}" if self.exists() else "was not written (no run_dir)"
+        if not self.exists():
+            return "was not written (no run_dir)"
+        return f"is {self.path}" + (f" (step {self.step})" if self.step is not None else "")
 
 
-def _train_step(learner, sampler, optimizer, scheduler, grad_clip: float | None, step: int,
-                ckpt: _Checkpoint) -> tuple[torch.Tensor, dict]:
-    """One outer step: draw a batch, meta-loss, backward, (clip), optimizer and scheduler step.
-
-    Raises :class:`NonFiniteLossError` before the optimizer moves when the loss or a gradient is not finite.
-    """
-    loss, stats = learner.meta_loss(sampler.sample())
+def _meta_loss_step(learner, batch, optimizer, grad_clip: float | None) -> tuple[torch.Tensor, dict]:
+    """The standard update: meta-loss, backward, (clip), optimizer step; raises before stepping on a NaN/inf."""
+    loss, stats = learner.meta_loss(batch)
     if not torch.isfinite(loss):
-        raise NonFiniteLossError(
-            f"loss became {loss.item()} at step {step}; training stopped. The last good checkpoint "
-            f"{ckpt.describe()}. Lower the learning rate or enable grad_clip, then resume."
-        )
+        raise NonFiniteLossError(f"loss became {loss.item()}")
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     learner.after_backward()
@@ -191,9 +194,28 @@ def _train_step(learner, sampler, optimizer, scheduler, grad_clip: float | None,
         torch.nn.utils.clip_grad_norm_(learner.parameters(), grad_clip)
     bad = [n for n, p in learner.named_parameters() if p.grad is not None and not torch.isfinite(p.grad).all()]
     if bad:
-        raise NonFiniteLossError(f"non-finite gradient in {bad[:3]} at step {step}; training stopped, the "
-                                 f"last good checkpoint is kept ({ckpt.path}).")
+        raise NonFiniteLossError(f"non-finite gradient in {bad[:3]}")
     optimizer.step()
+    return loss, stats
+
+
+def _train_step(learner, sampler, optimizer, scheduler, grad_clip: float | None, step: int,
+                ckpt: _Checkpoint) -> tuple[torch.Tensor, dict]:
+    """One outer step: draw a batch, update the learner on it (its own ``train_step``, else the standard
+    meta-loss step), then the scheduler's step and ``after_step``.
+
+    A non-finite loss or gradient raises :class:`NonFiniteLossError` naming the step and the last good
+    checkpoint; the update raises it before its optimizer moves, and fit writes no checkpoint after it.
+    """
+    batch = sampler.sample()
+    try:
+        out = learner.train_step(batch, optimizer, step)
+        loss, stats = out if out is not None else _meta_loss_step(learner, batch, optimizer, grad_clip)
+        if not torch.isfinite(loss):  # a learner's own update returned a loss it should have refused
+            raise NonFiniteLossError(f"loss became {loss.item()}")
+    except NonFiniteLossError as e:
+        raise NonFiniteLossError(f"{e} at step {step}; training stopped. The last good checkpoint {ckpt.describe()}. "
+                                 "Lower the learning rate or enable grad_clip, then resume.") from None
     if scheduler is not None:
         scheduler.step()
     learner.after_step()
@@ -272,7 +294,10 @@ def fit(
     distributed run all stop at the same step whatever their own clocks say.
 
     The learner's other hooks (:class:`mlcore.learner.TrainingHooks`) are called on every step:
-    ``after_backward`` after the backward pass, ``after_step`` after the optimizer's step.
+    ``after_backward`` after the backward pass, ``after_step`` after the optimizer's step. A learner
+    whose update is more than one loss and one step (RL^2's PPO epochs) does it in its own
+    ``train_step``, which fit calls first; the checkpoints, resume, NaN guard, time limit and
+    progress bar are this loop's either way.
 
     ``fingerprint`` (a JSON-serialisable dict saying what defines the run, e.g.
     :func:`run_fingerprint` of the recipe) is stored in the checkpoint; resuming from a

@@ -12,7 +12,8 @@ plugs in without touching them.
 What :func:`mlcore.engine.fit` asks of its arguments is written down here too: a
 :class:`Sampler` gives the training batches, and a learner is a :class:`MetaLearner`: the
 meta-loss plus the :class:`TrainingHooks` fit calls every step (each a no-op unless a learner,
-like the distributed wrapper, has something to do there).
+like the distributed wrapper, has something to do there, or, like RL^2's PPO, owns its whole
+update: :meth:`TrainingHooks.train_step`).
 """
 from __future__ import annotations
 
@@ -117,6 +118,22 @@ class TrainingHooks:
     ``PerTaskMeanLoss``) has them, so fit calls them on every step without asking first.
     """
 
+    def train_step(self, batch: Any, optimizer: torch.optim.Optimizer,
+                   step: int) -> tuple[torch.Tensor, dict] | None:
+        """The whole update of fit's ``step`` (1-based) on ``batch``, done by the learner itself; ``None``
+        (the default): fit's standard step, one ``meta_loss`` -> backward -> clip -> optimizer step.
+
+        For a learner whose update is not one loss and one optimizer step: RL^2's PPO rolls the policy
+        out on the batch's tasks, then takes several epochs of minibatch steps with a learning rate
+        of its own schedule. Such a learner does the backward passes and the optimizer steps here
+        (fit's ``after_backward`` and ``grad_clip`` are then its own business too) and returns
+        ``(loss, stats)`` for the log, as ``meta_loss`` would. It raises
+        :class:`mlcore.engine.NonFiniteLossError` *before* stepping on a non-finite loss or gradient:
+        fit adds the step and the last good checkpoint to the message. fit still steps its scheduler
+        (if any), calls ``after_step`` and asks ``agree_to_stop`` afterwards, as on a standard step.
+        """
+        return None
+
     def after_backward(self) -> None:
         """After ``loss.backward()``, before gradient clipping and the non-finite-gradient check
         (the distributed wrapper all-reduces the gradients here)."""
@@ -138,6 +155,9 @@ class MetaLearner(Protocol):
     device: torch.device
 
     def meta_loss(self, batch: Any) -> tuple[torch.Tensor, dict]: ...
+
+    def train_step(self, batch: Any, optimizer: torch.optim.Optimizer,
+                   step: int) -> tuple[torch.Tensor, dict] | None: ...
 
     def after_backward(self) -> None: ...
 

@@ -1,5 +1,6 @@
 """RL^2 training is a function of its config and seed alone: schedule on the update index (not the clock),
-exact resume from a run directory, KL early stop and entropy floor, NaN guard. Tiny configs: seconds each."""
+exact resume from a run directory, KL early stop and entropy floor, NaN guard. Tiny configs: seconds each.
+(Training runs through mlcore.engine.fit; tests/test_rl2_engine.py checks it against the plain PPO loop.)"""
 from __future__ import annotations
 
 import copy
@@ -8,7 +9,8 @@ import types
 import pytest
 import torch
 
-from mlcore.engine import NonFiniteLossError
+from mlcore import engine
+from mlcore.engine import CHECKPOINT_NAME, NonFiniteLossError
 from mlcore.rl import rl2
 from mlcore.rl.envs import make_env
 from mlcore.rl.rl2 import RL2Config, RL2Policy, ppo_update, rl2_schedule, rollout, train_rl2
@@ -42,8 +44,8 @@ def test_interrupted_and_resumed_run_equals_the_uninterrupted_one(tmp_path, log_
     # "crash" after k updates (the checkpoint at update 2 is overwritten by the one at k, at the call's end)
     _, part = train_rl2(cfg(), seed=1, log_every=log_every, run_dir=tmp_path, checkpoint_every=2, stop_after=k)
     assert [r["update"] for r in part] == [r["update"] for r in ref_curve if r["update"] <= k]
-    state = torch.load(tmp_path / rl2.CHECKPOINT_NAME, map_location="cpu", weights_only=True)
-    assert state["update"] == k
+    state = torch.load(tmp_path / CHECKPOINT_NAME, map_location="cpu", weights_only=True)
+    assert state["step"] == k and state["sampler"]["update"] == k
     torch.manual_seed(12345)  # whatever happened to the global RNG in between, the checkpoint restores it
     resumed, curve = train_rl2(cfg(), seed=1, log_every=log_every, run_dir=tmp_path, checkpoint_every=2)
     assert same_params(resumed, ref)
@@ -66,14 +68,15 @@ def test_schedule_is_a_function_of_the_update_index():
 
 
 def _fake_clock(monkeypatch, seconds_per_call: float, first: float = 0.0):
-    """Replace the clock rl2 reads: the first call returns ``first``, each later one ``seconds_per_call`` more."""
+    """Replace the clock fit's time limit reads: the first call returns ``first``, each later one
+    ``seconds_per_call`` more (fit reads it once when it starts and once after every update)."""
     calls = []
 
-    def perf_counter():
+    def now():
         calls.append(None)
         return first if len(calls) == 1 else first + seconds_per_call * (len(calls) - 1)
 
-    monkeypatch.setattr(rl2, "time", types.SimpleNamespace(perf_counter=perf_counter, time=lambda: 0.0))
+    monkeypatch.setattr(engine, "time", types.SimpleNamespace(time=now, perf_counter=lambda: 0.0))
 
 
 def test_same_updates_same_run_on_a_fast_or_a_slow_machine(monkeypatch):
@@ -169,7 +172,7 @@ def test_a_run_dir_of_another_config_is_refused(tmp_path, change, match):
     seed = change.pop("seed", 4)
     with pytest.raises(ValueError, match=match) as err:
         train_rl2(tiny(**change), seed=seed, run_dir=tmp_path)
-    assert "\n" not in str(err.value) and "different RL^2 run" in str(err.value)
+    assert "\n" not in str(err.value) and "belongs to a different run" in str(err.value)
 
 
 def test_a_resumed_run_may_change_only_its_time_limit(tmp_path):
@@ -196,10 +199,11 @@ def test_nan_loss_stops_naming_the_update_and_keeps_the_last_good_checkpoint(tmp
         return adv * float("nan") if len(calls) == 3 else adv
 
     monkeypatch.setattr(rl2, "gae", gae_nan_at_update_3)
-    with pytest.raises(NonFiniteLossError, match=r"RL\^2 update 3: PPO loss is nan .*update 2\) is kept"):
+    with pytest.raises(NonFiniteLossError, match=r"PPO loss is nan .* at step 3; .*last good checkpoint is "
+                                                 r".*last\.pt \(step 2\)"):
         train_rl2(tiny(), seed=5, log_every=1, run_dir=tmp_path, checkpoint_every=1)
-    state = torch.load(tmp_path / rl2.CHECKPOINT_NAME, map_location="cpu", weights_only=True)
-    assert state["update"] == 2
+    state = torch.load(tmp_path / CHECKPOINT_NAME, map_location="cpu", weights_only=True)
+    assert state["step"] == 2
     # fixed (here: the fault removed), the same command resumes from the last good update to the same run
     monkeypatch.setattr(rl2, "gae", real_gae)
     resumed, curve = train_rl2(tiny(), seed=5, log_every=1, run_dir=tmp_path, checkpoint_every=1)

@@ -19,15 +19,18 @@ all of them per time step), then re-runs the GRU over the stored input sequences
 Reproducibility. The learning rate, the entropy bonus and the entropy floor are annealed on the *update
 index* only (:func:`rl2_schedule`), never on the wall clock, so ``updates=N`` is the same run on any
 machine. A time limit (``RL2Config.time_limit_s`` or a ``deadline`` argument) only *stops* training: the
-schedule is then cut where it was, and the curve's last row says so. With ``run_dir`` the policy,
-optimiser, update index, RNG states and curve are checkpointed atomically every few updates, and a
-second call with the same ``run_dir`` resumes the run exactly (the tasks of update ``u`` come from a
-sampler seeded by ``u``, so they need no saved state). A non-finite loss or gradient stops training
-with :class:`mlcore.engine.NonFiniteLossError` before the step is taken, keeping the last good checkpoint.
+schedule is then cut where it was, and the curve's last row says so.
+
+Training runs through :func:`mlcore.engine.fit`, the loop every method in the book trains with: one fit
+step is one PPO update, which :class:`RL2Learner` does itself (fit's ``train_step`` hook) on the tasks
+:class:`TaskSampler` draws. So the checkpoints are fit's: with ``run_dir`` the policy, optimiser, guard
+counters, update index, generator and RNG states and curve are saved atomically every few updates, and
+a second call with the same ``run_dir`` resumes the run exactly (a checkpoint of another config or seed
+is refused). A non-finite loss or gradient stops training with :class:`mlcore.engine.NonFiniteLossError`
+before the step is taken, naming the last good checkpoint, which is kept.
 """
 from __future__ import annotations
 
-import json
 import math
 import time
 from dataclasses import asdict, dataclass, field
@@ -37,8 +40,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..engine import NonFiniteLossError
-from ..results import atomic_torch_save, mean_ci95
+from ..engine import NonFiniteLossError, fit
+from ..learner import TrainingHooks
+from ..results import mean_ci95
 from ..runtime import seeded_global_rng
 from .baselines import POLICY_SEED_OFFSET
 from .envs import TrialEnv, check_spec, cpu_threads, make_env
@@ -283,53 +287,106 @@ def ppo_update(policy: RL2Policy, optimizer: torch.optim.Optimizer, ro: Rollout,
     return {**{k: v / n for k, v in stats.items()}, "ppo_steps": steps, "kl_stopped": kl_stopped}
 
 
-CHECKPOINT_NAME = "last.pt"
+# ----------------------------------------------------------------------------- training, through mlcore.engine.fit
+@dataclass
+class TrialBatch:
+    """One PPO update's batch: its tasks and the generator its actions and minibatches are drawn with."""
+
+    update: int                 # 0-based update index: it alone sets the schedule (rl2_schedule)
+    env: TrialEnv               # cfg.trials_per_update fresh tasks
+    generator: torch.Generator  # the run's one generator (action sampling, minibatch order)
 
 
-def _run_identity(cfg: RL2Config, seed: int, policy: RL2Policy) -> dict:
-    """What a checkpoint must match to be resumed: everything that shapes the run except the safety stop."""
-    config = {k: v for k, v in cfg.to_dict().items() if k != "time_limit_s"}
-    return {"config": config, "seed": seed, "policy": type(policy).__name__, "model": policy.config()}
+class TaskSampler:
+    """fit's sampler for RL^2: update ``u`` plays the ``trials`` tasks of training seed
+    ``10_000_000 + seed * 1_000_003 + u`` (disjoint from the evaluation seeds the book uses).
+
+    Its state is the update index and the generator every rollout and PPO minibatch draws from, so
+    fit's checkpoint holds what a resumed run needs to draw exactly what the uninterrupted one drew.
+    """
+
+    def __init__(self, spec: dict, trials: int, seed: int, device):
+        self.spec, self.trials, self.seed, self.device = spec, trials, seed, torch.device(device)
+        self.update = 0
+        self.generator = torch.Generator(device=self.device)
+        self.generator.manual_seed(seed)
+
+    def sample(self) -> TrialBatch:
+        env = make_env(self.spec, self.trials, 10_000_000 + self.seed * 1_000_003 + self.update, self.device)
+        batch = TrialBatch(self.update, env, self.generator)
+        self.update += 1
+        return batch
+
+    def state_dict(self) -> dict:
+        return {"update": self.update, "generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.update = int(state["update"])
+        self.generator.set_state(state["generator"].cpu())  # a generator's state is a CPU tensor, on any device
 
 
-def _save_checkpoint(path: Path, policy, opt, g: torch.Generator, update: int, history: list[dict],
-                     wall_s: float, identity: dict, counts: dict) -> None:
-    # tensors and plain Python only (non-tensor state as JSON strings), so it loads with weights_only=True
-    atomic_torch_save({
-        "policy": {k: v.detach().cpu() for k, v in policy.state_dict().items()},
-        "optimizer": opt.state_dict(), "update": update, "wall_s": wall_s,
-        "rng_torch": torch.get_rng_state(), "rng_generator": g.get_state().cpu(),
-        "history": json.dumps(history), "identity": json.dumps(identity, sort_keys=True),
-        "counts": json.dumps(counts),
-    }, path)
+class RL2Learner(TrainingHooks, nn.Module):
+    """What :func:`mlcore.engine.fit` trains for RL^2: the policy, one PPO update per fit step.
 
+    fit's standard step (one loss, one optimizer step) is not PPO's: an update rolls the policy out on
+    the batch's tasks, then takes up to ``epochs x minibatches`` steps at the learning rate the schedule
+    gives that update. So the learner owns its update (:meth:`train_step`); fit keeps the loop around
+    it: checkpoints, exact resume, NaN guard, time limit and progress bar.
+    """
 
-def _load_checkpoint(path: Path, policy, opt, g: torch.Generator, identity: dict) -> tuple[int, list, float, dict]:
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    saved = json.loads(state["identity"])
-    if saved != json.loads(json.dumps(identity, sort_keys=True)):
-        flat = lambda d: {**d["config"], "seed": d["seed"], "policy": d["policy"], "model": d["model"]}
-        old, new = flat(saved), flat(json.loads(json.dumps(identity)))
-        diff = "; ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in sorted(old.keys() | new.keys())
-                         if old.get(k) != new.get(k))
-        raise ValueError(f"{path} holds a different RL^2 run ({diff}); resume it with the same config and "
-                         f"seed, or use another run_dir")
-    policy.load_state_dict(state["policy"])
-    opt.load_state_dict(state["optimizer"])
-    torch.set_rng_state(state["rng_torch"])
-    g.set_state(state["rng_generator"])
-    return int(state["update"]), json.loads(state["history"]), float(state["wall_s"]), json.loads(state["counts"])
+    def __init__(self, policy: RL2Policy, cfg: RL2Config):
+        super().__init__()
+        self.policy, self.cfg = policy, cfg
+        # updates so far whose PPO epochs the KL stop cut / in which the entropy floor acted, and seconds spent
+        # updating: every curve row carries them (a guard that fired between two logged rows still shows), and
+        # they are module state (get_extra_state), so fit's checkpoint carries them over a resume
+        self.kl_stops, self.floor_updates, self.seconds = 0, 0, 0.0
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.policy.parameters()).device
+
+    def get_extra_state(self) -> dict:
+        return {"kl_stops": self.kl_stops, "floor_updates": self.floor_updates, "seconds": self.seconds}
+
+    def set_extra_state(self, state: dict) -> None:
+        self.kl_stops, self.floor_updates, self.seconds = state["kl_stops"], state["floor_updates"], state["seconds"]
+
+    @torch.no_grad()
+    def meta_loss(self, batch: TrialBatch) -> tuple[torch.Tensor, dict]:
+        """``-R_meta`` on the batch's tasks, from one rollout. No gradient: RL^2 learns by PPO (:meth:`train_step`)."""
+        total = rollout(self.policy, batch.env, batch.generator).total.mean()
+        return -total, {"mean_total_reward": float(total)}
+
+    def train_step(self, batch: TrialBatch, optimizer: torch.optim.Optimizer, step: int) -> tuple[torch.Tensor, dict]:
+        """One PPO update on the batch's tasks. Returns ``-R_meta`` of its rollout (the meta-loss before the
+        update) and the numbers of the curve's row; :func:`ppo_update` raises on a NaN before stepping."""
+        t0 = time.perf_counter()
+        ro = rollout(self.policy, batch.env, batch.generator)
+        sched = rl2_schedule(self.cfg, batch.update)  # the update index alone sets the schedule, never the clock
+        for group in optimizer.param_groups:
+            group["lr"] = sched["lr"]
+        floor = sched["entropy_floor"] * math.log(self.policy.num_actions)  # in nats
+        st = ppo_update(self.policy, optimizer, ro, self.cfg, sched["entropy_coef"], batch.generator, floor)
+        self.kl_stops += int(st["kl_stopped"])
+        self.floor_updates += int(st["floor_active"] > 0)
+        self.seconds += time.perf_counter() - t0
+        total = ro.total.mean()
+        return -total, {"mean_total_reward": float(total), **st, "lr": sched["lr"],
+                        "entropy_coef": sched["entropy_coef"], "entropy_floor": floor, "kl_stops": self.kl_stops,
+                        "floor_updates": self.floor_updates, "wall_s": self.seconds}
 
 
 def train_rl2(cfg: RL2Config, seed: int = 0, device=None, log_every: int = 10, progress: bool = False,
               policy: RL2Policy | None = None, run_dir: str | Path | None = None, checkpoint_every: int = 10,
               stop_after: int | None = None, deadline: float | None = None) -> tuple[RL2Policy, list[dict]]:
-    """Meta-train an RL^2 policy on ``cfg.spec``'s task distribution. Every update draws
-    ``cfg.trials_per_update`` fresh tasks (training seeds ``seed * 1_000_003 + update``, disjoint from
-    the evaluation seeds the book uses). Returns the policy and a learning curve: one row every
-    ``log_every`` updates (and the last) with that update's reward, losses, policy entropy, approximate
-    KL, PPO steps taken and schedule values, and ``kl_stops`` / ``floor_updates``: how many updates so
-    far had their epochs cut by ``target_kl`` / met the entropy floor.
+    """Meta-train an RL^2 policy on ``cfg.spec``'s task distribution with :func:`mlcore.engine.fit`, one fit
+    step per PPO update. Every update draws ``cfg.trials_per_update`` fresh tasks (:class:`TaskSampler`).
+    Returns the policy and a learning curve: one row every ``log_every`` updates from the first (and the
+    last) with that update's reward, losses, policy entropy, approximate KL, PPO steps taken and schedule
+    values, ``kl_stops`` / ``floor_updates``: how many updates so far had their epochs cut by
+    ``target_kl`` / met the entropy floor, and ``wall_s``: seconds spent updating so far, over every call
+    that made the run. ``progress`` shows fit's progress bar.
 
     ``run_dir``: checkpoint there every ``checkpoint_every`` updates and when training ends, and resume
     from an existing checkpoint (refused with a ValueError if it belongs to another config or seed).
@@ -345,75 +402,54 @@ def train_rl2(cfg: RL2Config, seed: int = 0, device=None, log_every: int = 10, p
     device = torch.device(device or "cpu")
     # The policy's initialisation draws from torch's global CPU generator, seeded with ``seed`` for this
     # call only (a resumed checkpoint also restores that state inside the block): the caller's random
-    # state is the same after training as before. Everything random in training uses ``g``.
+    # state is the same after training as before. Everything random in training uses the sampler's generator.
     with seeded_global_rng(seed):
         probe = make_env(spec, 1, 0, "cpu")
         if policy is None:
             policy = RL2Policy(probe.num_states, probe.num_actions, cfg.hidden)
         policy = policy.to(device)
-        opt = torch.optim.Adam(policy.parameters(), lr=cfg.lr, eps=1e-5)
-        g = torch.Generator(device=device)
-        g.manual_seed(seed)
-        ckpt = Path(run_dir) / CHECKPOINT_NAME if run_dir is not None else None
-        identity = _run_identity(cfg, seed, policy)
-        # updates so far whose PPO epochs the KL stop cut / in which the entropy floor acted: every row
-        # carries them, so a guard that fired between two logged rows still shows
-        start, history, prior_wall, counts = 0, [], 0.0, {"kl_stops": 0, "floor_updates": 0}
-        if ckpt is not None and ckpt.exists():
-            start, history, prior_wall, counts = _load_checkpoint(ckpt, policy, opt, g, identity)
+        learner = RL2Learner(policy, cfg)
+        optimizer = torch.optim.Adam(learner.parameters(), lr=cfg.lr, eps=1e-5)
+        sampler = TaskSampler(spec, cfg.trials_per_update, seed, device)
+        # what a checkpoint must match to be resumed: everything that shapes the run except the safety stop
+        fingerprint = {"config": {k: v for k, v in cfg.to_dict().items() if k != "time_limit_s"}, "seed": seed,
+                       "policy": type(policy).__name__, "model": policy.config()}
         with cpu_threads(device):
-            _train_loop(policy, opt, cfg, spec, seed, device, g, history, log_every, progress, start,
-                        prior_wall, ckpt, checkpoint_every, stop_after, deadline, identity, counts)
-    return policy, history
+            # fit logs every update (an entry is a few numbers, an update seconds of work); the curve keeps
+            # every log_every-th of them, so it does not depend on where a run was interrupted
+            result = fit(learner, sampler, cfg.updates, lr=cfg.lr, optimizer=optimizer, run_dir=run_dir,
+                         checkpoint_every=checkpoint_every, log_every=1, progress=progress, stop_after=stop_after,
+                         time_limit_s=cfg.time_limit_s, deadline=deadline, fingerprint=fingerprint)
+    stopped = None
+    if result.stopped is not None:  # fit stops at the earlier limit; the row says which (the deadline, if passed)
+        which = "time limit" if deadline is not None and time.time() >= deadline else "time_limit_s"
+        stopped = f"{which} reached after {result.steps} of {cfg.updates} updates"
+    return policy, _curve(result.history, cfg, log_every, stopped)
 
 
-def _train_loop(policy, opt, cfg, spec, seed, device, g, history, log_every, progress, start, prior_wall,
-                ckpt, checkpoint_every, stop_after, deadline, identity, counts) -> None:
-    t0 = time.perf_counter()
-    wall = lambda: prior_wall + time.perf_counter() - t0
-    end = cfg.updates if stop_after is None else min(cfg.updates, start + stop_after)
-    max_entropy = math.log(policy.num_actions)
-    last_good = start
-    for u in range(start, end):
-        env = make_env(spec, cfg.trials_per_update, 10_000_000 + seed * 1_000_003 + u, device)
-        ro = rollout(policy, env, g)
-        sched = rl2_schedule(cfg, u)  # the update index alone sets the schedule, never the clock
-        for pg in opt.param_groups:
-            pg["lr"] = sched["lr"]
-        floor = sched["entropy_floor"] * max_entropy
-        try:
-            st = ppo_update(policy, opt, ro, cfg, sched["entropy_coef"], g, floor)
-        except NonFiniteLossError as e:
-            kept = (f"the last good checkpoint ({ckpt}, update {last_good}) is kept" if ckpt is not None
-                    and ckpt.exists() else "no checkpoint was written (no run_dir)")
-            raise NonFiniteLossError(f"RL^2 update {u + 1}: {e}; training stopped before that step, {kept}. "
-                                     "Lower lr or grad_clip, then resume.") from None
-        counts["kl_stops"] += int(st["kl_stopped"])
-        counts["floor_updates"] += int(st["floor_active"] > 0)
-        done = u + 1
-        stopped = None
-        if done < cfg.updates:
-            if cfg.time_limit_s is not None and time.perf_counter() - t0 >= cfg.time_limit_s:
-                stopped = f"time_limit_s reached after {done} of {cfg.updates} updates"
-            elif deadline is not None and time.time() >= deadline:
-                stopped = f"time limit reached after {done} of {cfg.updates} updates"
-        if u % log_every == 0 or done == cfg.updates or stopped:
-            row = {"update": done, "trials_seen": done * cfg.trials_per_update,
-                   "mean_total_reward": float(ro.total.mean()), "wall_s": round(wall(), 2),
-                   **{k: round(v, 5) for k, v in st.items() if isinstance(v, float)},
-                   "ppo_steps": st["ppo_steps"], "kl_stopped": st["kl_stopped"],
-                   "lr": round(sched["lr"], 8), "entropy_coef": round(sched["entropy_coef"], 8),
-                   "entropy_floor": round(floor, 5), **counts}
-            if stopped:
-                row["stopped"] = stopped
-            history.append(row)
-            if progress:
-                print(json.dumps({"rl2_train": row}), flush=True)
-        if ckpt is not None and (done % checkpoint_every == 0 or done == end or stopped):
-            _save_checkpoint(ckpt, policy, opt, g, done, history, wall(), identity, counts)
-            last_good = done
-        if stopped:
-            break
+_PPO_STATS = ("policy_loss", "value_loss", "entropy", "approx_kl", "floor_active")
+
+
+def _curve(history: list[dict], cfg: RL2Config, log_every: int, stopped: str | None) -> list[dict]:
+    """fit's per-update history as the learning curve's rows: updates 1, 1 + log_every, ..., the last planned
+    one, and, when this call was ``stopped`` by a time limit, the last one, which says so."""
+    rows = []
+    for entry in history:
+        n = entry["step"]
+        last = entry is history[-1]
+        if (n - 1) % log_every != 0 and n != cfg.updates and not (stopped and last):
+            continue
+        row = {"update": n, "trials_seen": n * cfg.trials_per_update,
+               "mean_total_reward": entry["mean_total_reward"], "wall_s": round(entry["wall_s"], 2),
+               **{k: round(entry[k], 5) for k in _PPO_STATS},
+               "ppo_steps": int(entry["ppo_steps"]), "kl_stopped": bool(entry["kl_stopped"]),
+               "lr": round(entry["lr"], 8), "entropy_coef": round(entry["entropy_coef"], 8),
+               "entropy_floor": round(entry["entropy_floor"], 5),
+               "kl_stops": int(entry["kl_stops"]), "floor_updates": int(entry["floor_updates"])}
+        if stopped and last:
+            row["stopped"] = stopped
+        rows.append(row)
+    return rows
 
 
 @torch.no_grad()
@@ -447,8 +483,11 @@ def cpu_seconds_per_update(spec: dict, trials: int, hidden: int = 256, repeats: 
 
 __all__ = [
     "RL2Config",
+    "RL2Learner",
     "RL2Policy",
     "Rollout",
+    "TaskSampler",
+    "TrialBatch",
     "cpu_seconds_per_update",
     "evaluate_rl2",
     "gae",
