@@ -25,6 +25,10 @@ and, for a new task, transferring what was learned on the most similar training 
   log-likelihood on the new task's support set; :func:`rank_correlation` to judge any score
   against measured transfer.
 
+Every network here trains through :func:`mlcore.engine.fit`, the loop of every learner in the book:
+:class:`SetSimilarity` on :class:`TaskPairSampler`'s pairs, :class:`SourceClassifier` on
+:class:`DrawingSampler`'s drawings, :class:`LearnedTaskMetric` on all its labelled pairs at once.
+
 The study that runs all of it and writes its record is :mod:`mlcore.experiments.task_similarity`.
 """
 from __future__ import annotations
@@ -36,6 +40,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..data.omniglot import DRAWERS, ClassSet
+from ..engine import fit
+from ..learner import TrainingHooks
 from ..nets import Conv4
 from .siamese import distort
 
@@ -49,6 +55,15 @@ def seeded(seed: int, build):
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return build()
+
+
+# --------------------------------------------------------------------------- what fit trains
+class _Trained(TrainingHooks, nn.Module):
+    """What :func:`mlcore.engine.fit` trains here: modules with a ``meta_loss``; their device is their weights'."""
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
 
 
 # --------------------------------------------------------------------------- tasks
@@ -154,22 +169,47 @@ def sample_task_pairs(cs: ClassSet, split: list[tuple[list, list]], pairs: int, 
     return torch.stack(xi), torch.stack(xj), torch.tensor(ys), al
 
 
+class TaskPairSampler:
+    """Batches of labelled task pairs (:func:`sample_task_pairs`) from one seeded generator, for :func:`fit`."""
+
+    def __init__(self, cs: ClassSet, split, pairs: int, ways: int, shots: int, seed: int = 0):
+        self.cs, self.split, self.pairs, self.ways, self.shots = cs, split, pairs, ways, shots
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def sample(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(x_i, x_j, y): the two tasks' support images and 1 for a same-alphabet pair, else 0."""
+        xi, xj, y, _ = sample_task_pairs(self.cs, self.split, self.pairs, self.ways, self.shots, self.generator)
+        return xi, xj, y
+
+    def state_dict(self) -> dict:
+        return {"generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.generator.set_state(state["generator"])
+
+
+class SetSimilarity(_Trained):
+    """SetTaskEncoder + TaskSimilarity trained end to end; ``meta_loss`` is the §4.1 sum of squares on a batch."""
+
+    def __init__(self, enc: SetTaskEncoder, sim: TaskSimilarity):
+        super().__init__()
+        self.enc, self.sim = enc, sim
+
+    def meta_loss(self, batch: tuple[torch.Tensor, torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, dict]:
+        xi, xj, y = (t.to(self.device) for t in batch)
+        return similarity_loss(self.sim(self.enc(xi), self.enc(xj)), y), {}
+
+
 def train_set_similarity(cs: ClassSet, split, steps: int, pairs: int = 16, ways: int = 4, shots: int = 5,
                          hidden: int = 32, dim: int = 32, lr: float = 1e-3, seed: int = 0, device="cpu"):
-    """Train SetTaskEncoder + TaskSimilarity end-to-end with the §4.1 squared loss; returns (enc, sim, history)."""
-    g = torch.Generator().manual_seed(seed)
-    enc, sim = seeded(seed, lambda: (SetTaskEncoder(hidden, dim).to(device), TaskSimilarity(dim).to(device)))
-    opt = torch.optim.Adam([*enc.parameters(), *sim.parameters()], lr=lr)
-    hist = []
-    for step in range(steps):
-        xi, xj, y, _ = sample_task_pairs(cs, split, pairs, ways, shots, g)
-        f = sim(enc(xi.to(device)), enc(xj.to(device)))
-        loss = similarity_loss(f, y.to(device))
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        hist.append(float(loss.detach()) / pairs)
-    return enc.eval(), sim.eval(), hist
+    """Train SetTaskEncoder + TaskSimilarity end-to-end with the §4.1 squared loss; returns (enc, sim, history).
+
+    ``history`` holds each step's loss per pair.
+    """
+    model = SetSimilarity(*seeded(seed, lambda: (SetTaskEncoder(hidden, dim).to(device),
+                                                 TaskSimilarity(dim).to(device))))
+    fr = fit(model, TaskPairSampler(cs, split, pairs, ways, shots, seed), steps, lr=lr, log_every=1, progress=False)
+    return model.enc, model.sim, [h["loss"] / pairs for h in fr.history]  # fit leaves both in eval mode
 
 
 # --------------------------------------------------------------------------- Task2Vec-style Fisher embedding
@@ -255,6 +295,44 @@ def fine_tune_accuracy(task: Task, init: dict | None, steps: int, hidden: int, s
 
 
 # --------------------------------------------------------------------------- transfer from frozen features
+class DrawingSampler:
+    """Batches of distorted drawings of ``classes`` with their labels 0..len(classes)-1, for :func:`fit`.
+
+    Each image is a random character and one of its drawings ``[0, train_drawings)``, distorted on
+    ``device`` by :func:`~mlcore.metric.siamese.distort`; one seeded generator draws both.
+    """
+
+    def __init__(self, cs: ClassSet, classes: list[int], batch: int, train_drawings: int, seed: int = 0,
+                 device="cpu"):
+        self.images, self.classes = cs.images, torch.tensor(classes)
+        self.batch, self.train_drawings, self.device = batch, train_drawings, device
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def sample(self) -> tuple[torch.Tensor, torch.Tensor]:
+        g = self.generator
+        c = torch.randint(len(self.classes), (self.batch,), generator=g)
+        d = torch.randint(self.train_drawings, (self.batch,), generator=g)
+        return distort(self.images[self.classes[c], d].to(self.device), g), c
+
+    def state_dict(self) -> dict:
+        return {"generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.generator.set_state(state["generator"])
+
+
+class SourceClassifier(_Trained):
+    """A source network (``net``, a Conv-4 with a head) learning to classify its characters: cross-entropy."""
+
+    def __init__(self, net: Conv4):
+        super().__init__()
+        self.net = net
+
+    def meta_loss(self, batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, dict]:
+        x, c = batch
+        return F.cross_entropy(self.net(x), c.to(self.device)), {}
+
+
 def train_feature_net(cs: ClassSet, classes: list[int], steps: int, hidden: int = 32, batch: int = 64,
                       lr: float = 1e-3, train_drawings: int = 15, seed: int = 0,
                       device="cpu") -> tuple[Conv4, float]:
@@ -266,20 +344,12 @@ def train_feature_net(cs: ClassSet, classes: list[int], steps: int, hidden: int 
     """
     if not 1 <= train_drawings < DRAWERS:
         raise ValueError(f"train_drawings must be in [1, {DRAWERS - 1}], got {train_drawings}")
-    g = torch.Generator().manual_seed(seed)
     net = seeded(seed, lambda: Conv4(1, hidden, pool="max", out_dim=len(classes)).to(device))
-    opt = torch.optim.Adam(net.parameters(), lr=lr)
-    cls = torch.tensor(classes)
-    for _ in range(steps):
-        c = torch.randint(len(classes), (batch,), generator=g)
-        d = torch.randint(train_drawings, (batch,), generator=g)
-        loss = F.cross_entropy(net(distort(cs.images[cls[c], d].to(device), g)), c.to(device))
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    net.eval()
+    sampler = DrawingSampler(cs, classes, batch, train_drawings, seed, device)
+    fit(SourceClassifier(net), sampler, steps, lr=lr, log_every=max(1, steps), progress=False)
+    # fit leaves the net in eval mode: batch norm uses the running statistics of training from here on
     with torch.no_grad():
-        held = cs.images[cls][:, train_drawings:].flatten(0, 1).to(device)
+        held = cs.images[sampler.classes][:, train_drawings:].flatten(0, 1).to(device)
         truth = torch.arange(len(classes)).repeat_interleave(DRAWERS - train_drawings)
         heldout_acc = float((net(held).argmax(-1).cpu() == truth).float().mean())
     net.head = None  # keep the feature extractor only
@@ -384,7 +454,17 @@ def gain_labels(acc: torch.Tensor) -> torch.Tensor:
     return torch.where(spread > 0, (acc - lo) / spread.clamp_min(1e-12), torch.full_like(acc, 0.5))
 
 
-class LearnedTaskMetric(nn.Module):
+@dataclass
+class LabelledPairs:
+    """Every (task, source) pair of some tasks: their embeddings, the sources', the labels y and pair weights."""
+
+    e_tasks: torch.Tensor  # (T, d)
+    e_sources: torch.Tensor  # (S, d)
+    y: torch.Tensor  # (T, S)
+    weight: torch.Tensor  # (T, S)
+
+
+class LearnedTaskMetric(_Trained):
     """f_theta(T_i, T_j) on fixed task embeddings: an MLP rho on each, then :class:`TaskSimilarity`."""
 
     def __init__(self, in_dim: int, dim: int = 32, hidden: int = 64):
@@ -395,6 +475,28 @@ class LearnedTaskMetric(nn.Module):
     def forward(self, e_i: torch.Tensor, e_j: torch.Tensor) -> torch.Tensor:
         return self.sim(self.rho(e_i), self.rho(e_j))
 
+    def meta_loss(self, pairs: LabelledPairs) -> tuple[torch.Tensor, dict]:
+        """The article's sum of squares over every pair, weighted, per unit weight."""
+        e, src = pairs.e_tasks, pairs.e_sources
+        f = self(e[:, None].expand(-1, len(src), -1), src[None].expand(len(e), -1, -1))
+        return (pairs.weight * (f - pairs.y) ** 2).sum() / pairs.weight.sum(), {}
+
+
+class _Always:
+    """A sampler giving the same batch every step (full-batch training); it has no state to save."""
+
+    def __init__(self, batch):
+        self.batch = batch
+
+    def sample(self):
+        return self.batch
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
+
 
 def train_task_metric(e_tasks: torch.Tensor, e_sources: torch.Tensor, y: torch.Tensor, steps: int,
                       val: tuple[torch.Tensor, torch.Tensor] | None = None, weight: torch.Tensor | None = None,
@@ -404,31 +506,31 @@ def train_task_metric(e_tasks: torch.Tensor, e_sources: torch.Tensor, y: torch.T
 
     ``weight`` (T, S) reweights pairs (e.g. to balance same / different alphabet); ``val`` =
     (held-out task embeddings, their labels) chooses the step to keep (the lowest validation loss),
-    so nothing is selected on the test tasks. Returns the metric and its history.
+    so nothing is selected on the test tasks. Returns the metric and its history: the training and
+    validation losses after 0, ``eval_every``, 2 ``eval_every``, ... and ``steps`` steps.
     """
     metric = seeded(seed, lambda: LearnedTaskMetric(e_tasks.shape[1]))
-    opt = torch.optim.Adam(metric.parameters(), lr=lr, weight_decay=weight_decay)
-    w = torch.ones_like(y) if weight is None else weight
-
-    def loss_on(e, target, wt):
-        f = metric(e[:, None].expand(-1, len(e_sources), -1), e_sources[None].expand(len(e), -1, -1))
-        return (wt * (f - target) ** 2).sum() / wt.sum()  # the article's sum of squares, per unit weight
-
+    train = LabelledPairs(e_tasks, e_sources, y, torch.ones_like(y) if weight is None else weight)
+    held = None if val is None else LabelledPairs(val[0], e_sources, val[1], torch.ones_like(val[1]))
     best, history = (float("inf"), None), []
-    for step in range(steps + 1):
-        if step % eval_every == 0 or step == steps:
-            with torch.no_grad():
-                tr = float(loss_on(e_tasks, y, w))
-                va = float(loss_on(val[0], val[1], torch.ones_like(val[1]))) if val is not None else tr
-            history.append({"step": step, "train_loss": tr, "val_loss": va})
-            if va < best[0]:
-                best = (va, {k: v.clone() for k, v in metric.state_dict().items()})
-        if step == steps:
-            break
-        loss = loss_on(e_tasks, y, w)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+
+    def evaluate(m: LearnedTaskMetric, step: int) -> dict:
+        """Log both losses and keep the state if its validation loss is the lowest so far (the first on ties)."""
+        nonlocal best
+        with torch.no_grad():
+            tr = float(m.meta_loss(train)[0])
+            va = float(m.meta_loss(held)[0]) if held is not None else tr
+        history.append({"step": step, "train_loss": tr, "val_loss": va})
+        if va < best[0]:
+            best = (va, {k: v.clone() for k, v in m.state_dict().items()})
+        return {"train_loss": tr, "val_loss": va}
+
+    evaluate(metric, 0)  # the untrained metric is a candidate too
+    # fit validates after every eval_every-th step and after the last one: these are the steps of its calls
+    val_steps = iter([*range(eval_every, steps, eval_every), steps])
+    opt = torch.optim.Adam(metric.parameters(), lr=lr, weight_decay=weight_decay)
+    fit(metric, _Always(train), steps, lr=lr, optimizer=opt, log_every=eval_every, val_every=eval_every,
+        val_fn=lambda m: evaluate(m, next(val_steps)), progress=False)
     metric.load_state_dict(best[1])
     return metric.eval(), history
 
