@@ -25,18 +25,34 @@ def smoke_record(tmp_path_factory):
 def test_train_writes_a_complete_record(smoke_record):
     rec = mlcore.load_record(smoke_record)
     assert rec.method == "protonet" and rec.ways == 5 and rec.shots == 1 and rec.budget == "smoke"
-    assert rec.episodes == 100 and 0.2 < rec.accuracy <= 1 and rec.ci95 > 0
+    # 20 smoke steps reach about 0.63 on 5-way 1-shot (chance 0.2): a floor well above chance, below that
+    assert rec.episodes == 100 and rec.accuracy > 0.45 and 0 < rec.ci95 < 0.1
+    assert len(rec.metrics["per_episode"]) == 100
+    assert abs(sum(rec.metrics["per_episode"]) / 100 - rec.accuracy) < 1e-4  # rounded to 4 places per episode
     for key in ("hardware", "config", "git_commit", "wall_s", "checkpoint", "seed"):
         assert getattr(rec, key) not in (None, "", {}), key
     assert rec.config["recipe"]["steps"] == 20
 
 
-def test_eval_rescored_on_fresh_episodes(smoke_record):
+def test_eval_rescored_on_fresh_episodes(smoke_record, capsys):
+    """`eval` on the record's own test episodes (its eval seed and count) gives the record's number exactly;
+    on fresh episodes the trained net is well above chance (1/5) and the line names the record it scored."""
+    from mlcore import cli
+
+    rec = mlcore.load_record(smoke_record)
+    assert cli.main(["eval", smoke_record, "--seed", str(rec.config["eval_seed"]),
+                     "--episodes", str(rec.episodes)]) == 0
+    same = json.loads(capsys.readouterr().out.strip())
+    assert (same["accuracy"], same["ci95"], same["episodes"]) == (rec.accuracy, rec.ci95, rec.episodes)
+    assert (same["reference_accuracy"], same["reference_ci95"]) == (rec.accuracy, rec.ci95)
     res = subprocess.run([sys.executable, "-m", "mlcore", "eval", smoke_record, "--seed", "123", "--episodes", "50"],
                          capture_output=True, text=True, check=False, timeout=600)
     assert res.returncode == 0, res.stderr[-2000:]
     out = json.loads(res.stdout.strip())
-    assert out["episodes"] == 50 and 0 <= out["accuracy"] <= 1 and "ci95" in out
+    assert out["record"] == rec.name and out["seed"] == 123 and out["episodes"] == 50
+    assert (out["ways"], out["shots"]) == (5, 1)
+    assert out["accuracy"] > 0.2 + 2 * out["ci95"], out
+    assert out["accuracy"] != rec.accuracy  # other episodes
 
 
 def test_load_predicts_on_preprocessed_raw_images(smoke_record):
@@ -45,7 +61,14 @@ def test_load_predicts_on_preprocessed_raw_images(smoke_record):
     rows = np.array([0, 20, 40, 60, 80, 1, 21, 41, 61, 81])  # drawer 1 and 2 of five characters
     x = mlcore.preprocess(raw.unpack(rows))
     logits = learner.predict(x[:5], torch.arange(5), x[5:])
-    assert logits.shape == (5, 5)
+    assert logits.shape == (5, 5) and torch.isfinite(logits).all()
+    # ProtoNet's logits are minus squared distances to the prototypes: a support image asked as a query is at
+    # distance 0 from its own (1-shot) prototype, so it gets its own label, whatever that label is
+    own = learner.predict(x[:5], torch.arange(5), x[:5])
+    assert own.argmax(-1).tolist() == [0, 1, 2, 3, 4] and torch.allclose(own.diagonal(), torch.zeros(5), atol=1e-3)
+    perm = torch.tensor([3, 0, 4, 1, 2])  # relabelling the support set permutes the columns accordingly
+    relabelled = learner.predict(x[:5], perm, x[5:])
+    assert torch.allclose(relabelled[:, perm], logits, atol=1e-4)
 
 
 def test_cli_rejects_bad_arguments():
