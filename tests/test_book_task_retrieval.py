@@ -38,6 +38,25 @@ def test_targets_are_measured_for_both_recipes(smoke):
         tr.targets_met(smoke, "both")
 
 
+def test_targets_met_either_side_of_their_thresholds():
+    """Hand-made metrics just inside each target (met) and just outside it (missed); the words give the value."""
+    def metrics(head=0.80, same=0.805, gain=0.021, p=0.04, top3=0.4):
+        return {"transfer_tables": {"background": {f"retrieved by {tr.HEADLINE}": {"accuracy": head},
+                                                   "same-alphabet source (label oracle)": {"accuracy": same}}},
+                "paired_tests": {"all": {f"{tr.HEADLINE} - random source": {"mean_difference": gain, "holm_p": p}}},
+                "retrieval": {"all": {tr.HEADLINE: {"in_top3_most_helpful": top3}}}}
+
+    within, above, top = ("within 1 point of the same-alphabet source",
+                          "at least 2 points above a random source, significant",
+                          "among the 3 most helpful sources at least 40 % of the time")
+    assert tr.targets_met(metrics()) == {within: (True, "-0.5 points"),
+                                         above: (True, "+2.1 points, Holm p = 0.04"), top: (True, "40 %")}
+    assert tr.targets_met(metrics(same=0.811))[within] == (False, "-1.1 points")
+    assert tr.targets_met(metrics(gain=0.019))[above] == (False, "+1.9 points, Holm p = 0.04")
+    assert tr.targets_met(metrics(p=0.05))[above][0] is False  # significant means p < 0.05
+    assert tr.targets_met(metrics(top3=0.39))[top] == (False, "39 %")
+
+
 def test_figures_draw_what_the_record_holds(smoke):
     ax = tr.plot_retrieval_vs_sources(smoke, plt.figure().gca())
     assert len(ax.lines) == len(tr.RETRIEVERS) + 2
