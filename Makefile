@@ -36,6 +36,10 @@ endif
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 export VIRTUAL_ENV := $(abspath $(VENV))
 export PYTHONDONTWRITEBYTECODE := 1
+# matplotlib's font cache (default ~/.cache/matplotlib, shared by every venv) stores absolute paths to the fonts
+# bundled in the venv that built it: once that venv is deleted (a CI clone), every other venv on the machine
+# loses STIX and DejaVu and the notebooks store "findfont" warnings. One cache per venv cannot go stale that way.
+export MPLCONFIGDIR := $(abspath $(VENV))/mplconfig
 
 NOTEBOOKS := $(sort $(wildcard notebooks/*.ipynb))
 BUDGET ?= full
