@@ -20,6 +20,12 @@ def test_predict_shapes_gradients_and_errors(test_classes):
     m = ProtoNet(hidden=16)
     ep = EpisodeSampler(test_classes, 5, 2, 3, batch_size=2, seed=0).sample()
     loss, stats = m.meta_loss(ep)
+    # in training mode the loss is the cross-entropy of the batch's logits, the accuracy their argmax's
+    with torch.no_grad():
+        z = m.predict_batch(ep)
+    log_p = torch.log_softmax(z, -1).gather(-1, ep.query_y[..., None])
+    assert torch.allclose(loss, -log_p.mean(), atol=1e-5)
+    assert float(stats["acc"]) == pytest.approx(float((z.argmax(-1) == ep.query_y).float().mean()))
     loss.backward()
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in m.parameters())
     m.eval()  # batch norm on running statistics: predictions no longer depend on the batch
