@@ -52,6 +52,9 @@ def test_targets_met_either_side_of_their_thresholds():
     assert tr.targets_met(metrics()) == {within: (True, "-0.5 points"),
                                          above: (True, "+2.1 points, Holm p = 0.04"), top: (True, "40 %")}
     assert tr.targets_met(metrics(same=0.811))[within] == (False, "-1.1 points")
+    # exactly on the thresholds, where float arithmetic lands a hair outside (100 * (0.80 - 0.81) < -1)
+    assert tr.targets_met(metrics(same=0.81))[within] == (True, "-1.0 points")
+    assert tr.targets_met(metrics(gain=0.02))[above][0] is True
     assert tr.targets_met(metrics(gain=0.019))[above] == (False, "+1.9 points, Holm p = 0.04")
     assert tr.targets_met(metrics(p=0.05))[above][0] is False  # significant means p < 0.05
     assert tr.targets_met(metrics(top3=0.39))[top] == (False, "39 %")
