@@ -179,7 +179,20 @@ class MetaLearner(Protocol):
     def eval(self) -> Any: ...
 
 
-class FewShotLearner(TrainingHooks, nn.Module):
+class TrainableModule(TrainingHooks, nn.Module):
+    """A module :func:`mlcore.engine.fit` can train: the training hooks, and the device its weights are on.
+
+    Subclass it and give it a ``meta_loss(batch) -> (loss, stats)``: every learner and every small network
+    the studies train (sinusoid regressors, task-similarity networks, the RL² policy) is one.
+    """
+
+    @property
+    def device(self) -> torch.device:
+        p = next(self.parameters(), None)
+        return p.device if p is not None else torch.device("cpu")
+
+
+class FewShotLearner(TrainableModule):
     """Base class: stores its constructor config so :func:`mlcore.load` can rebuild it."""
 
     method: ClassVar[str] = "base"
@@ -245,8 +258,3 @@ class FewShotLearner(TrainingHooks, nn.Module):
         return EpisodeSampler(load_split(recipe.train_split), recipe.ways, recipe.shots, recipe.queries,
                               batch_size=recipe.meta_batch, device=device, seed=seed,
                               within_alphabet=recipe.within_alphabet, episode_rotation=recipe.episode_rotation)
-
-    @property
-    def device(self) -> torch.device:
-        p = next(self.parameters(), None)
-        return p.device if p is not None else torch.device("cpu")

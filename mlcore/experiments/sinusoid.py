@@ -32,7 +32,7 @@ from torch.func import functional_call, vmap
 from ..budget import current_budget, pick
 from ..data.sinusoid import SinusoidSampler, SinusoidTasks
 from ..engine import fit
-from ..learner import TrainingHooks
+from ..learner import TrainableModule
 from ..nets import MLP
 from ..optimization.maml import batched_query_loss, check_inner_steps, check_lr, inner_loop
 from ..results import (
@@ -60,23 +60,12 @@ def make_regressor() -> torch.nn.Module:
 # They live here, not in mlcore.optimization: the algorithm (batched_query_loss) is the family's, and these only
 # bind it to this study's batches (SinusoidTasks) and loss (MSE). They have no predict() and are not in the
 # learner registry; they exist so that both baselines of the study train through mlcore.engine.fit.
-class _Regressor(TrainingHooks, nn.Module):
-    """The study's MLP inside a module :func:`mlcore.engine.fit` can train (the regressor is ``self.model``)."""
-
-    def __init__(self, model: nn.Module):
-        super().__init__()
-        self.model = model
-
-    @property
-    def device(self) -> torch.device:
-        return next(self.model.parameters()).device
-
-
-class SinusoidMAML(_Regressor):
+class SinusoidMAML(TrainableModule):
     """MAML's meta-loss on a batch of sinusoid tasks: the mean query MSE after the inner steps on the support."""
 
     def __init__(self, model: nn.Module, inner_lr: float, inner_steps: int, first_order: bool):
-        super().__init__(model)
+        super().__init__()
+        self.model = model
         check_inner_steps(inner_steps)
         check_lr(inner_lr)
         self.inner_lrs = [inner_lr] * inner_steps
@@ -88,8 +77,12 @@ class SinusoidMAML(_Regressor):
         return losses.mean(), {}
 
 
-class PooledRegression(_Regressor):
+class PooledRegression(TrainableModule):
     """The baseline's loss: one MSE over the support and query points of every task in the batch."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
 
     def meta_loss(self, t: SinusoidTasks) -> tuple[torch.Tensor, dict]:
         x = torch.cat([t.support_x, t.query_x], 1)

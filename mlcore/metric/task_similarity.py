@@ -41,7 +41,7 @@ from torch import nn
 
 from ..data.omniglot import DRAWERS, ClassSet
 from ..engine import fit
-from ..learner import TrainingHooks
+from ..learner import TrainableModule
 from ..nets import Conv4
 from .siamese import distort
 
@@ -55,15 +55,6 @@ def seeded(seed: int, build):
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return build()
-
-
-# --------------------------------------------------------------------------- what fit trains
-class _Trained(TrainingHooks, nn.Module):
-    """What :func:`mlcore.engine.fit` trains here: modules with a ``meta_loss``; their device is their weights'."""
-
-    @property
-    def device(self) -> torch.device:
-        return next(self.parameters()).device
 
 
 # --------------------------------------------------------------------------- tasks
@@ -170,7 +161,7 @@ def sample_task_pairs(cs: ClassSet, split: list[tuple[list, list]], pairs: int, 
 
 
 class TaskPairSampler:
-    """Batches of labelled task pairs (:func:`sample_task_pairs`) from one seeded generator, for :func:`fit`."""
+    """Batches of labelled task pairs (:func:`sample_task_pairs`) from one seeded generator, for :func:`~mlcore.engine.fit`."""
 
     def __init__(self, cs: ClassSet, split, pairs: int, ways: int, shots: int, seed: int = 0):
         self.cs, self.split, self.pairs, self.ways, self.shots = cs, split, pairs, ways, shots
@@ -188,7 +179,7 @@ class TaskPairSampler:
         self.generator.set_state(state["generator"])
 
 
-class SetSimilarity(_Trained):
+class SetSimilarity(TrainableModule):
     """SetTaskEncoder + TaskSimilarity trained end to end; ``meta_loss`` is the §4.1 sum of squares on a batch."""
 
     def __init__(self, enc: SetTaskEncoder, sim: TaskSimilarity):
@@ -296,7 +287,7 @@ def fine_tune_accuracy(task: Task, init: dict | None, steps: int, hidden: int, s
 
 # --------------------------------------------------------------------------- transfer from frozen features
 class DrawingSampler:
-    """Batches of distorted drawings of ``classes`` with their labels 0..len(classes)-1, for :func:`fit`.
+    """Batches of distorted drawings of ``classes`` with their labels 0..len(classes)-1, for :func:`~mlcore.engine.fit`.
 
     Each image is a random character and one of its drawings ``[0, train_drawings)``, distorted on
     ``device`` by :func:`~mlcore.metric.siamese.distort`; one seeded generator draws both.
@@ -321,7 +312,7 @@ class DrawingSampler:
         self.generator.set_state(state["generator"])
 
 
-class SourceClassifier(_Trained):
+class SourceClassifier(TrainableModule):
     """A source network (``net``, a Conv-4 with a head) learning to classify its characters: cross-entropy."""
 
     def __init__(self, net: Conv4):
@@ -464,7 +455,7 @@ class LabelledPairs:
     weight: torch.Tensor  # (T, S)
 
 
-class LearnedTaskMetric(_Trained):
+class LearnedTaskMetric(TrainableModule):
     """f_theta(T_i, T_j) on fixed task embeddings: an MLP rho on each, then :class:`TaskSimilarity`."""
 
     def __init__(self, in_dim: int, dim: int = 32, hidden: int = 64):

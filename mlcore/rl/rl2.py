@@ -41,7 +41,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..engine import NonFiniteLossError, fit
-from ..learner import TrainingHooks
+from ..learner import TrainableModule
 from ..results import mean_ci95
 from ..runtime import seeded_global_rng
 from .baselines import POLICY_SEED_OFFSET
@@ -325,7 +325,7 @@ class TaskSampler:
         self.generator.set_state(state["generator"].cpu())  # a generator's state is a CPU tensor, on any device
 
 
-class RL2Learner(TrainingHooks, nn.Module):
+class RL2Learner(TrainableModule):
     """What :func:`mlcore.engine.fit` trains for RL^2: the policy, one PPO update per fit step.
 
     fit's standard step (one loss, one optimizer step) is not PPO's: an update rolls the policy out on
@@ -341,10 +341,6 @@ class RL2Learner(TrainingHooks, nn.Module):
         # updating: every curve row carries them (a guard that fired between two logged rows still shows), and
         # they are module state (get_extra_state), so fit's checkpoint carries them over a resume
         self.kl_stops, self.floor_updates, self.seconds = 0, 0, 0.0
-
-    @property
-    def device(self) -> torch.device:
-        return next(self.policy.parameters()).device
 
     def get_extra_state(self) -> dict:
         return {"kl_stops": self.kl_stops, "floor_updates": self.floor_updates, "seconds": self.seconds}
