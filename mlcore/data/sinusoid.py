@@ -29,7 +29,7 @@ class SinusoidSampler:
     def __init__(self, shots: int = 10, queries: int = 10, batch_size: int = 25, seed: int = 0,
                  device: str | torch.device = "cpu", amplitude=(0.1, 5.0), phase=(0.0, math.pi),
                  x_range=(-5.0, 5.0)):
-        for k, v in dict(shots=shots, queries=queries, batch_size=batch_size).items():
+        for k, v in {"shots": shots, "queries": queries, "batch_size": batch_size}.items():
             if not isinstance(v, int) or v < 1:
                 raise ValueError(f"{k} must be a positive int, got {v!r}")
         self.shots, self.queries, self.batch_size = shots, queries, batch_size
