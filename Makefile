@@ -96,7 +96,9 @@ colab: setup
 setup-cell: setup
 	python tools/setup_cell.py
 
+# ruff first: it takes a second, and a lint error is cheaper to read than a test failure it may cause
 unit: setup
+	ruff check mlcore tests benchmarks tools
 	python -m pytest -q tests
 
 nbval: setup

@@ -43,7 +43,8 @@ def main() -> int:
     while pending or running:
         while pending and len(running) < args.jobs:
             name, _, steps = pending.pop(0).partition(":")
-            log = open(out / "logs" / f"{name}.log", "w")
+            # open for the child's whole life, closed below when it ends: no with-block spans that
+            log = open(out / "logs" / f"{name}.log", "w")  # noqa: SIM115
             train_s = args.deadline - (time.time() - t0) - args.eval_reserve
             cmd = [sys.executable, "-m", "mlcore", "reproduce", "--only", name, "--budget", args.budget,
                    "--out", str(out / "results")] + (["--steps", steps] if steps else []) + \
