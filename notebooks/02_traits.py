@@ -177,7 +177,7 @@ plt.show()
 #
 # The reference record was produced with `python -m mlcore reproduce --only traits_accuracy_vs_shots --budget full`
 # on an H100: 100 Adam steps per task for the scratch learner and 600 fixed test episodes per point. It does not
-# train its own pretrained network or ProtoNet: it reuses the committed records (`pretrained_omniglot_5w1s`,
+# train its own pretrained network or ProtoNet: it reuses the reference records (`pretrained_omniglot_5w1s`,
 # 6,000 pre-training steps of 128 images; `protonet_omniglot_5w1s`, 5,000 episodes; both trained on a CPU), and
 # says so in its config. The wall time below is the scoring on the GPU.
 

@@ -20,8 +20,8 @@
 # "engineering implementation details". This chapter keeps that promise with measurements. It starts from the
 # listing as printed, names what is wrong with it and runs the working version; then it goes through the
 # engineering choices that decide whether a {term}`meta-learning` run is fast, fits in memory, can be reproduced, survives
-# a crash, and scales to several processes, each with a number measured on this machine (and, where the lead's
-# GPU run has produced them, on a GPU).
+# a crash, and scales to several processes, each backed by a measurement on a CPU (and on a GPU where the
+# benchmark files include one).
 #
 # **Objectives.** After this chapter you can
 #
@@ -132,7 +132,7 @@ print("untrained p(same) for (same char, different char):", [round(float(p), 3) 
 #
 # `mlcore.data.EpisodeSampler` keeps a whole split as one tensor on the device and builds an episode with one
 # gather; the textbook alternative is a per-image `Dataset` with a batch sampler and a `DataLoader`. The
-# foundation benchmark (`benchmarks/episode_pipeline.py`) measured both:
+# benchmark `benchmarks/episode_pipeline.py` measures both:
 
 # %%
 pipe = benchmark("episode_pipeline", "python benchmarks/episode_pipeline.py")
@@ -203,8 +203,8 @@ for fo, v in live_mem.items():
 
 # %% [markdown]
 # The benchmark files measured the same at larger sizes. Each number below is divided by its peer from the same
-# run (second order by first order, at the same inner steps and meta-batch), so the load of a shared machine
-# cancels out; the dotted line is "costs the same".
+# run (second order by first order, at the same inner steps and meta-batch), so that whatever else loads the
+# machine cancels out; the dotted line is "costs the same".
 
 # %%
 res_mem = {dev: section(data, "memory") for dev, data in ENG.items()}
@@ -273,9 +273,10 @@ for dev, (res, where) in res_mem.items():
 # checkpointing it reads 0 because the graph keeps only references to the inputs (images and weights, which exist
 # anyway) and rebuilds one task's graph at a time during the backward. The CPU run also recorded the increase of
 # the process's resident-set high-water mark; at these small sizes the allocator blurs it (it reuses memory it
-# already holds, and one row even read negative), so the table leaves it out, and it gives times only as ratios
-# because that machine was shared with other jobs. On a GPU, `torch.cuda.max_memory_allocated` is the peak to
-# trust: `benchmarks/results/maml_memory_cuda.json` has it, drawn above as a ratio.
+# already holds, and one row even read negative), so the table leaves it out. It gives times only as ratios,
+# which, unlike absolute times, hold up when other work loads the machine. On a GPU,
+# `torch.cuda.max_memory_allocated` is the peak to trust: `benchmarks/results/maml_memory_cuda.json` has it,
+# drawn above as a ratio.
 
 # %%
 print(inspect.getsource(E.checkpointed_meta_loss))

@@ -382,7 +382,7 @@ for r in split:
 # ## Learning curves: on the way to the paper's number?
 #
 # A row below its paper is either on its way there (its curve still rising when the budget ran out) or has
-# flattened short of it — and then the gap is a finding, not a budget. Records trained by the long runs keep their
+# flattened short of it — and then the gap is a finding, not a budget. Records of the longer trainings keep their
 # validation accuracy against meta-steps; each curve is drawn with its paper's number (dashed) and the paper's
 # training length (dotted). Validation episodes come from the validation characters, never from the test set.
 
@@ -401,9 +401,8 @@ else:
 # A method that is one point better but needs ten times the training is not always the better choice. Each
 # record carries its training wall time and hardware; the plot puts them side by side (log-scale time). Compare
 # times only between records of the same hardware: the table at the top says which machine each came from.
-# The H100 records were trained as concurrent runs sharing one card, 30 runs at once and then 12, each with a
-# time limit of a few minutes (the run logs are `benchmarks/results/gpu_session_2026-11-26_a.txt` and `_b.txt`);
-# their times are what those shared runs took, not what a dedicated card would take. A CPU record states the
+# The H100 records are short runs, each with a time limit of a few minutes, trained several to one card: their
+# times are what such runs took, not what a run with the card to itself would take. A CPU record states the
 # threads it used, not what else the machine was running.
 
 # %%
