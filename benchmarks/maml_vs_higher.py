@@ -5,7 +5,8 @@ Same strided Conv-4 (the very same module object), same tasks (Omniglot 5-way 1-
 1 and 5 inner steps, both measured in the same run, alternating.
 
 * mlcore: :meth:`mlcore.optimization.maml.MAML.meta_loss` — the B inner loops run as one
-  ``vmap``; ``loss.backward()`` differentiates through the inner gradients.
+  ``vmap`` (on a GPU the query passes too; on the CPU those run task by task: ``batching="auto"``);
+  ``loss.backward()`` differentiates through the inner gradients.
 * higher: the textbook loop — for each task, ``higher.innerloop_ctx`` with a differentiable
   SGD, ``diffopt.step(support_loss)`` per inner step, then ``query_loss.backward()``.
 
@@ -21,6 +22,8 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import os
+import statistics
 import time
 from pathlib import Path
 
@@ -28,8 +31,8 @@ import torch
 import torch.nn.functional as F
 
 from mlcore.data import Episode, EpisodeSampler, load_split
-from mlcore.optimization.maml import MAML
-from mlcore.runtime import get_device, hardware
+from mlcore.optimization.maml import MAML, resolve_batching
+from mlcore.runtime import get_device, hardware, keep_freed_memory
 
 OUT_DIR = Path(__file__).resolve().parent / "results"
 
@@ -74,13 +77,18 @@ def timed(fn, device, iters: int) -> float:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", default=None)
-    ap.add_argument("--iters", type=int, default=None, help="timed meta-steps per method (default: 3 CPU, 20 GPU)")
+    ap.add_argument("--iters", type=int, default=None, help="timed meta-steps per method and round (default: 2 CPU, 10 GPU)")
+    ap.add_argument("--rounds", type=int, default=3, help="alternating rounds; the speed-up is their median")
     ap.add_argument("--steps", type=int, nargs="+", default=[1, 5])
     ap.add_argument("--meta-batch", type=int, default=32)
+    ap.add_argument("--default-malloc", action="store_true",
+                    help="leave glibc's malloc as it is (by default both run under keep_freed_memory, as the CLI trains)")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
+    # one process-wide allocator setting, so it applies to both methods alike
+    malloc = "glibc default" if args.default_malloc else ("keep freed memory" if keep_freed_memory() else "glibc default")
     device = get_device(args.device)
-    iters = args.iters or (20 if device.type == "cuda" else 3)
+    iters = args.iters or (10 if device.type == "cuda" else 2)
     import higher
 
     sampler = EpisodeSampler(load_split("vinyals/train"), 5, 1, 5, batch_size=args.meta_batch, device=device, seed=0)
@@ -118,21 +126,24 @@ def main() -> int:
 
         run_ours(), run_higher()  # warm-up
         t_ours, t_higher = [], []
-        for _ in range(2):
-            t_ours.append(timed(run_ours, device, max(1, iters // 2)))
-            t_higher.append(timed(run_higher, device, max(1, iters // 2)))
-        s_ours, s_higher = min(t_ours), min(t_higher)
+        for _ in range(args.rounds):  # alternating rounds: a burst of load hits both alike
+            t_ours.append(timed(run_ours, device, iters))
+            t_higher.append(timed(run_higher, device, iters))
+        ratios = [h / o for o, h in zip(t_ours, t_higher)]
+        s_ours, s_higher = statistics.median(t_ours), statistics.median(t_higher)
         row = {"inner_steps": steps, "meta_batch": args.meta_batch, "grad_rel_diff": rel,
+               "mlcore_batching": resolve_batching("auto", device),
                "s_per_meta_step_mlcore": s_ours, "s_per_meta_step_higher": s_higher,
                "tasks_per_s_mlcore": args.meta_batch / s_ours, "tasks_per_s_higher": args.meta_batch / s_higher,
-               "speedup": s_higher / s_ours}
+               "speedup_per_round": ratios, "speedup": statistics.median(ratios)}
         rows.append(row)
         print(f"inner steps {steps}: same meta-gradient (float64 rel diff {rel:.1e}); mlcore {row['tasks_per_s_mlcore']:.1f} "
               f"tasks/s, higher {row['tasks_per_s_higher']:.1f} tasks/s -> {row['speedup']:.2f}x", flush=True)
     result = {"benchmark": "maml_vs_higher", "setting": "Omniglot 5w1s, 5 queries/class, strided Conv-4, 2nd order",
-              "device": str(device), "iters": iters, "higher_version": getattr(higher, "__version__", "0.2.1"),
+              "device": str(device), "iters": iters, "rounds": args.rounds, "malloc": malloc, "load_average": os.getloadavg(), "higher_version": getattr(higher, "__version__", "0.2.1"),
               "rows": rows, "hardware": hardware()}
-    out = Path(args.out) if args.out else OUT_DIR / f"maml_vs_higher_{device.type}.json"
+    suffix = "_default_malloc" if args.default_malloc and device.type == "cpu" else ""
+    out = Path(args.out) if args.out else OUT_DIR / f"maml_vs_higher_{device.type}{suffix}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1) + "\n")
     print(f"wrote {out.name}")

@@ -305,7 +305,7 @@ def maml_setup(ways: int = 5, shots: int = 1, queries: int = 5, meta_batch: int 
     return learner, Episode(sx, sy, qx, qy, ways, shots, queries)
 
 
-def maml_meta_step(learner, ep, vectorize: bool = True, inner_steps: int | None = None,
+def maml_meta_step(learner, ep, batching: str = "vmap", inner_steps: int | None = None,
                    first_order: bool | None = None, checkpoint: bool = False) -> Callable[[], torch.Tensor]:
     """A closure computing one MAML meta-loss (and returning it); backward is the caller's."""
     from ..optimization.maml import batched_query_loss
@@ -317,7 +317,7 @@ def maml_meta_step(learner, ep, vectorize: bool = True, inner_steps: int | None 
         params = learner.start_params()
         if not checkpoint:
             losses, _ = batched_query_loss(learner.net, params, ep.support_x, ep.support_y, ep.query_x, ep.query_y,
-                                           F.cross_entropy, learner.rates(steps), fo, None, vectorize)
+                                           F.cross_entropy, learner.rates(steps), fo, None, batching)
             return losses.mean()
         return checkpointed_meta_loss(learner, ep, steps, fo)
     return loss
@@ -351,23 +351,24 @@ def checkpointed_meta_loss(learner, ep, steps: int, first_order: bool) -> torch.
 
 def vmap_vs_loop(meta_batch: int = 8, ways: int = 5, shots: int = 1, device="cpu", repeats: int = 5,
                  hidden: int = 64) -> dict:
-    """One MAML meta-step (forward + second-order backward): ``vmap`` over tasks vs a Python loop."""
+    """One MAML meta-step (forward + second-order backward) three ways: ``vmap`` over whole tasks, ``vmap`` over
+    the inner loops only (query passes task by task), and a Python loop."""
     learner, ep = maml_setup(ways, shots, meta_batch=meta_batch, hidden=hidden, device=device)
     out: dict = {"meta_batch": meta_batch, "ways": ways, "shots": shots, "hidden": hidden}
     grads = {}
 
-    def step(vec: bool):
-        loss_fn = maml_meta_step(learner, ep, vectorize=vec)
+    def step(batching: str):
+        loss_fn = maml_meta_step(learner, ep, batching=batching)
 
         def f():
             learner.zero_grad(set_to_none=True)
             loss_fn().backward()
-            grads["vmap" if vec else "loop"] = torch.cat([p.grad.flatten() for p in learner.parameters()
-                                                          if p.grad is not None])
+            grads[batching] = torch.cat([p.grad.flatten() for p in learner.parameters() if p.grad is not None])
         return f
-    out.update(time_interleaved({"vmap": step(True), "loop": step(False)}, device, repeats=repeats))
+    out.update(time_interleaved({mode: step(mode) for mode in ("vmap", "inner", "loop")}, device, repeats=repeats))
     out["speedup"] = out["loop"]["median_ms"] / out["vmap"]["median_ms"]
-    out["max_grad_diff"] = float((grads["vmap"] - grads["loop"]).abs().max())
+    out["speedup_inner"] = out["loop"]["median_ms"] / out["inner"]["median_ms"]
+    out["max_grad_diff"] = max(float((grads[m] - grads["loop"]).abs().max()) for m in ("vmap", "inner"))
     return out
 
 

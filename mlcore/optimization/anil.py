@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call, vmap
 
-from .maml import MAML, Params, adapted_query_loss
+from .maml import MAML, Params, adapted_query_loss, resolve_batching
 
 
 def pool_features(h: torch.Tensor) -> torch.Tensor:
@@ -32,7 +32,7 @@ class ANIL(MAML):
     def adapt_names(self) -> list[str]:
         return [n for n, _ in self.net.named_parameters() if n.startswith("head.")]
 
-    def task_outputs(self, params: Params, sx, sy, qx, qy, steps: int, first_order: bool, vectorize: bool = True):
+    def task_outputs(self, params: Params, sx, sy, qx, qy, steps: int, first_order: bool, batching: str = "auto"):
         body = {k[len("features."):]: v for k, v in params.items() if k.startswith("features.")}
         head = {k[len("head."):]: v for k, v in params.items() if k.startswith("head.")}
         lrs = self.rates(steps)
@@ -43,7 +43,9 @@ class ANIL(MAML):
             zq = pool_features(functional_call(self.net.features, body, (qx1,)))
             return adapted_query_loss(self.net.head, head, zs, sy1, zq, qy1, F.cross_entropy, lrs, first_order)
 
-        if vectorize:
+        # the body is not adapted: under vmap its convolutions see unbatched weights and run dense, so
+        # "inner" has nothing to gain here and means "vmap"
+        if resolve_batching(batching, sx.device) != "loop":
             return vmap(one, randomness="different")(sx, sy, qx, qy)
         pairs = [one(sx[i], sy[i], qx[i], qy[i]) for i in range(sx.shape[0])]
         return torch.stack([p[0] for p in pairs]), torch.stack([p[1] for p in pairs])

@@ -6,8 +6,9 @@ The meta-objective for a batch of tasks i with support (x_i, y_i) and query (x'_
 
 Everything below is plain functional code: the network's weights are a dict of tensors,
 ``functional_call`` runs the module with them, ``torch.func.grad`` gives the inner
-gradient *as a differentiable function of θ0*, and ``vmap`` runs the whole inner loop for
-all B tasks at once. The outer ``loss.backward()`` then differentiates through the inner
+gradient *as a differentiable function of θ0*, and ``vmap`` runs the inner loops of all B
+tasks at once (``batching``: on a CUDA device the query passes too; on the CPU they run task by
+task, where dense convolutions beat vmap's grouped ones). The outer ``loss.backward()`` then differentiates through the inner
 gradients, which is the exact second-order meta-gradient (Hessian-vector products
 included). ``first_order=True`` detaches the inner gradients (FOMAML): the meta-gradient
 becomes ∇L_query evaluated at φ_i, the Hessian term is dropped.
@@ -160,21 +161,58 @@ def adapted_query_loss(model: nn.Module, params: Params, support_x: torch.Tensor
     return loss_fn(out, query_y), out
 
 
+#: How a meta-batch's B tasks are batched. "vmap": the whole task (inner loop and query pass) in one vmap.
+#: "inner": the inner loops in one vmap, then each task's query pass on its own adapted weights. "loop": a
+#: Python loop over tasks (the reference the tests compare against). "auto": "vmap" on an accelerator,
+#: "inner" on the CPU. All give the same meta-gradient; only the speed differs.
+BATCHING = ("auto", "vmap", "inner", "loop")
+
+
+def resolve_batching(batching: str, device: torch.device) -> str:
+    """The concrete batching for ``device``: "auto" becomes "inner" on the CPU and "vmap" elsewhere.
+
+    Why "inner" on the CPU: under vmap, the query pass's convolutions (and their double backward) run as
+    grouped convolutions over the B sets of adapted weights, which the CPU's kernels do more slowly than B
+    dense ones; the inner loops, many small steps on 1-5 images each, still gain from being one vmap
+    (``benchmarks/engineering.py`` measures all three). On a GPU the loop's extra kernel launches would
+    cost more than the grouped kernels.
+    """
+    if batching not in BATCHING:
+        raise ValueError(f"batching must be one of {', '.join(map(repr, BATCHING))}, got {batching!r}")
+    if batching != "auto":
+        return batching
+    return "inner" if torch.device(device).type == "cpu" else "vmap"
+
+
 def batched_query_loss(model: nn.Module, params: Params, support_x: torch.Tensor, support_y: torch.Tensor,
                        query_x: torch.Tensor, query_y: torch.Tensor, loss_fn: LossFn, lrs: Sequence[StepLR],
-                       first_order: bool = False, adapt: Sequence[str] | None = None, vectorize: bool = True
+                       first_order: bool = False, adapt: Sequence[str] | None = None, batching: str = "auto"
                        ) -> tuple[torch.Tensor, torch.Tensor]:
     """All tasks of a meta-batch (leading dim B): per-task query losses (B,) and outputs (B, m, ...).
 
-    ``vectorize=True`` runs the B inner loops as one ``vmap``; ``False`` loops in Python
-    (the reference the tests compare against).
+    ``batching`` (see :data:`BATCHING`) only changes how the B tasks are scheduled, never the result.
     """
     def one(sx, sy, qx, qy):
         return adapted_query_loss(model, params, sx, sy, qx, qy, loss_fn, lrs, first_order, adapt)
 
-    if vectorize:
+    mode = resolve_batching(batching, support_x.device)
+    if mode == "vmap":
         # randomness='different' lets dropout-like layers draw per task; our nets have none
         return vmap(one, randomness="different")(support_x, support_y, query_x, query_y)
+    if mode == "inner":
+        names = list(params) if adapt is None else list(adapt)
+        frozen = {k: v for k, v in params.items() if k not in names}
+
+        def adapt_one(sx, sy):
+            phi = inner_loop(model, params, sx, sy, loss_fn, lrs, first_order, adapt)
+            return {k: phi[k] for k in names}
+
+        fast = vmap(adapt_one, randomness="different")(support_x, support_y)
+        # unbind, not fast[k][i]: each indexing's backward would fill a zero tensor of all B tasks' weights
+        per_task = [dict(zip(fast, weights)) for weights in zip(*(v.unbind(0) for v in fast.values()))]
+        outs = [functional_call(model, {**frozen, **phi}, (qx,)) for phi, qx in zip(per_task, query_x)]
+        losses = [loss_fn(out, qy) for out, qy in zip(outs, query_y)]
+        return torch.stack(losses), torch.stack(outs)
     pairs = [one(support_x[i], support_y[i], query_x[i], query_y[i]) for i in range(support_x.shape[0])]
     return torch.stack([p[0] for p in pairs]), torch.stack([p[1] for p in pairs])
 
@@ -301,17 +339,17 @@ class MAML(FewShotLearner):
     def adapt_names(self) -> list[str] | None:
         return None  # all parameters
 
-    def task_outputs(self, params: Params, sx, sy, qx, qy, steps: int, first_order: bool, vectorize: bool = True):
+    def task_outputs(self, params: Params, sx, sy, qx, qy, steps: int, first_order: bool, batching: str = "auto"):
         return batched_query_loss(self.net, params, sx, sy, qx, qy, F.cross_entropy, self.rates(steps),
-                                  first_order, self.adapt_names(), vectorize)
+                                  first_order, self.adapt_names(), batching)
 
     # -- the protocol
-    def meta_loss(self, episodes: Episode, vectorize: bool = True) -> tuple[torch.Tensor, dict]:
+    def meta_loss(self, episodes: Episode, batching: str = "auto") -> tuple[torch.Tensor, dict]:
         if episodes.ways != self.ways:
             raise ValueError(f"this learner's head has {self.ways} outputs; got a {episodes.ways}-way batch")
         losses, logits = self.task_outputs(self.start_params(), episodes.support_x, episodes.support_y,
                                            episodes.query_x, episodes.query_y, self.inner_steps,
-                                           self.first_order, vectorize)
+                                           self.first_order, batching)
         acc = (logits.argmax(-1) == episodes.query_y).float().mean()
         return losses.mean(), {"acc": acc.detach()}
 

@@ -187,7 +187,7 @@ class Reptile(MAML):
         with torch.enable_grad():
             return vmap(one, randomness="different")(x, y)
 
-    def meta_loss(self, episodes: Episode, vectorize: bool = True) -> tuple[torch.Tensor, dict]:
+    def meta_loss(self, episodes: Episode) -> tuple[torch.Tensor, dict]:
         if episodes.ways != self.ways:
             raise ValueError(f"this learner's head has {self.ways} outputs; got a {episodes.ways}-way batch")
         x = torch.cat([episodes.support_x, episodes.query_x], dim=1)
