@@ -351,3 +351,11 @@ def test_rl2_paper_numbers_live_in_reporting_under_the_baselines_names():
     ours = set(bandit_baselines(10)) | set(mdp_baselines(10))
     for row in paper.values():  # every column we also run is spelled as our policy is
         assert set(row) - ours <= {"OTS", "OPSRL", "UCRL2", "RL2"}
+
+
+def test_full_recipe_stops_ppo_on_kl_except_for_long_bandit_trials():
+    from mlcore.experiments.rl2_records import SPECS, rl2_config
+
+    kl = {key: rl2_config(spec, "full").target_kl for key, spec in SPECS.items()}
+    assert kl == {"bandit_n10_k5": 0.02, "bandit_n10_k10": 0.02, "bandit_n100_k5": None, "bandit_n100_k10": None,
+                  "mdp_n10": 0.02, "mdp_n25": 0.02}
