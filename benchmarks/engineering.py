@@ -124,13 +124,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default=None)
     p.add_argument("--only", default=None, help=f"comma-separated sections of {SECTIONS}")
     p.add_argument("--compile-cpu", action="store_true", help="also time torch.compile on the CPU (slow)")
+    p.add_argument("--keep-freed-memory", action="store_true",
+                   help="run under mlcore.runtime.keep_freed_memory, as the CLI trains; stored as '<section>@keep_freed_memory'")
     p.add_argument("--out", default=None)
     args = p.parse_args(argv)
     os.environ.setdefault("MLCORE_DATA", str(ROOT.parent / "shared" / "data"))
     sys.path.insert(0, str(ROOT))
     from mlcore.runtime import get_device, hardware, keep_freed_memory
 
-    malloc = "keep freed memory" if keep_freed_memory() else "glibc default"  # as the CLI trains
+    # a plain Python process (a notebook) runs with glibc's default; `python -m mlcore train` keeps freed memory
+    malloc = "keep freed memory" if args.keep_freed_memory and keep_freed_memory() else "glibc default"
     device = get_device(args.device)
     sz = sizes(device)
     sections = args.only.split(",") if args.only else list(SECTIONS)
@@ -139,7 +142,8 @@ def main(argv: list[str] | None = None) -> int:
     for name in sections:
         t0 = time.perf_counter()
         res = run(name, device, sz, args.compile_cpu)
-        data["sections"][name] = {"result": res, "hardware": hardware(), "device": str(device),
+        key = f"{name}@keep_freed_memory" if malloc == "keep freed memory" else name
+        data["sections"][key] = {"result": res, "hardware": hardware(), "device": str(device),
                                   "wall_s": time.perf_counter() - t0, "sizes": sz, "malloc": malloc,
                                   "load_average": os.getloadavg() if hasattr(os, "getloadavg") else None}
         print(json.dumps({name: res}, default=str)[:2000], flush=True)

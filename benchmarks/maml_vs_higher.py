@@ -81,12 +81,13 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=3, help="alternating rounds; the speed-up is their median")
     ap.add_argument("--steps", type=int, nargs="+", default=[1, 5])
     ap.add_argument("--meta-batch", type=int, default=32)
-    ap.add_argument("--default-malloc", action="store_true",
-                    help="leave glibc's malloc as it is (by default both run under keep_freed_memory, as the CLI trains)")
+    ap.add_argument("--keep-freed-memory", action="store_true",
+                    help="run both under mlcore.runtime.keep_freed_memory, as the CLI trains (default: glibc's malloc "
+                         "as a plain Python process has it)")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
     # one process-wide allocator setting, so it applies to both methods alike
-    malloc = "glibc default" if args.default_malloc else ("keep freed memory" if keep_freed_memory() else "glibc default")
+    malloc = "keep freed memory" if args.keep_freed_memory and keep_freed_memory() else "glibc default"
     device = get_device(args.device)
     iters = args.iters or (10 if device.type == "cuda" else 2)
     import higher
@@ -142,7 +143,7 @@ def main() -> int:
     result = {"benchmark": "maml_vs_higher", "setting": "Omniglot 5w1s, 5 queries/class, strided Conv-4, 2nd order",
               "device": str(device), "iters": iters, "rounds": args.rounds, "malloc": malloc, "load_average": os.getloadavg(), "higher_version": getattr(higher, "__version__", "0.2.1"),
               "rows": rows, "hardware": hardware()}
-    suffix = "_default_malloc" if args.default_malloc and device.type == "cpu" else ""
+    suffix = "_keep_freed_memory" if malloc == "keep freed memory" else ""
     out = Path(args.out) if args.out else OUT_DIR / f"maml_vs_higher_{device.type}{suffix}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1) + "\n")

@@ -601,6 +601,8 @@ if not bench_files:
 for path in bench_files:
     bench = json.loads(path.read_text())
     hw = bench["hardware"].get("gpu") or f"{bench['hardware'].get('cpu_threads')} CPU thread(s)"
+    if bench.get("malloc"):
+        hw += f", malloc: {bench['malloc']}"
     for row in bench["rows"]:
         print(f"{bench['device']:4s} ({hw}), {row['inner_steps']} inner step(s): mlcore {row['tasks_per_s_mlcore']:.1f} "
               f"tasks/s, higher {row['tasks_per_s_higher']:.1f} tasks/s -> {row['speedup']:.2f}x "
@@ -612,10 +614,16 @@ for path in bench_files:
 # its tiny kernels leaves most of the GPU idle; `vmap` launches one batched kernel for all 32. (Why the ratio
 # is smaller at five steps was not measured.)
 #
-# On one CPU thread the two are level: 0.85× with one inner step and 1.13× with five in the run printed
-# above. Both do the same arithmetic (the same convolutions, batch-norm and ReLU work, and their double
-# backward), and a CPU core is already kept busy by one task's operations, so batching over tasks has little
-# idle capacity to fill. On a CPU, MAML's cost is its arithmetic.
+# On one CPU thread the gain is smaller, and where it comes from is instructive. Under `vmap` the query pass
+# computes the activations of all 32 tasks at once, in blocks of tens of megabytes; glibc's `malloc` hands such
+# blocks back to the operating system when they are freed, and every meta-step then faults them in again. So on
+# a CPU `mlcore` vmaps only the inner loops, where batching pays (each inner step is a handful of tiny operations
+# on 1–5 images), and runs each task's query pass on its own (`batching="inner"`, which `batching="auto"` picks
+# on a CPU; the GPU keeps the full `vmap`). All three schedules give the same meta-gradient, and Chapter 8
+# measures them with their page faults. Against `higher` the CPU meta-step is then about 1.4–1.6× faster in the
+# runs printed above, under glibc's default allocator and under `keep_freed_memory`, which the command-line
+# training applies. What remains is the arithmetic both must do: the convolutions and the batch-norm work, and
+# their double backward.
 
 # %% [markdown]
 # ## Summary

@@ -152,8 +152,9 @@ if pipe is not None:
 #
 # ## Vectorising tasks with `torch.func.vmap`
 #
-# A MAML meta-batch is B independent {term}`inner loops <inner loop>`. `mlcore.optimization.maml.batched_query_loss` runs them either
-# as one `vmap` or as a Python loop (the reference its tests compare against):
+# A MAML meta-batch is B independent {term}`inner loops <inner loop>`. `mlcore.optimization.maml.batched_query_loss` schedules
+# them three ways: one `vmap` over whole tasks, one `vmap` over the inner loops with each task's query pass run
+# on its own (`"inner"`), or a Python loop (the reference its tests compare against):
 
 # %%
 from mlcore.optimization import maml as maml_mod
@@ -162,21 +163,36 @@ print(inspect.getsource(maml_mod.batched_query_loss))
 
 # %% [markdown]
 # A tiny live comparison (Conv-4 with 8 channels, 4 tasks, one second-order meta-step each way), then the
-# benchmark's numbers:
+# benchmark's numbers at the size MAML trains at on Omniglot 5-way 1-shot (Conv-4 with 64 channels, 32 tasks):
 
 # %%
 live = E.vmap_vs_loop(meta_batch=4, hidden=8, repeats=2)
-print(f"live, tiny: vmap {live['vmap']['median_ms']:.0f} ms, loop {live['loop']['median_ms']:.0f} ms "
-      f"(x{live['speedup']:.2f}); max gradient difference {live['max_grad_diff']:.1e}")
+print(f"live, tiny: vmap {live['vmap']['median_ms']:.0f} ms, inner {live['inner']['median_ms']:.0f} ms, "
+      f"loop {live['loop']['median_ms']:.0f} ms; max gradient difference {live['max_grad_diff']:.1e}")
 for dev, data in ENG.items():
-    res, where = section(data, "vmap")
-    if res:
-        s = res["speed"]
-        print(f"measured ({where}): Conv-4 hidden {s['hidden']}, meta-batch {s['meta_batch']}: vmap "
-              f"x{s['speedup']:.2f} faster than the loop (medians of {s['vmap']['repeats']} interleaved repeats)")
+    for key, malloc in (("vmap", "glibc's default malloc"), ("vmap@keep_freed_memory", "keep_freed_memory")):
+        res, where = section(data, key)
+        if res:
+            s = res["speed"]
+            print(f"measured ({where}; {malloc}): Conv-4 hidden {s['hidden']}, meta-batch {s['meta_batch']}, "
+                  f"medians of {s['vmap']['repeats']} interleaved repeats")
+            for m in ("vmap", "inner", "loop"):
+                if m in s:
+                    faults = f", {s[m]['page_faults']:,.0f} page faults" if "page_faults" in s[m] else ""
+                    print(f"  {m:6s} {s[m]['median_ms']:5.0f} ms per meta-step{faults}")
 
 # %% [markdown]
-# The gradients agree to float precision, so `vmap` is purely a speed choice. What it cannot do, each with the
+# On a GPU the full `vmap` is the fast schedule: one batched kernel instead of B small ones. On a CPU, read the
+# page faults. Under the full `vmap` the query pass builds activations for all B tasks at once, blocks of tens
+# of megabytes. In a plain Python process glibc's `malloc` serves blocks that large straight from the operating
+# system and hands them back when they are freed, so every meta-step faults its memory in afresh, and that costs
+# as much as a good part of the arithmetic. Run the query passes task by task (`"inner"`) and the blocks are B
+# times smaller and get reused; the inner steps, tiny operations on 1–5 images each where the cost of each call
+# dominates, stay in one `vmap`. With `keep_freed_memory` (which `python -m mlcore train` applies) the
+# allocator keeps freed blocks and the full `vmap` catches up. `batching="auto"` picks `"inner"` on a CPU,
+# fast under either allocator, and the full `vmap` on a GPU.
+#
+# The gradients agree to float precision, so the schedule is purely a speed choice. What it cannot do, each with the
 # error PyTorch raises and the workaround `mlcore` uses:
 
 # %%
@@ -526,8 +542,8 @@ print("\n".join(line[:110] for line in table.splitlines()))
 # %% [markdown]
 # The convolutions and their backward (including the double-backward of the inner gradient) dominate; the
 # elementwise batch-norm and activation kernels come next. That is why `channels_last` and fusing the elementwise
-# work (compile, where it applies) are the first levers, and why the meta-batch is best processed with `vmap` (one
-# large convolution instead of B small ones). On a GPU add `ProfilerActivity.CUDA` and look for gaps between
+# work (compile, where it applies) are the first levers, and why the way the meta-batch is batched matters (on a
+# GPU one large convolution instead of B small ones; on a CPU, blocks small enough to be reused). On a GPU add `ProfilerActivity.CUDA` and look for gaps between
 # kernels: a tiny Conv-4 is launch-bound, and a bigger meta-batch per step is the cure.
 #
 # ## Summary
@@ -536,7 +552,8 @@ print("\n".join(line[:110] for line in table.splitlines()))
 #   Siamese network is `mlcore.metric.siamese`.
 # * Keep episodes on the device; a `DataLoader` pays off only when images are large or come from disk.
 # * `vmap` over tasks gives the loop's gradients faster; it needs functional code (no `.item()`, no data-dependent
-#   branches, no in-place buffer updates).
+#   branches, no in-place buffer updates). On a CPU, vmap the inner loops and run the query passes task by task:
+#   the whole meta-batch's activations in one block are memory the allocator returns and faults in again.
 # * Second-order memory grows with inner steps × meta-batch; first order, fewer steps, reentrant checkpointing
 #   and more devices bound it.
 # * bf16 autocast is safe for the encoder, not for the expanded distance; `channels_last` helps convolutions on the

@@ -349,6 +349,15 @@ def checkpointed_meta_loss(learner, ep, steps: int, first_order: bool) -> torch.
     return torch.stack(losses).mean()
 
 
+def minor_page_faults() -> int:
+    """Minor page faults of this process so far (0 where ``resource`` is missing, e.g. on Windows)."""
+    try:
+        import resource
+    except ImportError:
+        return 0
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+
 def vmap_vs_loop(meta_batch: int = 8, ways: int = 5, shots: int = 1, device="cpu", repeats: int = 5,
                  hidden: int = 64) -> dict:
     """One MAML meta-step (forward + second-order backward) three ways: ``vmap`` over whole tasks, ``vmap`` over
@@ -357,15 +366,22 @@ def vmap_vs_loop(meta_batch: int = 8, ways: int = 5, shots: int = 1, device="cpu
     out: dict = {"meta_batch": meta_batch, "ways": ways, "shots": shots, "hidden": hidden}
     grads = {}
 
+    faults: dict[str, list[int]] = {}
+
     def step(batching: str):
         loss_fn = maml_meta_step(learner, ep, batching=batching)
 
         def f():
+            before = minor_page_faults()
             learner.zero_grad(set_to_none=True)
             loss_fn().backward()
             grads[batching] = torch.cat([p.grad.flatten() for p in learner.parameters() if p.grad is not None])
+            faults.setdefault(batching, []).append(minor_page_faults() - before)
         return f
-    out.update(time_interleaved({mode: step(mode) for mode in ("vmap", "inner", "loop")}, device, repeats=repeats))
+    modes = ("vmap", "inner", "loop")
+    out.update(time_interleaved({mode: step(mode) for mode in modes}, device, repeats=repeats))
+    for mode in modes:  # memory the step had to fault in afresh: large blocks glibc gave back at the last free
+        out[mode]["page_faults"] = statistics.median(faults[mode][-repeats:])
     out["speedup"] = out["loop"]["median_ms"] / out["vmap"]["median_ms"]
     out["speedup_inner"] = out["loop"]["median_ms"] / out["inner"]["median_ms"]
     out["max_grad_diff"] = max(float((grads[m] - grads["loop"]).abs().max()) for m in ("vmap", "inner"))
