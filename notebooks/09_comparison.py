@@ -162,7 +162,7 @@ table(TRANS, [("method", "method"), ("setting", "setting"), ("book", "book's pro
 #
 # Relation Networks' code scores the test episodes during training and keeps the best checkpoint; the number it
 # reports is that best score. Any evaluation noise then counts in its favour. A learning curve measures how much:
-# our long runs score a fixed set of validation episodes every few thousand steps, and the best point of such a
+# our long runs score a fixed set of validation episodes at regular intervals, and the best point of such a
 # curve is what "keep the best checkpoint" would have reported, against the last checkpoint the book reports.
 
 # %%
@@ -177,10 +177,12 @@ if not CURVES:
     print("no record with a learning curve yet: reference records not yet produced")
 
 # %% [markdown]
-# On these two curves, both still rising when training stopped, the best checkpoint is the last one: selection
-# on the scored episodes adds nothing here. It matters on a plateau, where consecutive checkpoints differ only
-# by noise: scoring a few hundred episodes has a 95 % interval of about half a point at these accuracies, and
-# keeping the best of many such scores reports the top of that noise. The book reports the last checkpoint.
+# The Reptile curve was still rising when training stopped: its best checkpoint is the last one, and selection
+# on the scored episodes adds nothing. The Relation Network curve had levelled off over its last checkpoints,
+# and there selection does add something: its best checkpoint, at step 36,000, scores 0.24 points above the
+# last. That is what happens on a plateau, where consecutive checkpoints differ only by noise: scoring a few
+# hundred episodes has a 95 % interval of about half a point at these accuracies, and keeping the best of many
+# such scores reports the top of that noise. The book reports the last checkpoint.
 
 # %% [markdown]
 # The book's-protocol numbers as a compact method × setting grid (ours / paper):
@@ -372,10 +374,12 @@ for r in split:
           f"Wilcoxon p {r['wilcoxon_p']:.2g}")
 
 # %% [markdown]
-# Where they disagree, they answer different questions. A method can win more episodes than it loses and still
-# not be ahead on average, because its losses are larger than its wins; then the sign test (and, less so, the
-# Wilcoxon test, which weighs ranks) finds a gap that the mean difference does not. The reverse also happens: a
-# pair with almost as many losses as wins can still differ on average. This chapter's verdicts rest on the mean
+# Where they disagree, they answer different questions. The sign test counts wins and losses; the mean
+# difference weighs their sizes. A method can win more episodes than it loses and still not be ahead on average
+# by more than the noise, when its losses are larger than its wins or the sizes of both vary widely; then the
+# sign test (and, less so, the Wilcoxon test, which weighs ranks) finds a gap that the mean difference does not.
+# The pair printed above is such a case. The reverse can happen too, though not among these records: a pair
+# with almost as many losses as wins can still differ on average. This chapter's verdicts rest on the mean
 # difference, corrected with Holm; the other two columns say how robust a verdict is to that choice.
 
 # %% [markdown]
