@@ -674,10 +674,11 @@ plt.show()
 #    It narrows the gaps: a random source already reaches about 91 %, and $f_\theta$'s pick adds about 2 points
 #    (significant after Holm). That pick is level with the same-alphabet source. On frozen features, where the
 #    features *are* the transfer, the pick is worth about 9.5 points.
-# 5. **Pooling beats picking.** One network trained on every source's characters beats every single source,
-#    including the best one in hindsight, with frozen features and with fine-tuning alike. Retrieval is the tool
-#    for when pooling is impossible: the sources' data are gone and only their models remain, or there are too
-#    many to train one model on all of them. Without retraining anything, a top-5 ensemble of retrieved sources
+# 5. **Pooling beats picking.** One network trained on every source's characters beats every single source on
+#    frozen features, including the best one in hindsight, and every start that fine-tuning was measured from
+#    (fine-tuning was not run from the best source in hindsight). Retrieval is the tool for when pooling is
+#    impossible: the sources' data are gone and only their models remain, or there are too many to train one
+#    model on all of them. Without retraining anything, a top-5 ensemble of retrieved sources
 #    comes within about a point of the pooled network.
 # 6. **More sources give a good pick more to find.** As the number of sources to choose from grows, the best
 #    source in hindsight and every informative retriever climb, while a random pick stays flat.
