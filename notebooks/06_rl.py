@@ -213,8 +213,8 @@ print(inspect.getsource(rl2.gae))
 # %% [markdown]
 # ## Training RL² (live, small budget)
 #
-# At the `smoke` budget this is ten PPO updates on 256 trials each (about 20 CPU-seconds) — enough to see
-# the curve start to leave the random level, far from enough to reach the paper: a GRU with 256 units has
+# At the `smoke` budget this is ten PPO updates on 256 trials each (8.9 CPU-seconds in the run below) — enough
+# to see the curve start to leave the random level, far from enough to reach the paper: a GRU with 256 units has
 # to discover, from reward alone, that its own previous action and reward are worth remembering. The reference
 # records read below run the full recipe (2,000 trials per update) for the number of updates each row states.
 
