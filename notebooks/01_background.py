@@ -36,7 +36,7 @@
 # 4. explain the difference between learning a task and learning to learn, and why the test tasks must use classes
 #    never seen in training.
 #
-# Every number below is printed by the cell above it; nothing is typed in by hand.
+# Every number in the text is printed by a code cell next to it; nothing is typed in by hand.
 
 # %% tags=["setup", "hide-cell"]
 # Colab setup: installs mlcore from a clone of the book's repository and points it at the clone's results/
