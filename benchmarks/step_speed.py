@@ -89,7 +89,16 @@ def main() -> None:
     if args.out:
         from mlcore.results import atomic_write_text
 
-        atomic_write_text(Path(args.out), json.dumps(result, indent=2) + "\n")
+        out = Path(args.out)
+        if args.methods and out.exists():  # a subset replaces its own rows and keeps the others, marked by date
+            old = json.loads(out.read_text())
+            kept = [dict(r, created=r.get("created", old.get("created"))) for r in old["rows"]
+                    if r["method"] not in args.methods]
+            for r in rows:
+                r["created"] = result["created"]
+            order = [m for m, _, _ in METHODS]
+            result["rows"] = sorted(kept + rows, key=lambda r: order.index(r["method"]))
+        atomic_write_text(out, json.dumps(result, indent=2) + "\n")
 
 
 if __name__ == "__main__":
