@@ -70,9 +70,9 @@ def run(section: str, device: torch.device, sz: dict, compile_cpu: bool) -> dict
         return {f"{n}w{k}s": E.channels_last_speed(n, k, device, repeats=sz["repeats"]) for n, k in ((5, 1), (20, 5))}
     if section == "compile":
         if device.type == "cpu" and not compile_cpu:
-            return {"skipped": "the first call of a compiled Conv-4 forward+backward took 81.5 s (inductor, 30 "
-                               "images, measured once on the shared 2-core machine at load ~7); rerun with "
-                               "--compile-cpu to time it"}
+            return {"skipped": "on a CPU the first call of a compiled Conv-4 forward+backward (inductor, 30 "
+                               "images) compiles for over a minute (81.5 s, measured once on two busy cores); "
+                               "rerun with --compile-cpu to time it"}
         return {f"{n}w{k}s": E.compile_speed(n, k, device, repeats=sz["repeats"]) for n, k in ((5, 1), (20, 5))}
     if section == "compile_second_order":
         return E.second_order_through_compile(device)
