@@ -3,7 +3,7 @@
 #
 #   bash benchmarks/gpu_session.sh OUT_DIR SECONDS [NAME[:STEPS] ...]
 #
-# 1. the MAML-vs-higher and MAML-memory benchmarks on a quiet GPU;
+# 1. the MAML-vs-higher, MAML CUDA-graph and MAML-memory benchmarks on a quiet GPU;
 # 2. the GPU tests (beside the runs);
 # 3. every reproduction named (default: missing or trained short, see short_records.py), all at once, each with
 #    `--time-limit` so that it stops training in time to score itself and write its record;
@@ -64,8 +64,10 @@ fi
 
 export PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True  # 30 processes share the card: give back what is freed
 if [ "$BUDGET" = full ] && [ -z "${SKIP_BENCH:-}" ]; then
-  timeout 75 $PY benchmarks/maml_vs_higher.py --device cuda --iters 10 --out "$WORK/logs/maml_vs_higher_cuda.json" \
+  timeout 90 $PY benchmarks/maml_vs_higher.py --device cuda --iters 4 --out "$WORK/logs/maml_vs_higher_cuda.json" \
     >"$WORK/logs/maml_vs_higher.log" 2>&1; log "maml_vs_higher rc=$? $(grep -h 'x$' "$WORK/logs/maml_vs_higher.log" | tr '\n' ' ')"
+  timeout 120 $PY benchmarks/maml_cuda_graph.py --out "$WORK/logs/maml_cuda_graph_cuda.json" \
+    >"$WORK/logs/maml_cuda_graph.log" 2>&1; log "maml_cuda_graph rc=$? $(grep -h 'x (' "$WORK/logs/maml_cuda_graph.log" | tr '\n' ' ')"
   timeout 40 $PY benchmarks/maml_memory.py --device cuda --out "$WORK/logs/maml_memory_cuda.json" \
     >"$WORK/logs/maml_memory.log" 2>&1; log "maml_memory rc=$?"
   (timeout 300 $PY -m pytest -m gpu tests/test_gpu.py -q -p no:cacheprovider >"$WORK/logs/pytest_gpu.log" 2>&1;

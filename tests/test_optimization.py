@@ -318,3 +318,16 @@ def test_task_batch_norm_equals_torch_batch_norm():
                           atol=1e-12)
     plain = use_task_batch_norm(nn.Sequential(nn.BatchNorm2d(4, affine=False, track_running_stats=False)))
     assert torch.allclose(plain(x), torch.nn.functional.batch_norm(x, None, None, None, None, True), atol=1e-12)
+
+
+def test_graphed_meta_step_refuses_what_a_graph_cannot_replay():
+    from mlcore.optimization.cuda_graph import GraphedMetaStep
+
+    m = tiny(MAML, inner_steps=1, inner_lr=0.3)
+    ep = tiny_episode(batch=2)
+    with pytest.raises(TypeError, match="needs Adam or AdamW built with capturable=True, got SGD"):
+        GraphedMetaStep(m, torch.optim.SGD(m.parameters(), 0.1), ep)
+    with pytest.raises(ValueError, match="build the optimizer with capturable=True"):
+        GraphedMetaStep(m, torch.optim.Adam(m.parameters(), 1e-3), ep)
+    with pytest.raises(ValueError, match="CUDA graphs need the batch on a CUDA device, got cpu"):
+        GraphedMetaStep(m, torch.optim.Adam(m.parameters(), 1e-3, capturable=True), ep)
