@@ -99,6 +99,14 @@ def split_episode(ep: Episode, rank: int, world_size: int) -> Episode:
                    None if ep.classes is None else ep.classes[s])
 
 
+def refuse_own_update(learner: nn.Module, wrapper: str) -> None:
+    """A wrapper that splits or reshapes the meta-loss cannot wrap a learner that does its own update."""
+    own = getattr(type(learner), "train_step", TrainingHooks.train_step)
+    if own is not TrainingHooks.train_step:
+        raise ValueError(f"{wrapper} wraps learners trained by meta_loss -> backward -> optimizer step; "
+                         f"{type(learner).__name__} does its own update (train_step), which it would bypass")
+
+
 class DistributedMetaLearner(TrainingHooks, nn.Module):
     """Wrap a learner so :func:`mlcore.engine.fit` trains it data-parallel over tasks.
 
@@ -113,6 +121,7 @@ class DistributedMetaLearner(TrainingHooks, nn.Module):
 
     def __init__(self, learner: nn.Module, rank: int, world_size: int):
         super().__init__()
+        refuse_own_update(learner, "DistributedMetaLearner")
         self.learner = learner
         self.rank, self.world_size = rank, world_size
 
@@ -185,6 +194,7 @@ class PerTaskMeanLoss(TrainingHooks, nn.Module):
 
     def __init__(self, learner: nn.Module):
         super().__init__()
+        refuse_own_update(learner, "PerTaskMeanLoss")
         self.learner = learner
 
     @property

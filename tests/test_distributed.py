@@ -72,3 +72,15 @@ def test_ranks_with_different_deadlines_stop_at_the_same_step():
     assert r0["steps"] == r1["steps"] == 1
     assert r0["stopped"] and r1["stopped"]
     assert all(torch.equal(r0["state"][k], r1["state"][k]) for k in r0["state"])
+
+
+def test_wrappers_refuse_a_learner_that_does_its_own_update():
+    from mlcore.distributed import DistributedMetaLearner, PerTaskMeanLoss
+    from mlcore.rl.rl2 import RL2Config, RL2Learner, RL2Policy
+
+    cfg = RL2Config(spec={"env": "bandit", "arms": 2, "pulls": 3}, hidden=4)
+    learner = RL2Learner(RL2Policy(num_states=1, num_actions=2, hidden=4), cfg)
+    for wrap, name in ((lambda m: DistributedMetaLearner(m, 0, 2), "DistributedMetaLearner"),
+                       (PerTaskMeanLoss, "PerTaskMeanLoss")):
+        with pytest.raises(ValueError, match=f"{name} wraps learners trained by meta_loss .* RL2Learner does its own"):
+            wrap(learner)
