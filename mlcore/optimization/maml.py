@@ -161,10 +161,10 @@ def adapted_query_loss(model: nn.Module, params: Params, support_x: torch.Tensor
     return loss_fn(out, query_y), out
 
 
-#: How a meta-batch's B tasks are batched. "vmap": the whole task (inner loop and query pass) in one vmap.
-#: "inner": the inner loops in one vmap, then each task's query pass on its own adapted weights. "loop": a
-#: Python loop over tasks (the reference the tests compare against). "auto": "vmap" on an accelerator,
-#: "inner" on the CPU. All give the same meta-gradient; only the speed differs.
+#: How a meta-batch's B tasks are batched, one of four schedules. "vmap" runs each whole task (inner loop and
+#: query pass) in one vmap; "inner" runs the inner loops in one vmap, then each task's query pass on its own
+#: adapted weights; "loop" is a Python loop over tasks (the reference the tests compare against); "auto" is
+#: "vmap" on an accelerator and "inner" on the CPU. All give the same meta-gradient, only the speed differs.
 BATCHING = ("auto", "vmap", "inner", "loop")
 
 
