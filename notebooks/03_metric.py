@@ -608,7 +608,8 @@ tr.table(ref_ts.metrics, "retrieval", "all")
 tr.table(ref_ts.metrics, "tests", "all")
 
 # %% [markdown]
-# Fine-tuning every weight costs about a hundred times as much as the frozen-feature matrix. So it is measured
+# Fine-tuning every weight costs far more than the frozen-feature matrix, which only fits a classifier on fixed
+# features. So it is measured
 # from the starts that matter: random weights, the pooled network, one random source, the same-alphabet source,
 # and the picks of two retrievers and of the control.
 

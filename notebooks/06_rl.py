@@ -31,7 +31,7 @@
 #   $R_{\text{meta}}(\theta)=\sum_i\sum_t r_i(s_t,a_t)$ and its outer optimizer (PPO with GAE);
 # - train it (live, at a tiny budget) and look inside a trial: which arm does it pull, and when?
 #
-# Live cells run at the notebook's budget (`MLCORE_BUDGET`, default `smoke`, about a minute on a laptop).
+# Live cells run at the notebook's budget (`MLCORE_BUDGET`, default `smoke`, sized for a CPU).
 # Reference numbers come from the full-budget records in `results/` and are labelled as such.
 
 # %% tags=["setup", "hide-cell"]

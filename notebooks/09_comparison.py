@@ -180,9 +180,10 @@ if not CURVES:
 # The Reptile curve was still rising when training stopped: its best checkpoint is the last one, and selection
 # on the scored episodes adds nothing. The Relation Network curve had levelled off over its last checkpoints,
 # and there selection does add something: its best checkpoint, at step 36,000, scores 0.24 points above the
-# last. That is what happens on a plateau, where consecutive checkpoints differ only by noise: scoring a few
-# hundred episodes has a 95 % interval of about half a point at these accuracies, and keeping the best of many
-# such scores reports the top of that noise. The book reports the last checkpoint.
+# last. That is what happens on a plateau, where consecutive checkpoints differ only by noise: a validation
+# check scores 200 episodes, whose 95 % interval is √5 ≈ 2.2 times that of the 1,000-episode scores in the
+# table above (about ±0.4 points instead of ±0.18), and keeping the best of many such scores reports the top of
+# that noise. The book reports the last checkpoint.
 
 # %% [markdown]
 # The book's-protocol numbers as a compact method × setting grid (ours / paper):
