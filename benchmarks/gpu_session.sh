@@ -21,6 +21,7 @@
 #
 # TTA_MINUTES=N first runs benchmarks/time_to_accuracy.py (MAML 5w1s to 98.5 %, at most N minutes of
 # training) alone on the card, before anything else starts: a time-to-accuracy needs a quiet GPU.
+# TTA_ARGS=--cuda-graph trains it through one captured CUDA graph per meta-step.
 set -u
 OUT=$(mkdir -p "${1:?usage: gpu_session.sh OUT_DIR SECONDS [NAMES...]}" && cd "$1" && pwd)
 TOTAL=${2:-540}

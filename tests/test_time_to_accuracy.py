@@ -53,3 +53,16 @@ def test_bad_input_gets_clear_errors():
         tta.time_to_accuracy("protonet", 5, 1, 0.5, "cpu", overrides={"inner_lr": 0.1}, budget="smoke")
     assert tta.parse_overrides(["meta_batch=16", "train_split=vinyals/train"]) == {
         "meta_batch": 16, "train_split": "vinyals/train"}
+
+
+def test_cuda_graph_is_refused_where_it_cannot_replay_the_recipe():
+    from mlcore.learner import Recipe
+    from mlcore.memory.protonet import ProtoNet
+    from mlcore.optimization.maml import MAML
+
+    with pytest.raises(ValueError, match="--cuda-graph needs a CUDA device, got cpu"):
+        tta.time_to_accuracy("maml", 5, 1, 0.5, "cpu", budget="smoke", cuda_graph=True)
+    with pytest.raises(ValueError, match="captures a MAML-family meta-step; ProtoNet is not one"):
+        tta.graphed_chunks(ProtoNet(), None, Recipe(ways=5, shots=1))
+    with pytest.raises(ValueError, match="schedule or gradient clipping would be skipped"):
+        tta.graphed_chunks(MAML(ways=5), None, Recipe(ways=5, shots=1, grad_clip=1.0))
