@@ -8,7 +8,7 @@ Everything below is plain functional code: the network's weights are a dict of t
 ``functional_call`` runs the module with them, ``torch.func.grad`` gives the inner
 gradient *as a differentiable function of θ0*, and ``vmap`` runs the inner loops of all B
 tasks at once (``batching``: on a CUDA device the query passes too; on the CPU they run task by
-task, where dense convolutions beat vmap's grouped ones). The outer ``loss.backward()`` then differentiates through the inner
+task, which spares the allocator the whole meta-batch's activations in one block). The outer ``loss.backward()`` then differentiates through the inner
 gradients, which is the exact second-order meta-gradient (Hessian-vector products
 included). ``first_order=True`` detaches the inner gradients (FOMAML): the meta-gradient
 becomes ∇L_query evaluated at φ_i, the Hessian term is dropped.
@@ -171,11 +171,11 @@ BATCHING = ("auto", "vmap", "inner", "loop")
 def resolve_batching(batching: str, device: torch.device) -> str:
     """The concrete batching for ``device``: "auto" becomes "inner" on the CPU and "vmap" elsewhere.
 
-    Why "inner" on the CPU: under vmap, the query pass's convolutions (and their double backward) run as
-    grouped convolutions over the B sets of adapted weights, which the CPU's kernels do more slowly than B
-    dense ones; the inner loops, many small steps on 1-5 images each, still gain from being one vmap
-    (``benchmarks/engineering.py`` measures all three). On a GPU the loop's extra kernel launches would
-    cost more than the grouped kernels.
+    Why "inner" on the CPU: under vmap the query pass holds the activations of all B tasks in blocks of tens
+    of megabytes, which glibc's malloc returns to the system when freed and faults in again every step
+    (233,000 page faults per 5w1s meta-step at meta-batch 32, against 24,000 task by task); the inner loops,
+    many small steps on 1-5 images each, still gain from being one vmap. ``benchmarks/engineering.py
+    --only vmap`` measures all three schedules. On a GPU the loop's extra kernel launches would cost more.
     """
     if batching not in BATCHING:
         raise ValueError(f"batching must be one of {', '.join(map(repr, BATCHING))}, got {batching!r}")
