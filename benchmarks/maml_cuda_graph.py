@@ -29,6 +29,7 @@ import torch
 from mlcore.data import EpisodeSampler, load_split
 from mlcore.optimization.cuda_graph import GraphedMetaStep
 from mlcore.optimization.maml import MAML
+from mlcore.results import atomic_write_text
 from mlcore.runtime import hardware
 
 OUT_DIR = Path(__file__).resolve().parent / "results"
@@ -116,8 +117,7 @@ def main() -> int:
     result = {"benchmark": "maml_cuda_graph", "steps": args.steps, "rounds": args.rounds, "rows": rows,
               "hardware": hardware()}
     out = Path(args.out) if args.out else OUT_DIR / "maml_cuda_graph_cuda.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=1) + "\n")
+    atomic_write_text(out, json.dumps(result, indent=1) + "\n")  # a killed run leaves no half-written JSON
     print(f"wrote {out.name}")
     return 0
 
