@@ -144,21 +144,20 @@ def time_to_accuracy(method: str, ways: int, shots: int, target: float, device=N
     with tempfile.TemporaryDirectory() as run_dir:  # fit resumes exactly (optimizer, sampler) between chunks
         if cuda_graph:
             t0 = time.perf_counter()
-            train_chunk = graphed_chunks(learner, sampler, recipe)  # capture time counts as training time
+            train_chunk = graphed_chunks(learner, sampler, recipe)
+            torch.cuda.synchronize(device)
+            train_s += time.perf_counter() - t0  # the capture counts as training time
         else:
-            t0 = None
-
             def train_chunk(n: int) -> int:
                 return fit(learner, sampler, steps + n, lr=recipe.lr, lr_step=recipe.lr_step,
                            lr_gamma=recipe.lr_gamma, grad_clip=recipe.grad_clip, run_dir=run_dir,
                            checkpoint_every=10 ** 9, progress=False).steps
         while train_s < 60 * max_minutes:
-            t0 = t0 if t0 is not None else time.perf_counter()
+            t0 = time.perf_counter()
             steps = train_chunk(check_every)
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
             train_s += time.perf_counter() - t0
-            t0 = None
             t0 = time.perf_counter()
             acc = evaluate(learner, checks, check_episodes, seed=CHECK_SEED)["accuracy"]
             check_s += time.perf_counter() - t0
