@@ -84,6 +84,7 @@ def run(section: str, device: torch.device, sz: dict, compile_cpu: bool) -> dict
         out = {"model": source}
         for dt in ("bf16",) + (("fp16",) if device.type == "cuda" else ()):
             out[dt] = E.autocast_protonet(learner, eps, device, dt, repeats=sz["repeats"])
+        out["training_step"] = E.autocast_training_step(device=device, repeats=sz["repeats"])
         return out
     if section == "vmap":
         return {"speed": E.vmap_vs_loop(meta_batch=sz["vmap_batch"], device=device, repeats=max(2, sz["repeats"] // 2),

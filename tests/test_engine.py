@@ -331,3 +331,32 @@ def test_resume_refuses_a_checkpoint_that_would_run_code(test_classes, tmp_path)
     with pytest.raises(pickle.UnpicklingError):
         fit(ProtoNet(hidden=8), _sampler(test_classes), 2, run_dir=tmp_path, progress=False)
     assert _LOADED_CODE == []
+
+
+def test_bfloat16_precision_runs_the_encoder_in_bf16_and_keeps_float32_weights(test_classes):
+    torch.manual_seed(0)
+    a, b = ProtoNet(hidden=16), ProtoNet(hidden=16)
+    b.load_state_dict(a.state_dict())
+    seen = []
+    conv = next(m for m in b.modules() if isinstance(m, torch.nn.Conv2d))
+    conv.register_forward_hook(lambda mod, inp, out: seen.append(out.dtype))
+    ra = fit(a, _sampler(test_classes), 20, lr=1e-3, progress=False, log_every=20)
+    rb = fit(b, _sampler(test_classes), 20, lr=1e-3, progress=False, log_every=20, precision="bfloat16")
+    assert set(seen) == {torch.bfloat16}  # autocast reached the convolutions...
+    assert all(p.dtype == torch.float32 for p in b.parameters())  # ...not the weights or their Adam state
+    # the same episodes and start: the mixed-precision run follows the float32 one closely, not exactly
+    assert rb.history[-1]["loss"] == pytest.approx(ra.history[-1]["loss"], rel=0.1)
+    assert rb.history[-1]["loss"] != ra.history[-1]["loss"]
+    assert max((p - q).abs().max() for p, q in zip(a.parameters(), b.parameters())) > 0
+
+
+def test_fit_refuses_a_precision_it_cannot_apply(test_classes):
+    with pytest.raises(ValueError, match=r"precision must be one of \('float32', 'bfloat16'\), got 'float16'"):
+        fit(ProtoNet(hidden=8), _sampler(test_classes), 1, progress=False, precision="float16")
+
+    class OwnUpdate(ProtoNet):
+        def train_step(self, batch, optimizer, step):
+            raise AssertionError("not reached")
+
+    with pytest.raises(ValueError, match="OwnUpdate does its own update"):
+        fit(OwnUpdate(hidden=8), _sampler(test_classes), 1, progress=False, precision="bfloat16")

@@ -150,3 +150,11 @@ def test_same_seed_twice_is_bit_identical_and_another_seed_is_not():
     assert E.weights_diff(a, b) == {"bit_identical": True, "max_abs_diff": 0.0}
     assert E.fingerprint_digest(a) == E.fingerprint_digest(b)
     assert not E.weights_diff(a, E.train_fingerprint(steps=2, seed=1))["bit_identical"]
+
+
+def test_autocast_training_step_times_all_four_variants_on_the_same_episode():
+    r = E.autocast_training_step(ways=5, shots=1, queries=2, repeats=1)
+    names = ("float32", "bfloat16", "float32_channels_last", "bfloat16_channels_last")
+    assert r["images"] == 15 and all(r[n]["repeats"] == 1 and r[n]["median_ms"] > 0 for n in names)
+    assert r["speedup_bfloat16"] == pytest.approx(r["float32"]["median_ms"] / r["bfloat16"]["median_ms"])
+    assert "speedup_float32" not in r

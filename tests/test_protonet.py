@@ -51,3 +51,23 @@ def test_short_real_training_beats_floor():
     te = EpisodeSampler(load_split("vinyals/test"), 5, 1, 5, seed=0)
     r = evaluate(m, te, episodes=100, seed=1)
     assert r["accuracy"] >= 0.80, r["accuracy"]
+
+
+def test_distances_stay_float32_under_autocast_where_bf16_would_cancel():
+    # long embeddings close to their prototypes: the expanded ||q||^2 - 2 q.p + ||p||^2 cancels in bf16
+    g = torch.Generator().manual_seed(0)
+    base = 10 * torch.randn(1, 64, generator=g)
+    q, p = base + 0.1 * torch.randn(15, 64, generator=g), base + 0.1 * torch.randn(5, 64, generator=g)
+    exact = prototype_logits(q.double(), p.double())
+    assert exact.dtype == torch.float64
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        qb, pb = q.bfloat16(), p.bfloat16()
+        guarded = prototype_logits(qb, pb)
+        naive = -(qb.pow(2).sum(-1, keepdim=True) - 2 * qb @ pb.T + pb.pow(2).sum(-1)).clamp_min(0)
+    assert guarded.dtype == torch.float32 and naive.dtype == torch.bfloat16
+    scale = exact.abs().max()
+    # against the exact distances of the same bf16-rounded embeddings: float32's own cancellation (~1e-3 of the
+    # scale here) is all that is left, where bf16's wipes distances out (several come out as 0)
+    exact_of_rounded = prototype_logits(q.bfloat16().double(), p.bfloat16().double())
+    assert float((guarded.double() - exact_of_rounded).abs().max() / scale) < 5e-3
+    assert float((naive.double() - exact_of_rounded).abs().max() / scale) > 0.1

@@ -288,6 +288,42 @@ def autocast_protonet(learner, episodes: list, device="cpu", dtype: str = "bf16"
     return res
 
 
+def autocast_training_step(ways: int = 60, shots: int = 1, queries: int = 5, device="cpu", repeats: int = 10) -> dict:
+    """One ProtoNet training step (meta-loss, backward, Adam) at Snell et al.'s 60-way training shape, timed in
+    float32 and under bf16 autocast (:func:`mlcore.engine.fit`'s ``precision``), each in both memory formats.
+
+    The same episode and the same starting weights for every variant; ``speedup_*`` are against float32 in the
+    default (NCHW) format. Times are medians of alternating calls (:func:`time_interleaved`).
+    """
+    import copy
+
+    from ..data import EpisodeSampler, load_split
+    from ..engine import _meta_loss_step
+    from ..memory.protonet import ProtoNet
+
+    dev = torch.device(device)
+    torch.manual_seed(0)
+    base = ProtoNet().to(dev)
+    ep = EpisodeSampler(load_split("vinyals/train"), ways, shots, queries, device=dev, seed=0).sample()
+
+    def variant(channels_last: bool, precision: str) -> Callable[[], None]:
+        learner = copy.deepcopy(base)
+        if channels_last:
+            learner = learner.to(memory_format=torch.channels_last)
+        learner.train()
+        opt = torch.optim.Adam(learner.parameters(), 1e-3)
+        return lambda: _meta_loss_step(learner, ep, opt, None, precision)
+
+    names = {(cl, pr): f"{pr}{'_channels_last' if cl else ''}" for cl in (False, True) for pr in ("float32", "bfloat16")}
+    t = time_interleaved({name: variant(cl, pr) for (cl, pr), name in names.items()}, dev, repeats=repeats)
+    out: dict = {"ways": ways, "shots": shots, "queries": queries, "images": ways * (shots + queries), **t}
+    ref = t["float32"]["median_ms"]
+    for name in names.values():
+        if name != "float32":
+            out[f"speedup_{name}"] = ref / t[name]["median_ms"]
+    return out
+
+
 # ----------------------------------------------------------------------------- (d) vmap
 def maml_setup(ways: int = 5, shots: int = 1, queries: int = 5, meta_batch: int = 8, hidden: int = 64,
                device="cpu", seed: int = 0, image_size: int = 28):

@@ -24,10 +24,18 @@ def prototypes(support_z: torch.Tensor, support_y: torch.Tensor, ways: int) -> t
 
 
 def prototype_logits(query_z: torch.Tensor, protos: torch.Tensor) -> torch.Tensor:
-    """Negative squared Euclidean distances: (..., m, D), (..., N, D) -> (..., m, N)."""
-    # ||q - p||^2 expanded; clamp guards tiny negative values from cancellation
-    d2 = (query_z.pow(2).sum(-1, keepdim=True) - 2 * query_z @ protos.transpose(-1, -2)
-          + protos.pow(2).sum(-1).unsqueeze(-2))
+    """Negative squared Euclidean distances: (..., m, D), (..., N, D) -> (..., m, N).
+
+    Computed in at least float32, also under autocast: the expansion below cancels when embeddings are long
+    and close together, which bf16's 8-bit mantissa cannot afford (chapter 8 shows it); the encoder, where the
+    time goes, may still run in bf16.
+    """
+    dtype = torch.promote_types(query_z.dtype, torch.float32)
+    with torch.autocast(query_z.device.type, enabled=False):
+        query_z, protos = query_z.to(dtype), protos.to(dtype)
+        # ||q - p||^2 expanded; clamp guards tiny negative values from cancellation
+        d2 = (query_z.pow(2).sum(-1, keepdim=True) - 2 * query_z @ protos.transpose(-1, -2)
+              + protos.pow(2).sum(-1).unsqueeze(-2))
     return -d2.clamp_min(0)
 
 
