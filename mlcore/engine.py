@@ -322,8 +322,9 @@ def fit(
 
     ``precision`` (``"float32"`` or ``"bfloat16"``): with ``"bfloat16"`` the meta-loss runs under
     ``torch.autocast`` (mixed precision: the weights, gradients and optimizer state stay float32). On a CPU
-    with AVX-512 BF16 a 60-way ProtoNet episode then costs 0.6x the float32 one (``benchmarks/engineering.py``);
-    learners with their own ``train_step`` train in float32 only.
+    with AVX-512 BF16 a 60-way ProtoNet step then takes about half the float32 time, a third with
+    ``channels_last`` (``benchmarks/engineering.py --only autocast``); learners with their own ``train_step``
+    train in float32 only.
     """
     _check_fit_arguments(learner, sampler, steps, lr, time_limit_s, precision)
     if optimizer is None:

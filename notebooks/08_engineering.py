@@ -301,7 +301,8 @@ print(inspect.getsource(E.checkpointed_meta_loss))
 # ## Mixed precision for the metric methods
 #
 # Autocast runs convolutions and matmuls in bf16 (or fp16 on a GPU) and keeps reductions in fp32. For ProtoNet the
-# measured effect on the same fixed test episodes:
+# measured effect on the same fixed test episodes, then on one training step at the paper's 60-way shape
+# (`fit(..., precision="bfloat16")`: the forward pass under autocast, weights, gradients and Adam's state in fp32):
 
 # %%
 for dev, data in ENG.items():
@@ -313,33 +314,86 @@ for dev, data in ENG.items():
         if dt in res:
             r = res[dt]
             print(f"  {dt}: accuracy fp32 {r['accuracy_fp32']:.4f} vs {dt} {r[f'accuracy_{dt}']:.4f} over "
-                  f"{r['episodes']} episodes; predictions agree on {r['prediction_agreement']:.1%}; max logit "
+                  f"{r['episodes']} episodes; predictions agree on {r['prediction_agreement']:.2%}; max logit "
                   f"change {r['max_rel_logit_diff']:.1%} of the logit scale; speed x{r['speedup']:.2f}")
+    step = res.get("training_step")
+    if step:
+        print(f"  one training step, {step['ways']}-way {step['shots']}-shot, {step['queries']} queries "
+              f"({step['images']} images):")
+        for name in ("float32", "float32_channels_last", "bfloat16", "bfloat16_channels_last"):
+            speed = "" if name == "float32" else f"  x{step[f'speedup_{name}']:.2f}"
+            print(f"    {name:<24}{step[name]['median_ms']:7.0f} ms{speed}")
 
 # %% [markdown]
 # Where it is safe, and where it is not. The risky line is the distance: ProtoNet's logits are
 # $-\lVert q-p\rVert^2$, computed as $\lVert q\rVert^2 - 2\,q\cdot p + \lVert p\rVert^2$ (one matmul, fast). In bf16
-# (8 bits of mantissa) that expansion cancels catastrophically when the embeddings are long and close together:
+# (8 bits of mantissa) that expansion cancels catastrophically when the embeddings are long and close together.
+# `mlcore.memory.protonet.prototype_logits` therefore turns autocast off and computes it in fp32; here it is beside
+# the same expansion left to bf16:
 
 # %%
 from mlcore.memory.protonet import prototype_logits
+
+
+def expanded_d2_logits(q, p):
+    """The expansion as written, in whatever dtype q and p have."""
+    return -(q.pow(2).sum(-1, keepdim=True) - 2 * q @ p.T + p.pow(2).sum(-1)).clamp_min(0)
+
 
 g = torch.Generator().manual_seed(0)
 base = 10 * torch.randn(1, 64, generator=g)
 q = base + 0.1 * torch.randn(15, 64, generator=g)   # queries near their prototypes, far from the origin
 p = base + 0.1 * torch.randn(5, 64, generator=g)
 exact = prototype_logits(q.double(), p.double())
-for name, (qq, pp) in {"fp32": (q, p), "bf16": (q.bfloat16(), p.bfloat16())}.items():
-    err = (prototype_logits(qq, pp).double() - exact).abs().max() / exact.abs().max()
-    same = (prototype_logits(qq, pp).argmax(-1) == exact.argmax(-1)).float().mean()
-    print(f"{name}: max relative error of -d^2 {float(err):.2e}; nearest prototype unchanged for {float(same):.0%}")
+with torch.autocast("cpu", dtype=torch.bfloat16):
+    candidates = {"fp32 inputs": prototype_logits(q, p),
+                  "bf16 inputs, expansion in bf16": expanded_d2_logits(q.bfloat16(), p.bfloat16()),
+                  "bf16 inputs, mlcore's prototype_logits": prototype_logits(q.bfloat16(), p.bfloat16())}
+for name, logits in candidates.items():
+    err = (logits.double() - exact).abs().max() / exact.abs().max()
+    same = (logits.argmax(-1) == exact.argmax(-1)).float().mean()
+    print(f"{name:<40} max relative error of -d^2 {float(err):.2e}; nearest prototype unchanged for "
+          f"{float(same):.0%}")
 
 # %% [markdown]
 # So: run the encoder under autocast (convolutions are where the time goes and they tolerate bf16), but compute
-# distances in fp32 (`torch.autocast(..., enabled=False)` around the distance, or cast the embeddings up). Second-
-# order MAML under fp16 needs loss scaling and is fragile (the Hessian-vector products are small numbers); the book
-# keeps MAML in fp32. Whether bf16 is *faster* depends on the hardware: CPUs without bf16 matrix units emulate it
-# and run slower (the CPU row above), tensor-core GPUs run it at several times the fp32 rate.
+# distances in fp32; what remains of the bf16 error is the rounding of the embeddings themselves. Second-order MAML
+# under fp16 needs loss scaling and is fragile (the Hessian-vector products are small numbers); the book keeps MAML
+# in fp32. Whether bf16 is *faster* depends on the hardware. The CPU above has AVX-512 BF16 instructions, and a
+# training step, whose backward pass doubles the convolution work, gains more than a test-time forward pass does;
+# CPUs without such instructions emulate bf16 and run slower than fp32. Tensor-core GPUs run it at several times
+# the fp32 rate.
+#
+# ### What a cheaper step buys: time to 98.5 %
+#
+# A cheaper step matters when it shortens the time to a target. `benchmarks/time_to_accuracy.py` trains ProtoNet
+# 5-way 1-shot with Snell et al.'s recipe (60-way episodes, Adam 1e-3 halved every 2,000) on `vinyals/train`, in bf16
+# with `channels_last`, and checks validation episodes (`vinyals/val`, never trained on) as it goes. When a check
+# reaches 98.5 % it stops and scores the book's 1,000 fixed test episodes once. Two stopping rules were tried, on
+# two otherwise idle CPU cores: stop when the check's mean reaches the target (200 episodes per check), or only
+# when the lower end of its 95 % CI does (1,000 episodes per check):
+
+# %%
+for name, rule in (("time_to_accuracy_protonet_cpu_stop_on_mean", "mean"),
+                   ("time_to_accuracy_protonet_cpu", "lower-ci")):
+    tta = benchmark(name, f"python benchmarks/time_to_accuracy.py --method protonet --device cpu "
+                          f"--precision bfloat16 --stop-on {rule}")
+    if tta is None:
+        continue
+    last = tta["timeline"][-1]
+    ci = f" +- {100 * last['check_ci95']:.2f}" if "check_ci95" in last else ""
+    print(f"stop on {rule:<9}: {tta['steps']:,} steps, {tta['train_s'] / 60:.1f} min of training; last check "
+          f"{100 * last['check_accuracy']:.2f}{ci} % (validation); test {100 * tta['final_accuracy']:.2f} +- "
+          f"{100 * tta['final_ci95']:.2f} % -> 98.5 % {'met' if tta['target_met'] else 'not met'}")
+
+# %% [markdown]
+# Both runs stopped within six minutes of training, and in both the test accuracy came out below 98.5 %, its CI
+# just covering the target. The stop is decided on the validation alphabets, which this model finds easier than the
+# test alphabets: at the second stop its validation accuracy was about 0.3 points above its test accuracy. A
+# stricter statistical rule does not remove that gap, because it is a difference between class sets, not noise.
+# A target on the test split calls either for a fixed training budget chosen in advance, or for a validation
+# target raised by a gap measured without the test classes (for example between two halves of the training
+# alphabets).
 #
 # ## Memory format (`channels_last`) and `torch.compile`
 #
@@ -556,8 +610,9 @@ print("\n".join(line[:110] for line in table.splitlines()))
 #   the whole meta-batch's activations in one block are memory the allocator returns and faults in again.
 # * Second-order memory grows with inner steps × meta-batch; first order, fewer steps, reentrant checkpointing
 #   and more devices bound it.
-# * bf16 autocast is safe for the encoder, not for the expanded distance; `channels_last` helps convolutions on the
-#   CPU; `torch.compile` does not survive a double backward.
+# * bf16 autocast is safe for the encoder, not for the expanded distance (so `prototype_logits` computes it in
+#   fp32); on a CPU with bf16 instructions it makes a ProtoNet training step several times cheaper, with
+#   `channels_last`; `torch.compile` does not survive a double backward.
 # * Same seed, same machine, same configuration: bit-identical; across machines: the same accuracy within its CI.
 # * Checkpoints capture everything needed for an exact resume; the NaN guard keeps the last good one.
 # * Data-parallel meta-training equals the single-process run when tasks are processed independently.
@@ -566,7 +621,8 @@ print("\n".join(line[:110] for line in table.splitlines()))
 #
 # 1. Run `python benchmarks/engineering.py --only memory` with `--device cuda` and fit a line to peak memory vs
 #    inner steps. What is the slope per inner step and per task?
-# 2. Make ProtoNet's distance autocast-safe (compute it in fp32) and measure bf16 accuracy again.
+# 2. Copy `prototype_logits` without its fp32 guard, train a ProtoNet with `precision="bfloat16"` on each version
+#    for the same steps, and compare their test accuracy. Does the cancellation shown above matter in training?
 # 3. Convert ProtoNet's batch norm with `SyncBatchNorm` and check that the 2-rank run now equals the single process.
 # 4. Profile a ProtoNet step and a MAML step of the same backbone: what fraction of MAML's time is the
 #    second-order part?
