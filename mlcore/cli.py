@@ -163,6 +163,7 @@ def reproduce(only: list[str] | None, budget: str, seed: int, out: str | None, d
     for name in names:
         spec = dict(table[name])
         spec.pop("eval_fn", None)
+        spec.pop("records", None)
         if "fn" in spec:
             fn = registry.resolve(spec.pop("fn"))
             for key, value, flag, what in (("steps", steps, "--steps", "has no step count"),

@@ -7,7 +7,8 @@ Each family package (``mlcore.memory``, ``mlcore.metric``, ``mlcore.optimization
 * ``REPRODUCTIONS``: record name -> spec. A spec is either
   ``{"method": m, "ways": N, "shots": K}`` (trained and scored by :func:`mlcore.runs.train_and_record`)
   or ``{"fn": "module:function", ...kwargs}`` called as ``fn(budget=..., seed=..., out_dir=..., **kwargs)``
-  and returning the paths of the records it wrote.
+  and returning the paths of the records it wrote. A ``fn`` spec whose records have other names than the
+  reproduction lists them under ``"records"`` (so a record can name the command that regenerates it).
 
 Nothing heavy is imported until a method is asked for.
 """
@@ -37,6 +38,14 @@ def learners() -> dict[str, str]:
 
 def reproductions() -> dict[str, dict]:
     return _family_dicts("REPRODUCTIONS")
+
+
+def reproduction_for(record_name: str) -> str | None:
+    """The name ``python -m mlcore reproduce --only NAME`` takes to regenerate ``record_name`` (None if none does)."""
+    table = reproductions()
+    if record_name in table:
+        return record_name
+    return next((name for name, spec in table.items() if record_name in spec.get("records", ())), None)
 
 
 def resolve(target: str):

@@ -17,6 +17,7 @@ from .learner import Recipe
 from .registry import learner_class
 from .results import (
     RESULTS_DIR,
+    Record,
     atomic_torch_save,
     checkpoint_path,
     load_record,
@@ -196,6 +197,17 @@ def train_and_record(method: str, ways: int, shots: int, budget: str | None = No
     return save_record(rec, out_dir)
 
 
+def regenerate_hint(rec: Record) -> str:
+    """How to get a record's missing weights back (checkpoints over ~2 MB are not committed, see README)."""
+    from .registry import reproduction_for
+
+    name = reproduction_for(rec.name)
+    if name is None:
+        return "re-run the study that wrote this record"
+    budget = "" if rec.budget in (None, "full") else f" --budget {rec.budget}"
+    return f"regenerate them with `python -m mlcore reproduce --only {name}{budget}`"
+
+
 def load(record_path: str | Path, device=None):
     """Rebuild the trained learner of a record (weights loaded with ``weights_only=True``).
 
@@ -209,7 +221,7 @@ def load(record_path: str | Path, device=None):
     ck = checkpoint_path(rec)
     if ck is None or not ck.exists():
         raise FileNotFoundError(f"record {rec.name} points to checkpoint {rec.checkpoint!r}, which is missing "
-                                f"(looked at {ck}); re-run `python -m mlcore reproduce --only {rec.name}`")
+                                f"(looked at {ck}); {regenerate_hint(rec)}")
     state = torch.load(ck, map_location="cpu", weights_only=True)
     learner.load_state_dict(state)
     if learner.input_size is None:

@@ -218,8 +218,9 @@ def test_the_lake_siamese_record_predicts_on_raw_105px_drawings():
     from mlcore.data import preprocess
 
     path = ROOT / "results" / "siamese_omniglot_lake_20w1s.json"
-    if not path.exists():
-        pytest.skip(f"{path} is not in this checkout")
+    if not (ROOT / "results" / "siamese_omniglot_lake.pt").exists():
+        # 20 MB: not committed; `python -m mlcore reproduce --only siamese_omniglot_lake_20w1s` regenerates it
+        pytest.skip("the Lake-protocol Siamese weights are not in this checkout")
     net = mlcore.load(path, device="cpu")
     assert net.input_size == mlcore.load_record(path).config["model"]["image_size"] == 56
     support, queries = _raw_drawings()

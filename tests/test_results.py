@@ -1,3 +1,9 @@
+import pytest
+
+from mlcore.results import Record, save_record
+
+#: "under ~2 MB" for a committed checkpoint, with the margin the largest small ones need (2.6 MB: MANN)
+COMMITTED_CHECKPOINT_LIMIT = 3 * 2 ** 20
 
 
 def test_record_json_keeps_number_lists_on_one_line_and_round_trips():
@@ -28,3 +34,37 @@ def test_run_record_fills_hardware_commit_and_wall_time_and_keeps_what_the_calle
     own = run_record(time.perf_counter(), name="r", method="m", dataset="d", hardware={"world_size": 4},
                      git_commit="abc1234")
     assert own.hardware == {"world_size": 4} and own.git_commit == "abc1234" and own.wall_s < 2.5
+
+
+def test_committed_checkpoints_stay_small():
+    """Checkpoints over the limit are not committed (the device tool carries 64 MiB; history keeps every byte)."""
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    if shutil.which("git") is None or not (root / ".git").exists():
+        pytest.skip("needs a git checkout")
+    tracked = subprocess.run(["git", "ls-files", "-z", "results/*.pt"], cwd=root, capture_output=True, check=True,
+                             text=True).stdout.split("\0")
+    sizes = {p: (root / p).stat().st_size for p in tracked if p and (root / p).exists()}
+    assert sizes, "no committed checkpoint found"
+    too_big = {p: s for p, s in sizes.items() if s > COMMITTED_CHECKPOINT_LIMIT}
+    assert not too_big, f"over {COMMITTED_CHECKPOINT_LIMIT / 2 ** 20:.0f} MiB: {too_big}; ignore them in .gitignore"
+
+
+def test_a_missing_checkpoint_names_the_command_that_regenerates_it(tmp_path):
+    """The Siamese weights (40 MB) are not committed: loading one of its four records says how to get them."""
+    from mlcore.runs import load
+
+    rec = Record(name="siamese_omniglot_20w1s", method="siamese", dataset="omniglot", split="vinyals/test", ways=20,
+                 shots=1, accuracy=0.5, ci95=0.01, episodes=10, checkpoint="siamese_omniglot.pt", budget="full")
+    save_record(rec, tmp_path)
+    with pytest.raises(FileNotFoundError, match=r"siamese_omniglot\.pt', which is missing .*regenerate them with "
+                                                r"`python -m mlcore reproduce --only siamese_omniglot_vinyals`$"):
+        load(tmp_path / "siamese_omniglot_20w1s.json")
+    rec.name, rec.budget = "protonet_omniglot_5w1s", "cpu"
+    rec.method, rec.checkpoint = "protonet", "gone.pt"
+    save_record(rec, tmp_path)
+    with pytest.raises(FileNotFoundError, match=r"--only protonet_omniglot_5w1s --budget cpu`$"):
+        load(tmp_path / "protonet_omniglot_5w1s.json")

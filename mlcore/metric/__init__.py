@@ -17,6 +17,8 @@ REPRODUCTIONS = {
     # ("method" + "eval_fn": `python -m mlcore eval` re-scores every siamese record at the net's own resolution)
     "siamese_omniglot_vinyals": {"fn": "mlcore.experiments.siamese_omniglot:reproduce", "protocol": "vinyals",
                                  "method": "siamese",
+                                 "records": ("siamese_omniglot_5w1s", "siamese_omniglot_5w5s",
+                                             "siamese_omniglot_20w1s", "siamese_omniglot_20w5s"),
                                  "eval_fn": "mlcore.experiments.siamese_omniglot:evaluate_record"},
     # Lake's protocol: background alphabets only, 20-way within-alphabet one-shot trials on evaluation
     "siamese_omniglot_lake_20w1s": {"fn": "mlcore.experiments.siamese_omniglot:reproduce", "protocol": "lake",
