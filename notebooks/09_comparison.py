@@ -177,10 +177,8 @@ if not CURVES:
     print("no record with a learning curve yet: reference records not yet produced")
 
 # %% [markdown]
-# The Reptile curve was still rising when training stopped: its best checkpoint is the last one, and selection
-# on the scored episodes adds nothing. The Relation Network curve had levelled off over its last checkpoints,
-# and there selection does add something: its best checkpoint, at step 36,000, scores 0.24 points above the
-# last. That is what happens on a plateau, where consecutive checkpoints differ only by noise: a validation
+# The Relation Network curve had levelled off over its last checkpoints, and there selection does add something:
+# its best checkpoint, at step 36,000, scores 0.24 points above the last. That is what happens on a plateau, where consecutive checkpoints differ only by noise: a validation
 # check scores 200 episodes, whose 95 % interval is √5 ≈ 2.2 times that of the 1,000-episode scores in the
 # table above (about ±0.4 points instead of ±0.18), and keeping the best of many such scores reports the top of
 # that noise. The book reports the last checkpoint.
@@ -390,6 +388,8 @@ for r in split:
 # flattened short of it — and then the gap is a finding, not a budget. Records of the longer trainings keep their
 # validation accuracy against meta-steps; each curve is drawn with its paper's number (dashed) and the paper's
 # training length (dotted). Validation episodes come from the validation characters, never from the test set.
+# A run at a paper's full budget trains, as the paper did, on the training and validation characters together, and
+# so has no curve: Reptile 5w1s ran the paper's 100,000 outer steps that way.
 
 # %%
 if CURVES:
