@@ -371,29 +371,38 @@ for name, logits in candidates.items():
 # with `channels_last`, and checks validation episodes (`vinyals/val`, never trained on) as it goes. When a check
 # reaches 98.5 % it stops and scores the book's 1,000 fixed test episodes once. Two stopping rules were tried, on
 # two otherwise idle CPU cores: stop when the check's mean reaches the target (200 episodes per check), or only
-# when the lower end of its 95 % CI does (1,000 episodes per check):
+# when the lower end of its 95 % CI does (1,000 episodes per check). A third run fixed its budget in advance
+# instead: ten minutes of training whatever the checks say (`--target 1.0 --max-minutes 10`, which no check can
+# reach), then the test episodes:
 
 # %%
-for name, rule in (("time_to_accuracy_protonet_cpu_stop_on_mean", "mean"),
-                   ("time_to_accuracy_protonet_cpu", "lower-ci")):
+TTA_RUNS = (("time_to_accuracy_protonet_cpu_stop_on_mean", "stop on mean", "--stop-on mean"),
+            ("time_to_accuracy_protonet_cpu", "stop on lower-ci", "--stop-on lower-ci"),
+            ("time_to_accuracy_protonet_cpu_fixed_10min", "fixed 10 min", "--target 1.0 --max-minutes 10"))
+for name, label, flags in TTA_RUNS:
     tta = benchmark(name, f"python benchmarks/time_to_accuracy.py --method protonet --device cpu "
-                          f"--precision bfloat16 --stop-on {rule}")
+                          f"--precision bfloat16 {flags}")
     if tta is None:
         continue
     last = tta["timeline"][-1]
     ci = f" +- {100 * last['check_ci95']:.2f}" if "check_ci95" in last else ""
-    print(f"stop on {rule:<9}: {tta['steps']:,} steps, {tta['train_s'] / 60:.1f} min of training; last check "
+    met = tta["final_accuracy"] >= 0.985  # the benchmark's own target_met is against --target (1.0 in the fixed run)
+    print(f"{label:<16}: {tta['steps']:,} steps, {tta['train_s'] / 60:.1f} min of training; last check "
           f"{100 * last['check_accuracy']:.2f}{ci} % (validation); test {100 * tta['final_accuracy']:.2f} +- "
-          f"{100 * tta['final_ci95']:.2f} % -> 98.5 % {'met' if tta['target_met'] else 'not met'}")
+          f"{100 * tta['final_ci95']:.2f} % -> 98.5 % {'met' if met else 'not met'}")
 
 # %% [markdown]
-# Both runs stopped within six minutes of training, and in both the test accuracy came out below 98.5 %, its CI
-# just covering the target. The stop is decided on the validation alphabets, which this model finds easier than the
-# test alphabets: at the second stop its validation accuracy was about 0.3 points above its test accuracy. A
-# stricter statistical rule does not remove that gap, because it is a difference between class sets, not noise.
-# A target on the test split calls either for a fixed training budget chosen in advance, or for a validation
-# target raised by a gap measured without the test classes (for example between two halves of the training
-# alphabets).
+# The two validation-stopped runs stopped within six minutes of training, and in both the test accuracy came out
+# below 98.5 %, its CI just covering the target. The stop is decided on the validation alphabets, which this model
+# finds easier than the test alphabets: at the second stop its validation accuracy was about 0.3 points above its
+# test accuracy. A stricter statistical rule does not remove that gap, because it is a difference between class
+# sets, not noise. A target on the test split calls either for a fixed training budget chosen in advance, or for
+# a validation target raised by a gap measured without the test classes (for example between two halves of the
+# training alphabets). The fixed budget is the third run: ten minutes (6,000 episodes; the last check lands a few
+# seconds past the limit) put the test accuracy above 98.5 % with the whole CI above it, on two CPU cores. The
+# validation curve it printed was still rising at 6,000 episodes (98.3 % at 1,000, 98.9 % at 6,000).
+# Each run looked at the test episodes once, after it stopped; the ten minutes are the benchmark's target for
+# this CPU, fixed before the run, not a budget picked from test scores.
 #
 # ## Memory format (`channels_last`) and `torch.compile`
 #
