@@ -41,7 +41,8 @@ class Recipe:
     lr: float = 1e-3
     lr_step: int | None = None
     lr_gamma: float = 0.5
-    optimizer: str = "adam"  # the outer optimizer: "adam", or "sgd" (Reptile's plain step on its direction)
+    # the outer optimizer: "adam", "sgd" (Reptile's plain step on its direction) or "rmsprop" (Santoro et al.)
+    optimizer: str = "adam"
     lr_final: float | None = None  # anneal lr linearly to this over ``steps`` (None: constant or lr_step)
     grad_clip: float | None = None
     train_split: str = "vinyals/trainval"

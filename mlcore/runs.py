@@ -60,16 +60,19 @@ def same_training(a: dict, b: dict) -> bool:
     return strip(a) == strip(b)
 
 
-OPTIMIZERS = ("adam", "sgd")
+OPTIMIZERS = ("adam", "sgd", "rmsprop")
 
 
 def make_optimizer(learner: torch.nn.Module, recipe: Recipe):
-    """The outer optimizer and schedule a recipe names: Adam or SGD at ``lr``; StepLR or a linear anneal."""
+    """The outer optimizer and schedule a recipe names: Adam, SGD or RMSprop at ``lr``; StepLR or a linear anneal.
+
+    RMSprop (Santoro et al.'s MANN) uses PyTorch's defaults (smoothing 0.99, eps 1e-8, no momentum): the paper
+    gives only the learning rate."""
     if recipe.optimizer not in OPTIMIZERS:
         raise ValueError(f"recipe.optimizer must be one of {OPTIMIZERS}, got {recipe.optimizer!r}")
     params = [p for p in learner.parameters() if p.requires_grad]
-    opt = (torch.optim.Adam(params, lr=recipe.lr) if recipe.optimizer == "adam"
-           else torch.optim.SGD(params, lr=recipe.lr))
+    opt = {"adam": torch.optim.Adam, "sgd": torch.optim.SGD, "rmsprop": torch.optim.RMSprop}[recipe.optimizer](
+        params, lr=recipe.lr)
     if recipe.lr_final is not None:
         if recipe.lr_step:
             raise ValueError("a recipe anneals either linearly (lr_final) or in steps (lr_step), not both")

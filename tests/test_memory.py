@@ -270,3 +270,46 @@ def test_mann_bad_inputs_raise_clear_errors():
 
     with pytest.raises(ValueError, match="instances"):
         SequenceSampler(load_split("vinyals/test"), 5, 1, 2, "cpu", 0)
+
+
+# ---------------------------------------------------------------------------- MANN augmentation
+def test_random_affine_is_the_identity_at_zero_and_moves_ink_within_its_bounds():
+    from mlcore.memory.mann import random_affine
+
+    x = torch.zeros(64, 1, 28, 28)
+    x[:, :, 12:16, 12:16] = 1.0  # a centred square: where its ink goes measures the shift
+    g = torch.Generator().manual_seed(0)
+    assert torch.allclose(random_affine(x, 0.0, 0.0, g), x, atol=1e-5)
+    moved = random_affine(x, 0.0, 3.0, g)
+    coords = torch.arange(28.0)
+    mass = moved.sum((1, 2, 3))
+    cx = (moved.sum((1, 2)) * coords).sum(-1) / mass
+    cy = (moved.sum((1, 3)) * coords).sum(-1) / mass
+    # the square's ink stays in the frame, and its centre moves by at most 3 pixels along each axis
+    assert torch.allclose(mass, torch.full_like(mass, 16.0), atol=1e-3)
+    assert (cx - 13.5).abs().max() <= 3.0 + 1e-4 and (cy - 13.5).abs().max() <= 3.0 + 1e-4
+    assert (cx - 13.5).abs().max() > 1.5  # and it does move: 64 draws, not all near the centre
+    turned = random_affine(x, 30.0, 0.0, g)  # a rotation about the centre keeps the centre of mass
+    mass = turned.sum((1, 2, 3))
+    assert torch.allclose((turned.sum((1, 2)) * coords).sum(-1) / mass, torch.full_like(mass, 13.5), atol=0.05)
+
+
+def test_augmented_sequences_resume_exactly_and_bad_settings_are_refused():
+    from mlcore.data import load_split
+
+    classes = load_split("vinyals/test")
+    plain = SequenceSampler(classes, 5, 4, 2, "cpu", 0)
+    aug = SequenceSampler(classes, 5, 4, 2, "cpu", 0, augment={"max_rotation": 10, "max_shift": 2})
+    a, p = aug.sample(), plain.sample()
+    # the same sequences and labels, each image moved a little; the ink is kept
+    assert torch.equal(a.y, p.y) and not torch.equal(a.x, p.x)
+    assert a.x.sum().item() == pytest.approx(p.x.sum().item(), rel=0.02)
+    state = aug.state_dict()
+    first = aug.sample().x
+    aug.load_state_dict(state)
+    assert torch.equal(aug.sample().x, first)
+    for bad, what in (({"max_rotation": 10}, "exactly the keys"), ({"max_rotation": 200, "max_shift": 0}, "180"),
+                      ({"max_rotation": 5, "max_shift": -1}, "max_shift >= 0"),
+                      ({"max_rotation": float("nan"), "max_shift": 0}, "finite")):
+        with pytest.raises(ValueError, match=what):
+            SequenceSampler(classes, 5, 4, 2, "cpu", 0, augment=bad)

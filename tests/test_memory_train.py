@@ -42,3 +42,24 @@ def test_mann_short_run_beats_chance(trainval):
     # where a label not yet used is the right guess, ~0.46 on later ones)
     assert overall >= 0.40, res["accuracy"]
     assert res["accuracy"][0] >= 0.45, res["accuracy"]
+
+
+def test_mann_reproduction_trains_with_the_papers_optimizer_and_refuses_another_recipe_on_resume(tmp_path):
+    import json
+
+    from mlcore.experiments.mann_omniglot import reproduce
+
+    paper = {"optimizer": "rmsprop", "lr": 1e-4,
+             "extra": {"instances": 10, "augment": {"max_rotation": 10.0, "max_shift": 2.0}}}
+    run = tmp_path / "run"
+    paths = reproduce("smoke", out_dir=tmp_path, run_dir=run, overrides=paper, steps=3)
+    rec = json.loads(paths[0].read_text())
+    assert rec["config"]["recipe"]["optimizer"] == "rmsprop" and rec["config"]["recipe"]["lr"] == 1e-4
+    assert rec["config"]["recipe"]["extra"]["augment"] == {"max_rotation": 10.0, "max_shift": 2.0}
+    state = torch.load(run / "last.pt", weights_only=True)
+    # RMSprop's running average of squared gradients, which Adam's state does not have
+    assert all("square_avg" in s and "exp_avg" not in s for s in state["optimizer"]["state"].values())
+    with pytest.raises(ValueError, match="different run"):
+        reproduce("smoke", out_dir=tmp_path, run_dir=run, steps=6)  # the default (Adam) recipe
+    with pytest.raises(ValueError, match="optimizer must be one of"):
+        reproduce("smoke", out_dir=tmp_path, run_dir=tmp_path / "other", overrides={"optimizer": "lion"}, steps=1)

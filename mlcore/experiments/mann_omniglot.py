@@ -18,15 +18,16 @@ import time
 from pathlib import Path
 
 from .. import budget as budget_mod
-from ..engine import EVAL_SEED, evaluate, fit, test_sampler
+from ..engine import EVAL_SEED, evaluate, fit, run_fingerprint, test_sampler
 from ..memory.mann import MANN, accuracy_by_instance
 from ..results import atomic_torch_save, record_dir, run_record, save_record
-from ..runs import time_limited
+from ..runs import EVAL_ONLY_FIELDS, build_recipe, make_optimizer, time_limited
 from ..runtime import get_device, seed_everything
 
 
 def reproduce(budget: str | None = None, seed: int = 0, out_dir=None, device=None, name: str = "mann_omniglot",
-              encoder: str = "flat", steps: int | None = None, deadline: float | None = None) -> list:
+              encoder: str = "flat", steps: int | None = None, deadline: float | None = None,
+              overrides: dict | None = None, run_dir=None) -> list:
     """Train one MANN on 5-way, 10-instance sequences; write ``<name>_5w1s`` and ``<name>_5w5s`` records.
 
     Each record's ``accuracy`` is the standard few-shot protocol (support fed as a labelled sequence,
@@ -35,10 +36,12 @@ def reproduce(budget: str | None = None, seed: int = 0, out_dir=None, device=Non
     class in held-out sequences). Paper correspondence: 1-shot ~ 2nd presentation (one labelled example
     seen), 5-shot ~ 6th presentation; Santoro et al.'s 82.8 / 94.9 are their 2nd / 5th presentations.
     ``deadline`` (a ``time.time()`` value: ``reproduce --time-limit``) stops training early; the records
-    then say how many steps ran (``config.time_limited``).
+    then say how many steps ran (``config.time_limited``). ``overrides`` sets recipe fields (for example
+    Santoro et al.'s ``{"optimizer": "rmsprop", "lr": 1e-4}``); ``run_dir`` holds the resumable training
+    checkpoint (default ``runs/<name>``), which refuses to resume under another recipe.
     """
     budget = budget_mod.current_budget(budget)
-    recipe = MANN.recipe(5, 1, budget)
+    _, recipe = build_recipe("mann", 5, 1, budget, overrides)
     recipe.model = {**recipe.model, "encoder": encoder}
     if steps is not None:
         recipe.steps = steps
@@ -48,9 +51,13 @@ def reproduce(budget: str | None = None, seed: int = 0, out_dir=None, device=Non
     sampler = learner.make_train_sampler(recipe, device, seed)
     suffix = "" if budget == "full" else f"_{budget}"
     out_dir = record_dir(out_dir, budget)
+    optimizer, scheduler = make_optimizer(learner, recipe)
     t0 = time.perf_counter()
-    fr = fit(learner, sampler, recipe.steps, lr=recipe.lr, grad_clip=recipe.grad_clip,
-             run_dir=Path("runs") / f"{name}{suffix}", progress=budget == "full", deadline=deadline)
+    fr = fit(learner, sampler, recipe.steps, lr=recipe.lr, optimizer=optimizer, scheduler=scheduler,
+             grad_clip=recipe.grad_clip, run_dir=Path(run_dir) if run_dir else Path("runs") / f"{name}{suffix}",
+             progress=budget == "full", deadline=deadline,
+             fingerprint=run_fingerprint({k: v for k, v in recipe.to_dict().items() if k not in EVAL_ONLY_FIELDS},
+                                         method="mann", seed=seed))
     stopped = time_limited(recipe, fr)
     n_eval = budget_mod.pick(budget, smoke=100, full=1000)
     by_inst = accuracy_by_instance(learner, recipe.test_split, episodes=n_eval, seed=EVAL_SEED)

@@ -36,6 +36,7 @@ Choices where the paper leaves room (each stated so a reader can change it):
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -137,29 +138,78 @@ def instance_numbers(y: torch.Tensor) -> torch.Tensor:
     return (onehot.cumsum(1) * onehot).sum(-1)
 
 
-class SequenceSampler:
-    """N-way episodes with ``instances`` drawings per class, shuffled into sequences (Santoro et al.)."""
+AUGMENT_KEYS = ("max_rotation", "max_shift")
 
-    def __init__(self, classes, ways: int, instances: int, batch_size: int, device, seed: int):
+
+def check_augment(augment: dict | None) -> dict | None:
+    """``None`` (no augmentation) or ``{"max_rotation": degrees in [0, 180], "max_shift": pixels >= 0}``."""
+    if augment is None:
+        return None
+    if not isinstance(augment, dict) or set(augment) != set(AUGMENT_KEYS):
+        raise ValueError(f"augment must be None or a dict with exactly the keys {AUGMENT_KEYS}, got {augment!r}")
+    rot, shift = augment["max_rotation"], augment["max_shift"]
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in (rot, shift)):
+        raise ValueError(f"augment values must be finite numbers, got {augment!r}")
+    if not 0 <= rot <= 180 or shift < 0:
+        raise ValueError(f"augment needs 0 <= max_rotation <= 180 (degrees) and max_shift >= 0 (pixels), got {augment!r}")
+    return {"max_rotation": float(rot), "max_shift": float(shift)}
+
+
+def random_affine(x: torch.Tensor, max_rotation: float, max_shift: float,
+                  generator: torch.Generator) -> torch.Tensor:
+    """Turn each image (n, C, H, W) by its own angle in +-max_rotation degrees about its centre and move it
+    by up to +-max_shift pixels along each axis (bilinear; ink leaving the frame is lost, background is 0)."""
+    n, size = x.shape[0], x.shape[-1]
+    angle = (torch.rand(n, generator=generator) * 2 - 1) * math.radians(max_rotation)
+    # affine_grid works in [-1, 1] coordinates: one pixel is 2 / size
+    shift = (torch.rand(n, 2, generator=generator) * 2 - 1) * (max_shift * 2 / size)
+    cos, sin = angle.cos(), angle.sin()
+    theta = torch.stack([torch.stack([cos, -sin, shift[:, 0]], 1), torch.stack([sin, cos, shift[:, 1]], 1)], 1)
+    grid = F.affine_grid(theta.to(x), list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
+class SequenceSampler:
+    """N-way episodes with ``instances`` drawings per class, shuffled into sequences (Santoro et al.).
+
+    ``augment`` (see :func:`check_augment`) moves every image of a training sequence by its own small random
+    rotation and shift, Santoro et al.'s augmentation on top of the 90-degree rotations that already make
+    new classes in the Vinyals splits; the paper does not give the magnitudes."""
+
+    def __init__(self, classes, ways: int, instances: int, batch_size: int, device, seed: int,
+                 augment: dict | None = None):
         from ..data.episodes import EpisodeSampler
 
         if instances < 2:
             raise ValueError(f"instances per class must be >= 2 (a class seen once cannot be recalled), "
                              f"got {instances}")
+        self.augment = check_augment(augment)
         # an EpisodeSampler with K = instances - 1 support + 1 query draws `instances` distinct drawings per class
         self.episodes = EpisodeSampler(classes, ways, instances - 1, 1, batch_size=batch_size, device=device,
                                        seed=seed)
         self.generator = torch.Generator().manual_seed(seed + 1)
+        self.augment_generator = torch.Generator().manual_seed(seed + 2)
 
     def sample(self) -> SequenceBatch:
-        return episode_to_sequence(self.episodes.sample(), self.generator)
+        seq = episode_to_sequence(self.episodes.sample(), self.generator)
+        if self.augment is not None:
+            b, t = seq.y.shape
+            moved = random_affine(seq.x.flatten(0, 1), self.augment["max_rotation"], self.augment["max_shift"],
+                                  self.augment_generator)
+            seq = SequenceBatch(moved.view(b, t, *seq.x.shape[2:]), seq.y, seq.ways)
+        return seq
 
     def state_dict(self) -> dict:
-        return {"episodes": self.episodes.state_dict(), "generator": self.generator.get_state()}
+        state = {"episodes": self.episodes.state_dict(), "generator": self.generator.get_state()}
+        if self.augment is not None:
+            state["augment_generator"] = self.augment_generator.get_state()
+        return state
 
     def load_state_dict(self, state: dict) -> None:
         self.episodes.load_state_dict(state["episodes"])
         self.generator.set_state(state["generator"])
+        if self.augment is not None:
+            self.augment_generator.set_state(state["augment_generator"])
 
 
 # ----------------------------------------------------------------------------------------------
@@ -211,16 +261,19 @@ class MANN(FewShotLearner):
                       test_ways=ways, test_shots=shots, test_queries=15,
                       model={"ways": 5}, extra={"instances": 10},
                       deviations={"optimizer": "Adam, not the paper's RMSprop: the recipe that left the plateau "
-                                               "(benchmarks/mann_plateau.py); RMSprop at 1e-4 is untested here",
+                                               "(benchmarks/mann_plateau.py); the paper's RMSprop 1e-4 and "
+                                               "augmentation run through mann_omniglot.reproduce(overrides=...)",
                                   "lr": "1e-3 with Adam, not 1e-4 with RMSprop (see optimizer)",
                                   "steps": "40,000 updates, not 100,000 episodes: what one CPU run could give",
-                                  "augmentation": "no translations or rotations of the characters"})
+                                  "augmentation": "none by default; extra['augment'] adds the paper's small "
+                                                  "random rotations and shifts (magnitudes unpublished)"})
 
     def make_train_sampler(self, recipe: Recipe, device, seed: int) -> SequenceSampler:
         from ..data.omniglot import load_split
 
         instances = recipe.extra.get("instances", recipe.shots + recipe.queries)
-        return SequenceSampler(load_split(recipe.train_split), recipe.ways, instances, recipe.meta_batch, device, seed)
+        return SequenceSampler(load_split(recipe.train_split), recipe.ways, instances, recipe.meta_batch, device, seed,
+                               augment=recipe.extra.get("augment"))
 
     # -- features --------------------------------------------------------------------------
     def features(self, x: torch.Tensor) -> torch.Tensor:
