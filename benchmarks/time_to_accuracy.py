@@ -167,9 +167,12 @@ def time_to_accuracy(method: str, ways: int, shots: int, target: float, device=N
             train_s += time.perf_counter() - t0  # the capture counts as training time
         else:
             def train_chunk(n: int) -> int:
+                # the last chunk stops at the time budget, not at the next check: a fixed-budget run gets its
+                # max_minutes of training and no more
                 return fit(learner, sampler, steps + n, lr=recipe.lr, lr_step=recipe.lr_step,
                            lr_gamma=recipe.lr_gamma, grad_clip=recipe.grad_clip, run_dir=run_dir,
-                           checkpoint_every=10 ** 9, progress=False, precision=precision).steps
+                           checkpoint_every=10 ** 9, progress=False, precision=precision,
+                           time_limit_s=max(0.0, 60 * max_minutes - train_s)).steps
         while train_s < 60 * max_minutes:
             t0 = time.perf_counter()
             steps = train_chunk(check_every)
