@@ -56,6 +56,8 @@ def test_mann_reproduction_trains_with_the_papers_optimizer_and_refuses_another_
     rec = json.loads(paths[0].read_text())
     assert rec["config"]["recipe"]["optimizer"] == "rmsprop" and rec["config"]["recipe"]["lr"] == 1e-4
     assert rec["config"]["recipe"]["extra"]["augment"] == {"max_rotation": 10.0, "max_shift": 2.0}
+    curve = rec["metrics"]["train_curve"]  # the training curve of the whole run, ending at its last step
+    assert curve and curve[-1]["step"] == 3 and {"acc", "acc_2nd"} <= set(curve[-1])
     state = torch.load(run / "last.pt", weights_only=True)
     # RMSprop's running average of squared gradients, which Adam's state does not have
     assert all("square_avg" in s and "exp_avg" not in s for s in state["optimizer"]["state"].values())

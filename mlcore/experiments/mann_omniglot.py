@@ -25,6 +25,13 @@ from ..runs import EVAL_ONLY_FIELDS, build_recipe, make_optimizer, time_limited
 from ..runtime import get_device, seed_everything
 
 
+def _thin(history: list[dict], most: int) -> list[dict]:
+    """Every k-th logged row (and the last), so that at most about ``most`` rows remain."""
+    k = max(1, -(-len(history) // most))
+    rows = history[::k] + ([history[-1]] if history and (len(history) - 1) % k else [])
+    return [{key: row[key] for key in ("step", "acc", "acc_2nd") if key in row} for row in rows]
+
+
 def reproduce(budget: str | None = None, seed: int = 0, out_dir=None, device=None, name: str = "mann_omniglot",
               encoder: str = "flat", steps: int | None = None, deadline: float | None = None,
               overrides: dict | None = None, run_dir=None) -> list:
@@ -75,7 +82,10 @@ def reproduce(budget: str | None = None, seed: int = 0, out_dir=None, device=Non
             config={"recipe": rec_recipe, "model": recipe.model, "eval_seed": EVAL_SEED,
                     **({"time_limited": stopped} if stopped else {})},
             metrics={"by_instance": by_inst, "paper_equivalent_instance": shots + 1,
-                     "final_train": fr.history[-1] if fr.history else {}, "history": fr.history[-20:]},
+                     "final_train": fr.history[-1] if fr.history else {}, "history": fr.history[-20:],
+                     # the whole run's training accuracy (overall and at the 2nd presentation), at most 200 rows:
+                     # where it sat on the plateau and when it left it
+                     "train_curve": _thin(fr.history, 200)},
             train_wall_s=fr.wall_s, checkpoint=ckpt.name, budget=budget)
         paths.append(save_record(rec, out_dir))
     return paths
