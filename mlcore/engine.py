@@ -72,6 +72,10 @@ def _flat(d: Any, prefix: str = "") -> dict:
     return {prefix or "(fingerprint)": d}
 
 
+# fingerprint keys that say nothing about training (prose); older checkpoints still carry them
+_NOT_TRAINING = ("recipe.deviations",)
+
+
 def _check_fingerprint(run_dir: Path, stored: str | None, new: str | None) -> None:
     """Refuse to resume a checkpoint written by a different run (another recipe, model or seed)."""
     if new is None or stored == new:
@@ -81,7 +85,10 @@ def _check_fingerprint(run_dir: Path, stored: str | None, new: str | None) -> No
                       "without checking that it belongs to this run", stacklevel=3)
         return
     old, cur = _flat(json.loads(stored)), _flat(json.loads(new))
-    keys = [k for k in sorted(old.keys() | cur.keys()) if old.get(k, "<absent>") != cur.get(k, "<absent>")]
+    keys = [k for k in sorted(old.keys() | cur.keys()) if old.get(k, "<absent>") != cur.get(k, "<absent>")
+            and not k.startswith(_NOT_TRAINING)]
+    if not keys:
+        return  # only the recipe's prose differs (checkpoints written before run_fingerprint left it out)
     shown = ", ".join(f"{k}: {old.get(k, '<absent>')!r} -> {cur.get(k, '<absent>')!r}" for k in keys[:4])
     more = f" and {len(keys) - 4} more" if len(keys) > 4 else ""
     raise ValueError(f"the checkpoint in {run_dir} belongs to a different run ({shown}{more}); delete {run_dir} to "
@@ -93,10 +100,13 @@ def run_fingerprint(recipe: dict, **extra: Any) -> dict:
 
     The planned length ``steps`` is left out so a run can be extended (``--steps 40000`` after
     20,000: the longer run continues the same trajectory), unless the schedule is planned over
-    it (a linear anneal to ``lr_final``): then another length is another run.
+    it (a linear anneal to ``lr_final``): then another length is another run. ``deviations`` (the
+    recipe's prose on where it departs from its paper) trains nothing and is left out too: rewording
+    it must not orphan a run.
     """
     planned = recipe.get("lr_final") is not None
-    return {"recipe": {k: v for k, v in recipe.items() if k != "steps" or planned}, **extra}
+    return {"recipe": {k: v for k, v in recipe.items() if (k != "steps" or planned) and k != "deviations"},
+            **extra}
 
 
 def default_optimizer(learner: torch.nn.Module, lr: float, lr_step: int | None, lr_gamma: float):

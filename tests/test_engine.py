@@ -225,6 +225,16 @@ def test_resume_checks_the_fingerprint(test_classes, tmp_path):
         fit(ProtoNet(hidden=16), _sampler(test_classes), 6, run_dir=tmp_path, progress=False, fingerprint=other)
     with pytest.raises(ValueError, match="JSON-serialisable"):
         fit(ProtoNet(hidden=8), _sampler(test_classes), 1, progress=False, fingerprint={"f": object()})
+    # rewording the recipe's deviations trains nothing: a checkpoint whose fingerprint still carries the old
+    # prose (as checkpoints did before run_fingerprint left it out) resumes
+    worded = {**fp, "recipe": {**fp["recipe"], "deviations": {"lr": "an older wording of why"}}}
+    c = ProtoNet(hidden=16)
+    c.load_state_dict(a.state_dict())
+    fit(c, _sampler(test_classes), 2, lr=1e-3, run_dir=tmp_path / "worded", progress=False, fingerprint=worded)
+    rc = fit(c, _sampler(test_classes), 3, lr=1e-3, run_dir=tmp_path / "worded", progress=False,
+             fingerprint=run_fingerprint({"lr": 1e-3, "steps": 12, "model": {"hidden": 16},
+                                          "deviations": {"lr": "a new wording"}}, method="protonet", seed=0))
+    assert rc.resumed_from == 2 and rc.steps == 3
     # a schedule planned over the run (linear anneal) makes its length part of the run's identity
     assert "steps" not in fp["recipe"]
     assert run_fingerprint({"steps": 12, "lr_final": 0.0})["recipe"]["steps"] == 12
