@@ -611,8 +611,8 @@ if ref is not None:
 # 5. Run `python benchmarks/mann_plateau.py --key-gap --minutes 30 --out plateau.jsonl`. It logs the key gap
 #    (same-class minus different-class key cosine) beside the accuracy by presentation every 500 updates.
 #    Does the gap open before the accuracy at the 2nd presentation rises, or with it?
-# 6. Train the MANN with Santoro et al.'s optimizer and augmentation:
-#    `mann_omniglot.reproduce("full", overrides={"optimizer": "rmsprop", "lr": 1e-4, "steps": 100_000, "extra":
+# 6. Train the MANN with Santoro et al.'s optimizer and augmentation (`from mlcore.experiments import
+#    mann_omniglot`): `mann_omniglot.reproduce("full", overrides={"optimizer": "rmsprop", "lr": 1e-4, "steps": 100_000, "extra":
 #    {"instances": 10, "augment": {"max_rotation": 10.0, "max_shift": 2.0}}}, out_dir="my_runs")` (about 7 hours
 #    on one CPU thread; the paper does not give the augmentation's magnitudes, these are a guess). Read
 #    `metrics.train_curve` of the record: how many updates does RMSprop at 1e-4 spend on the plateau, against
