@@ -24,7 +24,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch
 
 from mlcore import registry
-from mlcore.cli import _eval_fn_for
 from mlcore.results import RESULTS_DIR, atomic_write_text, load_record
 from mlcore.runs import reevaluate
 from mlcore.runtime import git_commit, hardware
@@ -39,7 +38,7 @@ def rescore(name: str, seed: int, results_dir: Path = RESULTS_DIR, episodes: int
     """One record scored on fresh episodes, beside its own number: {record, metric, reference, fresh, ...}."""
     path = results_dir / f"{name}.json"
     rec = load_record(path)
-    fn = registry.reproductions().get(rec.name, {}).get("eval_fn") or _eval_fn_for(rec.method)
+    fn = registry.eval_fn_for(rec.name, rec.method)
     t0 = time.perf_counter()
     if fn:  # RL^2 and the other non-classifiers: mean total reward per trial
         out = registry.resolve(fn)(path, episodes=episodes, seed=seed, device="cpu")

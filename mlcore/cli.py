@@ -122,7 +122,7 @@ def _run(args) -> int:
         from .results import load_record
 
         rec = load_record(args.record)
-        fn = registry.reproductions().get(rec.name, {}).get("eval_fn") or _eval_fn_for(rec.method)
+        fn = registry.eval_fn_for(rec.name, rec.method)
         if fn:
             out = registry.resolve(fn)(args.record, episodes=args.episodes, seed=args.seed, device=args.device)
         else:
@@ -136,16 +136,6 @@ def _run(args) -> int:
         deadline = None if args.time_limit is None else time.time() + args.time_limit
         return reproduce(args.only, args.budget, args.seed, args.out, args.device, args.steps, deadline)
     return 2
-
-
-def _eval_fn_for(method: str) -> str | None:
-    """Methods whose records are not few-shot classifiers name their own re-scoring function."""
-    from . import registry
-
-    for spec in registry.reproductions().values():
-        if spec.get("method") == method and spec.get("eval_fn"):
-            return spec["eval_fn"]
-    return None
 
 
 def reproduce(only: list[str] | None, budget: str, seed: int, out: str | None, device: str | None,

@@ -327,9 +327,9 @@ def train_distributed(method: str, ways: int, shots: int, budget: str | None = N
     training after that many seconds of each rank's own training; the ranks agree on the step they stop at.
     """
     from . import budget as budget_mod
-    from .engine import EVAL_SEED, evaluate, fit, run_fingerprint, test_sampler
+    from .engine import EVAL_SEED, evaluate, fit, test_sampler
     from .results import RESULTS_DIR, atomic_torch_save, run_record, save_record
-    from .runs import build_recipe, record_name
+    from .runs import build_recipe, recipe_fingerprint, record_name
     from .runtime import hardware, seed_everything
 
     rank, world, device = setup(device=device)
@@ -353,7 +353,7 @@ def train_distributed(method: str, ways: int, shots: int, budget: str | None = N
         t0 = time.perf_counter()
         fr = fit(wrapped, sampler, recipe.steps, lr=recipe.lr, lr_step=recipe.lr_step, lr_gamma=recipe.lr_gamma,
                  grad_clip=recipe.grad_clip, run_dir=run_dir / f"rank{rank}", progress=progress and rank == 0,
-                 fingerprint=run_fingerprint(recipe.to_dict(), method=method, seed=seed), time_limit_s=time_limit_s)
+                 fingerprint=recipe_fingerprint(recipe, method, seed), time_limit_s=time_limit_s)
         path = None
         if rank == 0:
             n_test = budget_mod.pick(budget, smoke=100, full=1000)

@@ -48,6 +48,20 @@ def reproduction_for(record_name: str) -> str | None:
     return next((name for name, spec in table.items() if record_name in spec.get("records", ())), None)
 
 
+def eval_fn_for(record_name: str, method: str) -> str | None:
+    """The ``"module:function"`` that re-scores a record which is not a few-shot classifier (None for one that is).
+
+    Reproductions of such methods (RL², the task-retrieval study, ...) name it as ``eval_fn``; a record
+    trained outside the table (a renamed or retrained copy) is matched by its method.
+    """
+    table = reproductions()
+    own = table.get(record_name, {}).get("eval_fn")
+    if own:
+        return own
+    return next((spec["eval_fn"] for spec in table.values()
+                 if spec.get("method") == method and spec.get("eval_fn")), None)
+
+
 def resolve(target: str):
     """Import ``"module:attr"``."""
     mod, _, attr = target.partition(":")

@@ -60,6 +60,15 @@ def same_training(a: dict, b: dict) -> bool:
     return strip(a) == strip(b)
 
 
+def recipe_fingerprint(recipe: Recipe, method: str, seed: int) -> dict:
+    """What a run's checkpoint must match to be resumed: the recipe's training fields, the method and the seed.
+
+    How the model is scored (:data:`EVAL_ONLY_FIELDS`) is no part of it, so two records may share one training.
+    """
+    return run_fingerprint({k: v for k, v in recipe.to_dict().items() if k not in EVAL_ONLY_FIELDS},
+                           method=method, seed=seed)
+
+
 OPTIMIZERS = ("adam", "sgd", "rmsprop")
 
 
@@ -169,9 +178,7 @@ def train_and_record(method: str, ways: int, shots: int, budget: str | None = No
         fr = fit(learner, sampler, recipe.steps, lr=recipe.lr, optimizer=optimizer, scheduler=scheduler,
                  grad_clip=recipe.grad_clip, run_dir=run_dir, val_fn=val_fn, val_every=recipe.val_every,
                  progress=progress, time_limit_s=time_limit_s, deadline=deadline,
-                 # how the model is scored is no part of the run: two records may share one training
-                 fingerprint=run_fingerprint({k: v for k, v in recipe.to_dict().items() if k not in EVAL_ONLY_FIELDS},
-                                             method=method, seed=seed))
+                 fingerprint=recipe_fingerprint(recipe, method, seed))
         train_wall, history = fr.wall_s, fr.history
     stopped = time_limited(recipe, fr) if shared is None else None
     n_test = test_episodes or budget_mod.pick(budget, smoke=100, full=1000)

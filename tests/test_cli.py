@@ -212,3 +212,14 @@ def test_time_limit_travels_as_an_argument(tmp_path, monkeypatch, capsys):
     assert seen["train"]["deadline"] == seen["takes"] and seen["train"].get("time_limit_s") is None
     assert "--time-limit does not apply to ignores" in capsys.readouterr().err
     assert dict(os.environ) == before
+
+
+def test_eval_fn_for_finds_the_rescoring_function_of_non_classifiers():
+    from mlcore import registry
+
+    # a reproduction that names its own function
+    assert registry.eval_fn_for("rl2_bandit_n10_k5", "rl2") == "mlcore.experiments.rl2_records:eval_record"
+    # a record trained outside the table (renamed copy) is matched by its method
+    assert registry.eval_fn_for("rl2_bandit_lr1e-3", "rl2") == "mlcore.experiments.rl2_records:eval_record"
+    # few-shot classifiers are re-scored by mlcore.runs.reevaluate
+    assert registry.eval_fn_for("protonet_omniglot_5w1s", "protonet") is None

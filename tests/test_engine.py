@@ -370,3 +370,16 @@ def test_fit_refuses_a_precision_it_cannot_apply(test_classes):
 
     with pytest.raises(ValueError, match="OwnUpdate does its own update"):
         fit(OwnUpdate(hidden=8), _sampler(test_classes), 1, progress=False, precision="bfloat16")
+
+
+def test_recipe_fingerprint_ignores_how_a_model_is_scored():
+    from mlcore.learner import Recipe
+    from mlcore.runs import recipe_fingerprint
+
+    base = Recipe(5, 1, steps=12, lr=1e-3, test_ways=5)
+    assert recipe_fingerprint(base, "protonet", 0) == recipe_fingerprint(Recipe(5, 1, steps=12, lr=1e-3, test_ways=20),
+                                                                         "protonet", 0)
+    assert recipe_fingerprint(base, "protonet", 0) != recipe_fingerprint(Recipe(5, 1, steps=12, lr=3e-3, test_ways=5),
+                                                                         "protonet", 0)
+    assert recipe_fingerprint(base, "protonet", 0) != recipe_fingerprint(base, "protonet", 1)
+    assert "test_ways" not in recipe_fingerprint(base, "protonet", 0)["recipe"]

@@ -18,10 +18,10 @@ import time
 from pathlib import Path
 
 from .. import budget as budget_mod
-from ..engine import EVAL_SEED, evaluate, fit, run_fingerprint, test_sampler
+from ..engine import EVAL_SEED, evaluate, fit, test_sampler
 from ..memory.mann import MANN, accuracy_by_instance
 from ..results import atomic_torch_save, record_dir, run_record, save_record
-from ..runs import EVAL_ONLY_FIELDS, build_recipe, make_optimizer, time_limited
+from ..runs import build_recipe, make_optimizer, recipe_fingerprint, time_limited
 from ..runtime import get_device, seed_everything
 
 
@@ -63,8 +63,7 @@ def reproduce(budget: str | None = None, seed: int = 0, out_dir=None, device=Non
     fr = fit(learner, sampler, recipe.steps, lr=recipe.lr, optimizer=optimizer, scheduler=scheduler,
              grad_clip=recipe.grad_clip, run_dir=Path(run_dir) if run_dir else Path("runs") / f"{name}{suffix}",
              progress=budget == "full", deadline=deadline,
-             fingerprint=run_fingerprint({k: v for k, v in recipe.to_dict().items() if k not in EVAL_ONLY_FIELDS},
-                                         method="mann", seed=seed))
+             fingerprint=recipe_fingerprint(recipe, "mann", seed))
     stopped = time_limited(recipe, fr)
     n_eval = budget_mod.pick(budget, smoke=100, full=1000)
     by_inst = accuracy_by_instance(learner, recipe.test_split, episodes=n_eval, seed=EVAL_SEED)
