@@ -625,10 +625,13 @@ for path in bench_files:
 # a CPU `mlcore` vmaps only the inner loops, where batching pays (each inner step is a handful of tiny operations
 # on 1–5 images), and runs each task's query pass on its own (`batching="inner"`, which `batching="auto"` picks
 # on a CPU; the GPU keeps the full `vmap`). All three schedules give the same meta-gradient, and Chapter 8
-# measures them with their page faults. Against `higher` the CPU meta-step is then about 1.4–1.6× faster in the
-# runs printed above, under glibc's default allocator and under `keep_freed_memory`, which the command-line
-# training applies. What remains is the arithmetic both must do: the convolutions and the batch-norm work, and
-# their double backward.
+# measures them with their page faults. Against `higher` the CPU meta-step is then about 1.4–1.6× faster on one
+# thread in the runs printed above, under glibc's default allocator and under `keep_freed_memory`, which the
+# command-line training applies. What remains on one thread is the arithmetic both must do: the convolutions and
+# the batch-norm work, and their double backward. Give both methods a second thread and the gap widens to about
+# 2× at five inner steps: a batched operation over 32 tasks is large enough to split between threads, while
+# `higher`'s per-task operations on one to five images are not, so the second thread speeds `mlcore` up by about
+# 1.6× and `higher` by 1.15–1.3×.
 
 # %% [markdown]
 # ## Summary
