@@ -7,7 +7,8 @@ Each record is scored again exactly as ``python -m mlcore eval results/<name>.js
 book's protocol, the record's own number of episodes or trials), on episodes the record never saw. Two
 independent estimates of the same accuracy differ by less than the 95 % CI of their difference,
 sqrt(ci_record^2 + ci_fresh^2), in 19 cases of 20; a record outside it was scored on episodes that flatter it
-(or something changed since it was written). Writes ``benchmarks/results/fresh_episodes.json``.
+(or something changed since it was written). Writes ``benchmarks/results/fresh_episodes.json``, keeping the rows
+of records not named this time (each row names the commit and hardware that scored it).
 """
 from __future__ import annotations
 
@@ -30,8 +31,8 @@ from mlcore.runtime import git_commit, hardware
 
 # the records retrained at their papers' recipes: Sung et al.'s Relation Net, Nichol
 # et al.'s Reptile, RL^2 on update-indexed schedules
-RETRAINED = ("relationnet_omniglot_5w1s", "reptile_omniglot_5w1s", "rl2_bandit_n10_k5", "rl2_bandit_n10_k10",
-             "rl2_bandit_n100_k5")
+RETRAINED = ("relationnet_omniglot_5w1s", "reptile_omniglot_5w1s", "maml_omniglot_5w1s", "rl2_bandit_n10_k5",
+             "rl2_bandit_n10_k10", "rl2_bandit_n100_k5")
 
 
 def rescore(name: str, seed: int, results_dir: Path = RESULTS_DIR, episodes: int | None = None) -> dict:
@@ -54,7 +55,7 @@ def rescore(name: str, seed: int, results_dir: Path = RESULTS_DIR, episodes: int
             "within": abs(fresh - ref) <= diff_ci, "seed": seed, "wall_s": round(time.perf_counter() - t0, 1)}
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("records", nargs="*", default=list(RETRAINED))
     ap.add_argument("--seed", type=int, default=123)
@@ -63,7 +64,7 @@ def main() -> None:
                     help="for a record outside the CI whose re-score took under a minute: score it on N more "
                          "episode sets (seeds 1000..1000+N-1) and report the mean and spread of the set means")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "fresh_episodes.json"))
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     torch.set_num_threads(1)
     rows = []
     for name in args.records:
@@ -82,8 +83,19 @@ def main() -> None:
                   f"means {scale * row['spread']['sd_of_set_means']:.2f} (the CI implies "
                   f"{scale * row['reference_ci95'] / 1.96:.2f})", flush=True)
         rows.append(row)
-    atomic_write_text(Path(args.out), json.dumps({"benchmark": "fresh_episodes", "rows": rows,
-                                                  "hardware": hardware(), "git_commit": git_commit()}, indent=1))
+    # rows of records not re-scored this time are kept, each with the commit and hardware that scored it
+    out = Path(args.out)
+    kept = json.loads(out.read_text()) if out.exists() else {"rows": []}
+    for row in kept["rows"]:
+        row.setdefault("git_commit", kept.get("git_commit"))
+        row.setdefault("hardware", kept.get("hardware"))
+    for row in rows:
+        row["git_commit"], row["hardware"] = git_commit(), hardware()
+    fresh = {row["record"] for row in rows}
+    merged = [row for row in kept["rows"] if row["record"] not in fresh] + rows
+    order = {name: i for i, name in enumerate(RETRAINED)}
+    merged.sort(key=lambda row: order.get(row["record"], len(order)))
+    atomic_write_text(out, json.dumps({"benchmark": "fresh_episodes", "rows": merged}, indent=1))
 
 
 if __name__ == "__main__":
