@@ -415,8 +415,9 @@ if fresh is not None:
 # bandits they centre between the record's set and the first fresh one: both of those were unusual draws, in
 # opposite directions, and the agent's mean over all fourteen sets is the better estimate of how it plays. The
 # further sets also test the interval itself: their means spread about as the CI predicts (for MAML a little
-# more, 0.12 points against 0.09, from twelve sets). Two checks in six failing by a few hundredths of a point is
-# what a 95 % check gives now and then; a second look at more sets, not a retraining, is the answer.
+# more, 0.12 points against 0.09, from twelve sets). Six checks at 95 % should fail about 0.3 times, so two
+# failures is unusual, but in both cases the further sets place the record's number where its CI says: for a
+# single failed check, a second look at more sets, not a retraining, is the answer.
 
 # %% [markdown]
 # ## Learning curves: on the way to the paper's number?
