@@ -416,8 +416,8 @@ if fresh is not None:
 # opposite directions, and the agent's mean over all fourteen sets is the better estimate of how it plays. The
 # further sets also test the interval itself: their means spread about as the CI predicts (for MAML a little
 # more, 0.12 points against 0.09, from twelve sets). Six checks at 95 % should fail about 0.3 times, so two
-# failures is unusual, but in both cases the further sets place the record's number where its CI says: for a
-# single failed check, a second look at more sets, not a retraining, is the answer.
+# failures is unusual; in both cases the further sets spread about as the CIs predict and say which set was the
+# unusual one. For a failed check, that second look at more sets, not a retraining, is the answer.
 
 # %% [markdown]
 # ## Learning curves: on the way to the paper's number?
