@@ -5,7 +5,8 @@
 The run directory (``$MLCORE_RUNS``, default ``~/.cache/mlcore/runs``, then ``<record name>_<budget>``)
 holds the training checkpoint; run the same command again, on the same machine, and it resumes
 exactly. The record and its checkpoint are written to ``--out`` (default: the results directory) when
-training ends. Run it from a clean checkout (e.g. a ``git worktree`` of the commit to reproduce), so the
+training ends. ``touch <run directory>/STOP`` ends it after the current step, with a checkpoint and a record
+that says so (the core is then free for another run; the same command resumes it later). Run it from a clean checkout (e.g. a ``git worktree`` of the commit to reproduce), so the
 record's git commit names the code that trained it.
 
 It asks glibc's malloc to keep freed memory (:func:`mlcore.runtime.keep_freed_memory`): otherwise every

@@ -23,6 +23,7 @@ from .learner import MetaLearner, Sampler, TrainingHooks
 from .results import atomic_torch_save, mean_ci95
 
 EVAL_SEED = 2017  # every method in the book is scored on the episodes this seed draws
+STOP_FILE = "STOP"  # created in a run directory, it ends fit after the current step (see fit)
 CHECKPOINT_NAME = "last.pt"
 
 
@@ -325,6 +326,10 @@ def fit(
     ``train_step``, which fit calls first; the checkpoints, resume, NaN guard, time limit and
     progress bar are this loop's either way.
 
+    A file named ``STOP`` in ``run_dir`` (``touch <run_dir>/STOP``) ends training the same way after the step
+    that sees it, with ``FitResult.stopped`` saying "stop requested"; fit deletes the file, so the next call
+    resumes. That is how a long run gives its core to another without losing the steps since its last checkpoint.
+
     ``fingerprint`` (a JSON-serialisable dict saying what defines the run, e.g.
     :func:`run_fingerprint` of the recipe) is stored in the checkpoint; resuming from a
     checkpoint with another fingerprint raises ``ValueError`` instead of continuing (or,
@@ -343,6 +348,7 @@ def fit(
     start, history, prior_wall = ckpt.resume() if resume and ckpt.exists() else (0, [], 0.0)
 
     stop_at = _stop_time(deadline, time_limit_s)
+    stop_file = Path(run_dir) / STOP_FILE if run_dir is not None else None
     stopped = None
     t0 = time.perf_counter()
     end = steps if stop_after is None else min(steps, start + stop_after)
@@ -368,9 +374,14 @@ def fit(
             if bar is not None:
                 bar.update(1)
             # a collective in a distributed run: every rank votes on every step
-            stop = learner.agree_to_stop(stop_at is not None and time.time() >= stop_at)
+            requested = stop_file is not None and stop_file.exists()
+            over = stop_at is not None and time.time() >= stop_at
+            stop = learner.agree_to_stop(over or requested)
             if stop and step < end:
-                stopped = f"time limit reached after {step} of {steps} steps"
+                if requested:
+                    stop_file.unlink(missing_ok=True)  # consumed: the next call resumes and trains on
+                why = "stop requested" if requested and not over else "time limit reached"
+                stopped = f"{why} after {step} of {steps} steps"
                 if running.n:
                     history.append(running.entry(step))
                 ckpt.save(step, history, prior_wall + time.perf_counter() - t0)

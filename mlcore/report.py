@@ -479,7 +479,10 @@ def reproduction_notes_markdown(directory: str | os.PathLike | None = None) -> s
             planned = stopped.get("planned_steps", planned)
         if stopped or (_is_number(planned) and steps < planned):
             total = f" of {int(planned):,}" if _is_number(planned) else ""
-            why = "time limit" if stopped or (cfg.get("rl2") or {}).get("time_limit_s") else "stopped early"
+            if str(stopped.get("reason", "")).startswith("stop requested"):
+                why = "stop requested"
+            else:
+                why = "time limit" if stopped or (cfg.get("rl2") or {}).get("time_limit_s") else "stopped early"
             return f"{int(steps):,} {unit}", f"{why} ({int(steps):,}{total} {unit})"
         return f"{int(steps):,} {unit}", f"all planned {unit}"
 

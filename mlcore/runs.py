@@ -109,7 +109,7 @@ def _shared_weights(source: Path, recipe: Recipe, seed: int, method: str):
 
 
 def time_limited(recipe: Recipe, fr) -> dict | None:
-    """After a fit stopped at its deadline: make ``recipe.steps`` the steps that ran, and say so.
+    """After a fit stopped early (its deadline, or a STOP file): make ``recipe.steps`` the steps that ran, and say so.
 
     Nothing in a recipe's schedule depends on the planned total, so the recipe then describes exactly
     the run that happened (``--steps N`` repeats it). Returns the note for ``config.time_limited``.

@@ -302,3 +302,13 @@ def test_task_similarity_summary_names_each_start_per_recipe():
     assert text.startswith("fine-tuned: retrieved (f_θ on gains) 92.65 ± 0.99, random source 90.70 ± 1.11, "
                            "pooled 95.62 ± 0.72; frozen features: retrieved (f_θ on gains) 87.64 ± 1.32")
     assert "best in hindsight 92.85 ± 0.94" in text and text.endswith("(% on 175 new 5-way 5-shot tasks)")
+
+
+def test_reproduction_notes_tell_a_requested_stop_from_a_time_limit(tmp_path):
+    rec = {**_record("fomaml_omniglot_5w1s", "fomaml", 5, 1, 0.97, 0.003),
+           "config": {"recipe": {"steps": 5000},
+                      "time_limited": {"planned_steps": 60000, "steps_run": 5000,
+                                       "reason": "stop requested after 5000 of 60000 steps"}}}
+    (tmp_path / "fomaml_omniglot_5w1s.json").write_text(json.dumps(rec))
+    text = report.reproduction_notes_markdown(tmp_path)
+    assert "| 5,000 steps | stop requested (5,000 of 60,000 steps) |" in text

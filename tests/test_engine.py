@@ -383,3 +383,22 @@ def test_recipe_fingerprint_ignores_how_a_model_is_scored():
                                                                          "protonet", 0)
     assert recipe_fingerprint(base, "protonet", 0) != recipe_fingerprint(base, "protonet", 1)
     assert "test_ways" not in recipe_fingerprint(base, "protonet", 0)["recipe"]
+
+
+def test_a_stop_file_ends_training_with_a_checkpoint_and_is_consumed(test_classes, tmp_path):
+    """``touch run_dir/STOP``: the run stops after the step that sees it, checkpointed, and the next call resumes."""
+    from mlcore.engine import STOP_FILE
+
+    torch.manual_seed(0)
+    a, b = ProtoNet(hidden=16), ProtoNet(hidden=16)
+    b.load_state_dict(a.state_dict())
+    (tmp_path / STOP_FILE).touch()
+    r = fit(a, _sampler(test_classes), 50, lr=1e-3, lr_step=5, run_dir=tmp_path, progress=False)
+    assert r.steps == 1 and r.stopped == "stop requested after 1 of 50 steps"
+    assert not (tmp_path / STOP_FILE).exists()
+    assert torch.load(tmp_path / "last.pt", weights_only=True)["step"] == 1
+    # resumed, it trains on to the end; the same two steps uninterrupted give the same weights
+    r2 = fit(a, _sampler(test_classes), 2, lr=1e-3, lr_step=5, run_dir=tmp_path, progress=False)
+    assert r2.resumed_from == 1 and r2.steps == 2 and r2.stopped is None
+    fit(b, _sampler(test_classes), 2, lr=1e-3, lr_step=5, progress=False)
+    assert all(torch.equal(p, q) for p, q in zip(a.state_dict().values(), b.state_dict().values()))
