@@ -2,12 +2,13 @@
 
     python benchmarks/mann_optimizers.py run rmsprop_1e-4 --hours 7   # the paper's recipe: 100,000 updates
     python benchmarks/mann_optimizers.py run rmsprop_1e-3 --hours 1   # ten times the learning rate: 6,000 updates
+    python benchmarks/mann_optimizers.py run rmsprop_1e-4_momentum_0.9 --hours 1   # the paper's rate, momentum 0.9
     python benchmarks/mann_optimizers.py collect                      # -> benchmarks/results/mann_optimizers.json
 
 Both variants are Santoro et al.'s recipe as :func:`mlcore.experiments.mann_omniglot.reproduce` builds it with
 ``overrides``: PyTorch's RMSprop (no momentum: the paper names only the learning rate), 16 sequences of 5 classes
 x 10 instances per update, every image turned by up to 10 degrees and shifted by up to 2 pixels. Only the learning
-rate and the planned updates differ. ``run`` trains one variant resumably (run it again to continue; ``--hours``
+rate, the planned updates and (in one variant) RMSprop's momentum differ. ``run`` trains one variant resumably (run it again to continue; ``--hours``
 stops it with a checkpoint and an interim record) in ``$MLCORE_RUNS/<run dir>`` and writes its records under
 ``~/.cache/mlcore/records/<records dir>/``. ``collect`` reads each variant's latest record and keeps its training
 curve (accuracy overall and at the 2nd presentation of a class, on the augmented training sequences, thinned to
@@ -33,6 +34,10 @@ VARIANTS = {
                      "mann_omniglot_paper_full", "mann_paper", "mann_omniglot"),
     "rmsprop_1e-3": ({"optimizer": "rmsprop", "lr": 1e-3, "steps": 6_000, "extra": AUGMENT},
                      "mann_rmsprop1e3_6k", "mann_rmsprop_1e-3", "mann_rmsprop1e3"),
+    # the paper's rate with momentum 0.9, which makes a plateau step about lr / (1 - 0.9): the paper names no momentum
+    "rmsprop_1e-4_momentum_0.9": ({"optimizer": "rmsprop", "lr": 1e-4, "steps": 6_000,
+                                   "extra": {**AUGMENT, "optimizer_args": {"momentum": 0.9}}},
+                                  "mann_rmsprop1e4_m09_6k", "mann_rmsprop_1e-4_m09", "mann_rmsprop1e4m09"),
 }
 HOME = Path.home() / ".cache" / "mlcore"
 OUT = Path(__file__).resolve().parent / "results" / "mann_optimizers.json"
@@ -65,6 +70,9 @@ def collect(records_root: Path = HOME / "records", out: Path = OUT) -> dict:
             continue
         rec = json.loads(path.read_text())
         cfg, metrics = rec["config"], rec["metrics"]
+        if "train_curve" not in metrics:
+            raise SystemExit(f"{path} keeps no metrics.train_curve (written by code older than the curve): resume "
+                             f"its run with this script to write a new record")
         planned = (cfg.get("time_limited") or {}).get("planned_steps", cfg["recipe"]["steps"])
         rows[variant] = {"overrides": overrides, "planned_updates": planned, "updates": cfg["recipe"]["steps"],
                          "train_curve": metrics["train_curve"], "test_by_presentation": metrics["by_instance"],

@@ -5,6 +5,7 @@ reverses.
 """
 from __future__ import annotations
 
+import inspect
 import time
 from pathlib import Path
 
@@ -76,12 +77,19 @@ def make_optimizer(learner: torch.nn.Module, recipe: Recipe):
     """The outer optimizer and schedule a recipe names: Adam, SGD or RMSprop at ``lr``; StepLR or a linear anneal.
 
     RMSprop (Santoro et al.'s MANN) uses PyTorch's defaults (smoothing 0.99, eps 1e-8, no momentum): the paper
-    gives only the learning rate."""
+    gives only the learning rate. ``recipe.extra["optimizer_args"]`` passes further keyword arguments to the
+    optimizer (e.g. ``{"momentum": 0.9}``); a name the optimizer does not take is refused."""
     if recipe.optimizer not in OPTIMIZERS:
         raise ValueError(f"recipe.optimizer must be one of {OPTIMIZERS}, got {recipe.optimizer!r}")
     params = [p for p in learner.parameters() if p.requires_grad]
-    opt = {"adam": torch.optim.Adam, "sgd": torch.optim.SGD, "rmsprop": torch.optim.RMSprop}[recipe.optimizer](
-        params, lr=recipe.lr)
+    cls = {"adam": torch.optim.Adam, "sgd": torch.optim.SGD, "rmsprop": torch.optim.RMSprop}[recipe.optimizer]
+    kwargs = dict(recipe.extra.get("optimizer_args") or {})
+    allowed = sorted(set(inspect.signature(cls).parameters) - {"params", "lr"})
+    unknown = sorted(set(kwargs) - set(allowed))
+    if unknown:
+        raise ValueError(f"recipe.extra['optimizer_args'] names {unknown}, which {cls.__name__} does not take; "
+                         f"allowed: {allowed}")
+    opt = cls(params, lr=recipe.lr, **kwargs)
     if recipe.lr_final is not None:
         if recipe.lr_step:
             raise ValueError("a recipe anneals either linearly (lr_final) or in steps (lr_step), not both")

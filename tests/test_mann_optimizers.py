@@ -21,6 +21,9 @@ def test_variants_differ_only_in_learning_rate_and_length():
     from mlcore.memory.mann import check_augment
 
     check_augment(a["extra"]["augment"])  # a valid augmentation for the sampler
+    (m, *_) = mo.VARIANTS["rmsprop_1e-4_momentum_0.9"]
+    assert m["lr"] == 1e-4 and m["extra"]["optimizer_args"] == {"momentum": 0.9}
+    assert {k: v for k, v in m["extra"].items() if k != "optimizer_args"} == a["extra"]
 
 
 def test_collect_keeps_curves_and_how_far_each_run_got(tmp_path):

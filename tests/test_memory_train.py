@@ -65,3 +65,17 @@ def test_mann_reproduction_trains_with_the_papers_optimizer_and_refuses_another_
         reproduce("smoke", out_dir=tmp_path, run_dir=run, steps=6)  # the default (Adam) recipe
     with pytest.raises(ValueError, match="optimizer must be one of"):
         reproduce("smoke", out_dir=tmp_path, run_dir=tmp_path / "other", overrides={"optimizer": "lion"}, steps=1)
+
+
+def test_optimizer_args_reach_the_optimizer_and_unknown_names_are_refused():
+    from mlcore.learner import Recipe
+    from mlcore.memory.mann import MANN
+    from mlcore.runs import make_optimizer
+
+    learner = MANN(ways=5)
+    opt, _ = make_optimizer(learner, Recipe(5, 1, optimizer="rmsprop", lr=1e-4,
+                                            extra={"optimizer_args": {"momentum": 0.9, "alpha": 0.95}}))
+    assert isinstance(opt, torch.optim.RMSprop)
+    assert (opt.defaults["lr"], opt.defaults["momentum"], opt.defaults["alpha"]) == (1e-4, 0.9, 0.95)
+    with pytest.raises(ValueError, match=r"names \['betas'\], which RMSprop does not take; allowed: .*momentum"):
+        make_optimizer(learner, Recipe(5, 1, optimizer="rmsprop", extra={"optimizer_args": {"betas": (0.9, 0.99)}}))
