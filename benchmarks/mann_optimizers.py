@@ -74,8 +74,13 @@ def collect(records_root: Path = HOME / "records", out: Path = OUT) -> dict:
             raise SystemExit(f"{path} keeps no metrics.train_curve (written by code older than the curve): resume "
                              f"its run with this script to write a new record")
         planned = (cfg.get("time_limited") or {}).get("planned_steps", cfg["recipe"]["steps"])
+        curve = metrics["train_curve"]
+        if len(curve) > 1 and curve[-1]["step"] - curve[-2]["step"] < 10:
+            # a run ended by a call that trained a few updates (to write its record) logs a last row that
+            # averages only those: noise, not a point of the curve
+            curve = curve[:-1]
         rows[variant] = {"overrides": overrides, "planned_updates": planned, "updates": cfg["recipe"]["steps"],
-                         "train_curve": metrics["train_curve"], "test_by_presentation": metrics["by_instance"],
+                         "train_curve": curve, "test_by_presentation": metrics["by_instance"],
                          "train_wall_s": rec["train_wall_s"], "git_commit": rec["git_commit"],
                          "hardware": rec["hardware"], "created": rec["created"]}
     if not rows:

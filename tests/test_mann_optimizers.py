@@ -41,6 +41,10 @@ def test_collect_keeps_curves_and_how_far_each_run_got(tmp_path):
     assert result["variants"]["rmsprop_1e-3"] == row and "rmsprop_1e-4" not in result["variants"]
     assert (row["updates"], row["planned_updates"]) == (2500, 6000)
     assert row["train_curve"][-1]["acc_2nd"] == 0.45 and row["overrides"]["lr"] == 1e-3
+    # a last row of a single update (a run finished by a one-step call) is dropped from the curve
+    rec["metrics"]["train_curve"].append({"step": 2501, "acc": 0.1, "acc_2nd": 0.1})
+    (tmp_path / records / f"{name}_5w1s.json").write_text(json.dumps(rec))
+    assert mo.collect(tmp_path, out)["variants"]["rmsprop_1e-3"]["train_curve"][-1]["step"] == 2500
     with pytest.raises(SystemExit, match="run them first"):
         mo.collect(tmp_path / "empty", tmp_path / "none.json")
 

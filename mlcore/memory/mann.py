@@ -260,9 +260,10 @@ class MANN(FewShotLearner):
                       steps=pick(budget, smoke=30, full=40000), lr=1e-3, grad_clip=10.0,
                       test_ways=ways, test_shots=shots, test_queries=15,
                       model={"ways": 5}, extra={"instances": 10},
-                      deviations={"optimizer": "Adam, not the paper's RMSprop: the recipe that left the plateau "
-                                               "(benchmarks/mann_plateau.py); the paper's RMSprop 1e-4 and "
-                                               "augmentation run through mann_omniglot.reproduce(overrides=...)",
+                      deviations={"optimizer": "Adam, not the paper's RMSprop: PyTorch's RMSprop at the paper's 1e-4 "
+                                               "(no momentum; the paper names none) was still on the plateau after "
+                                               "54,000 updates, with momentum 0.9 it left it after ~5,000 "
+                                               "(benchmarks/mann_optimizers.py, chapter 5)",
                                   "lr": "1e-3 with Adam, not 1e-4 with RMSprop (see optimizer)",
                                   "steps": "40,000 updates, not 100,000 episodes: what one CPU run could give",
                                   "augmentation": "none by default; extra['augment'] adds the paper's small "
