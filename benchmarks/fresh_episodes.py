@@ -30,9 +30,9 @@ from mlcore.runs import reevaluate
 from mlcore.runtime import git_commit, hardware
 
 # the records retrained at their papers' recipes: Sung et al.'s Relation Net, Nichol
-# et al.'s Reptile, RL^2 on update-indexed schedules
-RETRAINED = ("relationnet_omniglot_5w1s", "reptile_omniglot_5w1s", "maml_omniglot_5w1s", "rl2_bandit_n10_k5",
-             "rl2_bandit_n10_k10", "rl2_bandit_n100_k5")
+# et al.'s Reptile, Finn et al.'s MAML and first-order MAML, RL^2 on update-indexed schedules
+RETRAINED = ("relationnet_omniglot_5w1s", "reptile_omniglot_5w1s", "maml_omniglot_5w1s", "fomaml_omniglot_5w1s",
+             "rl2_bandit_n10_k5", "rl2_bandit_n10_k10", "rl2_bandit_n100_k5")
 
 
 def rescore(name: str, seed: int, results_dir: Path = RESULTS_DIR, episodes: int | None = None) -> dict:
