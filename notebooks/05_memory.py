@@ -667,6 +667,6 @@ else:
 #    (same-class minus different-class key cosine) beside the accuracy by presentation every 500 updates.
 #    Does the gap open before the accuracy at the 2nd presentation rises, or with it?
 # 6. Finish what the runs above began: train the paper's rate with momentum 0.9 for the paper's 100,000 updates
-#    (add a variant with `"steps": 100_000` to `VARIANTS` in `benchmarks/mann_optimizers.py` and `run` it; about
-#    8 hours on one CPU thread, resumable). Does the accuracy at the 2nd presentation reach the paper's 82.8 %,
+#    (`python benchmarks/mann_optimizers.py run rmsprop_1e-4_momentum_0.9_100k`; about 8 hours on one CPU thread,
+#    resumable). Does the accuracy at the 2nd presentation reach the paper's 82.8 %,
 #    and does the 1st presentation, at chance once the plateau is left, stay there?
