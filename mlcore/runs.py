@@ -64,7 +64,7 @@ def same_training(a: dict, b: dict) -> bool:
 def recipe_fingerprint(recipe: Recipe, method: str, seed: int) -> dict:
     """What a run's checkpoint must match to be resumed: the recipe's training fields, the method and the seed.
 
-    How the model is scored (:data:`EVAL_ONLY_FIELDS`) is no part of it, so two records may share one training.
+    How the model is scored (``EVAL_ONLY_FIELDS``) is no part of it, so two records may share one training.
     """
     return run_fingerprint({k: v for k, v in recipe.to_dict().items() if k not in EVAL_ONLY_FIELDS},
                            method=method, seed=seed)
