@@ -6,10 +6,10 @@
     python benchmarks/mann_optimizers.py run rmsprop_1e-4_momentum_0.9_100k        # the same, 100,000 updates
     python benchmarks/mann_optimizers.py collect                      # -> benchmarks/results/mann_optimizers.json
 
-Both variants are Santoro et al.'s recipe as :func:`mlcore.experiments.mann_omniglot.reproduce` builds it with
+Every variant is Santoro et al.'s recipe as :func:`mlcore.experiments.mann_omniglot.reproduce` builds it with
 ``overrides``: PyTorch's RMSprop (no momentum: the paper names only the learning rate), 16 sequences of 5 classes
 x 10 instances per update, every image turned by up to 10 degrees and shifted by up to 2 pixels. Only the learning
-rate, the planned updates and (in one variant) RMSprop's momentum differ. ``run`` trains one variant resumably (run it again to continue; ``--hours``
+rate, the planned updates and RMSprop's momentum differ. ``run`` trains one variant resumably (run it again to continue; ``--hours``
 stops it with a checkpoint and an interim record) in ``$MLCORE_RUNS/<run dir>`` and writes its records under
 ``~/.cache/mlcore/records/<records dir>/``. ``collect`` reads each variant's latest record and keeps its training
 curve (accuracy overall and at the 2nd presentation of a class, on the augmented training sequences, thinned to
@@ -28,6 +28,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 AUGMENT = {"instances": 10, "augment": {"max_rotation": 10.0, "max_shift": 2.0}}
+MOMENTUM = {"optimizer": "rmsprop", "lr": 1e-4, "extra": {**AUGMENT, "optimizer_args": {"momentum": 0.9}}}
 # name -> (recipe overrides, run directory, records directory, record name); the directories are those the
 # book's runs used, so that this script resumes and collects them
 VARIANTS = {
@@ -36,14 +37,11 @@ VARIANTS = {
     "rmsprop_1e-3": ({"optimizer": "rmsprop", "lr": 1e-3, "steps": 6_000, "extra": AUGMENT},
                      "mann_rmsprop1e3_6k", "mann_rmsprop_1e-3", "mann_rmsprop1e3"),
     # the paper's rate with momentum 0.9, which makes a plateau step about lr / (1 - 0.9): the paper names no momentum
-    "rmsprop_1e-4_momentum_0.9": ({"optimizer": "rmsprop", "lr": 1e-4, "steps": 6_000,
-                                   "extra": {**AUGMENT, "optimizer_args": {"momentum": 0.9}}},
+    "rmsprop_1e-4_momentum_0.9": ({**MOMENTUM, "steps": 6_000},
                                   "mann_rmsprop1e4_m09_6k", "mann_rmsprop_1e-4_m09", "mann_rmsprop1e4m09"),
     # the same for the paper's whole budget: does it reach the paper's 82.8 % at the 2nd presentation?
-    "rmsprop_1e-4_momentum_0.9_100k": ({"optimizer": "rmsprop", "lr": 1e-4, "steps": 100_000,
-                                        "extra": {**AUGMENT, "optimizer_args": {"momentum": 0.9}}},
-                                       "mann_rmsprop1e4_m09_100k", "mann_rmsprop_1e-4_m09_100k",
-                                       "mann_rmsprop1e4m09_100k"),
+    "rmsprop_1e-4_momentum_0.9_100k": ({**MOMENTUM, "steps": 100_000}, "mann_rmsprop1e4_m09_100k",
+                                       "mann_rmsprop_1e-4_m09_100k", "mann_rmsprop1e4m09_100k"),
 }
 HOME = Path.home() / ".cache" / "mlcore"
 OUT = Path(__file__).resolve().parent / "results" / "mann_optimizers.json"

@@ -601,7 +601,7 @@ if optimizers_path.exists() and plateau_logs["plain"].exists():
     fig, ax = plt.subplots(figsize=(7, 3.6))
     ax.plot([r["updates"] for r in adam], [100 * r["by_instance"][1] for r in adam], color="tab:gray",
             label="Adam 1e-3, no augmentation (held-out sequences)")
-    for (name, row), color in zip(variants.items(), ("tab:red", "tab:blue", "tab:green")):
+    for (name, row), color in zip(variants.items(), plt.cm.tab10.colors[3:]):  # one colour per variant
         curve = row["train_curve"]
         momentum = row["overrides"]["extra"].get("optimizer_args", {}).get("momentum")
         label = f"RMSprop {row['overrides']['lr']:g}" + (f", momentum {momentum:g}" if momentum else "")
