@@ -36,7 +36,7 @@
 # 4. explain the difference between learning a task and learning to learn, and why the test tasks must use classes
 #    never seen in training.
 #
-# Every number in the text is printed by a code cell next to it; nothing is typed in by hand.
+# Every measured number in the text is printed by a code cell next to it.
 
 # %% tags=["setup", "hide-cell"]
 # Colab setup: installs mlcore from a clone of the book's repository and points it at the clone's results/
@@ -176,11 +176,12 @@ print(f"alphabets with characters on both sides: {len(shared_alphabets)} (the sp
 #
 # Each task $\mathcal{T}_i$ comes with a **support set** $S_i$ (the $N \times K$ labelled examples to learn from:
 # N ways, K shots) and a **query set** $Q_i$ (new examples of the same N classes to be labelled). A few-shot learner
-# is a function $f_\theta(S, x)$ that adapts to $S$ and predicts the label of a query $x$. Meta-training chooses
-# $\theta$ to do well on the queries of training tasks:
+# is a function $h_\theta(S, \hat x)$ that adapts to $S$ and predicts the label of a query $\hat x$ (the letter $f_\theta$
+# is kept for the embedding network that most learners contain). Meta-training chooses $\theta$ to do well on the
+# queries of training tasks:
 #
-# $$\min_\theta \; \mathbb{E}_{\mathcal{T}_i \sim p(\mathcal{T})} \Big[ \sum_{(x, y) \in Q_i}
-#   \mathcal{L}\big(f_\theta(S_i, x),\, y\big) \Big].$$
+# $$\min_\theta \; \mathbb{E}_{\mathcal{T}_i \sim p(\mathcal{T})} \Big[ \sum_{(\hat x, y) \in Q_i}
+#   \mathcal{L}\big(h_\theta(S_i, \hat x),\, y\big) \Big].$$
 #
 # Vinyals et al. {cite}`vinyals2016matching` made the training procedure mirror the test procedure: every training
 # step is an *episode*, a small task sampled from the meta-training classes, so the model practises exactly what it
