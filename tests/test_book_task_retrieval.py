@@ -38,6 +38,15 @@ def test_targets_are_measured_for_both_recipes(smoke):
         tr.targets_met(smoke, "both")
 
 
+def test_headline_measures_give_the_values_without_verdicts(smoke):
+    for recipe in ("frozen", "fine-tune"):
+        got, targets = tr.headline_measures(smoke, recipe), tr.targets_met(smoke, recipe)
+        assert list(got.values()) == [value for _, value in targets.values()]
+        assert not any("met" in k or "at least" in k for k in got)
+    with pytest.raises(ValueError, match="recipe must be"):
+        tr.headline_measures(smoke, "both")
+
+
 def test_targets_met_either_side_of_their_thresholds():
     """Hand-made metrics just inside each target (met) and just outside it (missed); the words give the value."""
     def metrics(head=0.80, same=0.805, gain=0.021, p=0.04, top3=0.4):

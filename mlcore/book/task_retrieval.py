@@ -76,6 +76,19 @@ def targets_met(m: dict, recipe: str = "frozen") -> dict:
             "among the 3 most helpful sources at least 40 % of the time": (top3 >= 0.4, f"{100 * top3:.0f} %")}
 
 
+#: How :func:`headline_measures` words each of :func:`targets_met`'s quantities, without the thresholds.
+MEASURE_NAMES = {
+    "within 1 point of the same-alphabet source": "retrieved source minus the same-alphabet source",
+    "at least 2 points above a random source, significant": "retrieved source minus a random source (paired)",
+    "among the 3 most helpful sources at least 40 % of the time": "new tasks where the pick is among the 3 most helpful",
+}
+
+
+def headline_measures(m: dict, recipe: str = "frozen") -> dict[str, str]:
+    """The three quantities behind :func:`targets_met`, as measured values in words, with no verdict."""
+    return {MEASURE_NAMES[k]: value for k, (_, value) in targets_met(m, recipe).items()}
+
+
 def plot_retrieval_vs_sources(m: dict, ax=None):
     """Accuracy of the pick against the number of sources to choose from, per retriever."""
     ax = ax or plt.gca()

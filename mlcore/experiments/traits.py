@@ -37,6 +37,13 @@ QUERIES = 10
 PROTONET_REFERENCE = "protonet_omniglot_5w1s.json"
 # Smoke runs (CI, 2 CPU cores) cut the scratch baseline's per-task Adam steps; full runs use the recipe's.
 SMOKE_SCRATCH_STEPS = 20
+#: The record's method keys, in words (chapters 2 and 10 label tables and plots with these).
+METHOD_LABELS = {
+    "scratch": "from scratch (traditional)",
+    "pretrained_linear": "pretrained + linear probe (transfer)",
+    "pretrained_centroid": "pretrained + nearest centroid (transfer)",
+    "protonet": "ProtoNet (meta-learned)",
+}
 
 
 def score_methods(learners: dict, ways: int, shots, queries: int, episodes: int, seed: int = EVAL_SEED,
