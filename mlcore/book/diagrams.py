@@ -112,6 +112,48 @@ def maml(tasks: int = 3):
     return fig
 
 
+def maml_relatives():
+    """MAML and its four relatives side by side: for each, what the inner loop on task i adapts and which
+    direction the outer loop moves θ along (averaged over the B tasks of a meta-batch)."""
+    rows = [  # (method, name, what the inner loop on task i adapts, the direction the outer loop follows)
+        ("maml", "MAML",
+         "all of $\\theta$: $J$ steps\n$\\phi_i \\leftarrow \\phi_i - \\alpha\\nabla\\mathcal{L}_{S_i}(\\phi_i)$",
+         "$\\nabla_\\theta\\mathcal{L}_{Q_i}(\\phi_i)$, back through\nevery inner step (Hessian term)"),
+        ("fomaml", "first-order\nMAML",
+         "as MAML, each $\\nabla\\mathcal{L}_{S_i}$\ntreated as a constant",
+         "$\\nabla_\\phi\\mathcal{L}_{Q_i}(\\phi_i)$, used for $\\theta$\n(no Hessian term)"),
+        ("reptile", "Reptile",
+         "all of $\\theta$: $J$ steps on all of\ntask $i$'s data (no support / query)",
+         "$\\theta - \\phi_i$; averaged: $\\theta - \\bar\\phi$\n(no query loss, no second order)"),
+        ("anil", "ANIL",
+         "the linear head only: $J$ steps;\nthe feature layers keep $\\theta$'s weights",
+         "$\\nabla_\\theta\\mathcal{L}_{Q_i}(\\phi_i)$, back\nthrough the head's steps"),
+        ("metasgd", "Meta-SGD",
+         "all of $\\theta$, one step with a rate per weight:\n"
+         + "$\\phi_i = \\theta - \\boldsymbol{\\alpha} \\circ \\nabla\\mathcal{L}_{S_i}(\\theta)$",
+         "$\\nabla_{\\theta,\\boldsymbol{\\alpha}}\\mathcal{L}_{Q_i}(\\phi_i)$: learns the\n"
+         + "rates $\\boldsymbol{\\alpha}$ too"),
+    ]
+    row_h = 0.62
+    height = 1.15 + row_h * len(rows)
+    fig, ax = _canvas(8.0, height, "MAML and its relatives: what the inner loop adapts, what the outer loop follows")
+    head = height - 0.5
+    ax.text(3.15, head, "inner loop on task $i$: what it adapts", ha="center", va="center", fontsize=FONT - 1)
+    ax.text(6.45, head, "outer loop: direction for $\\theta$", ha="center", va="center", fontsize=FONT - 1)
+    for r, (method, name, inner, outer) in enumerate(rows):
+        c = colour(method)
+        y = head - 0.45 - row_h * r
+        _box(ax, 0.75, y, 1.15, 0.5, name, edge=c, fill=0.3, fontsize=FONT - 1)
+        _arrow(ax, (1.33, y), (1.5, y))
+        _box(ax, 3.15, y, 3.25, 0.5, inner, edge=c, fontsize=FONT - 1)
+        _arrow(ax, (4.78, y), (5.0, y))
+        _box(ax, 6.45, y, 2.85, 0.5, outer, edge=c, fontsize=FONT - 1)
+    ax.text(4.0, 0.22, "each outer step averages the direction over the $B$ tasks and moves $\\theta$ against it "
+            "with rate $\\beta$ (Reptile: $\\theta \\leftarrow \\theta + \\varepsilon(\\bar\\phi - \\theta)$)",
+            ha="center", va="center", fontsize=FONT - 2, color=GREY)
+    return fig
+
+
 # ----------------------------------------------------------------------------- chapter 3
 def siamese():
     """Siamese network: two inputs through one shared encoder f_θ, the element-wise absolute difference of
