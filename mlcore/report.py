@@ -541,6 +541,13 @@ def reproduction_notes_markdown(directory: str | os.PathLike | None = None) -> s
              markdown_table(rows, columns) if rows else "_No records yet._"]
     if skipped:
         parts += ["", "JSON files in `results/` that are not records: " + ", ".join(skipped) + "."]
+    deviations = deviation_rows()
+    if deviations:
+        parts += ["", "(recipe-deviations)=", "## Where a recipe departs from its paper", "",
+                  ("Each method's `full` recipe is its paper's, field by field (`tests/test_recipes.py` checks them), "
+                   "except where the book chooses otherwise on purpose. Each such field declares why "
+                   "(`Recipe.deviations`):"), "",
+                  markdown_table(deviations, [("method", "method"), ("field", "field"), ("why", "why")])]
     parts += ["", ("This page is generated from the records by `python tools/reproduction_notes.py`; "
                    "do not edit it by hand.")]
     return "\n".join(parts) + "\n"

@@ -274,6 +274,9 @@ def test_reproduction_notes_list_how_each_record_was_made(tmp_path):
     # rows sorted by record name; the chapters' history (leases, shared machines) is not in the notes
     names = [line.split("`")[1] for line in lines if line.startswith("| `")]
     assert names == sorted(names)
+    # the book's own page for the recipes' declared deviations (chapters link it; the README is not in the book)
+    assert "## Where a recipe departs from its paper" in lines
+    assert any(line.startswith("| MANN | `optimizer` | Adam, not the paper's RMSprop") for line in lines)
 
 
 def test_reproduction_notes_page_is_generated_from_the_records():
