@@ -68,9 +68,10 @@ def protocol_scores(path: str | Path, device=None, episodes: int | None = None) 
             continue  # nothing stated to score under (or another study scores it: Lake's 105-pixel trials)
         if key == "paper" and protocol.batch_norm not in ("batch", "per_query", "support", book.batch_norm):
             continue
+        # the record's own score is reused only where it kept its per-episode accuracies (paired tests need them)
         same = (protocol.batch_norm == own.batch_norm and protocol.queries_for(rec.shots) == own.queries
                 and (protocol.episodes or 1000) == (rec.episodes or 1000) and not protocol.test_steps
-                and episodes is None)
+                and episodes is None and bool(rec.metrics.get("per_episode")))
         if same:
             res = {"accuracy": rec.accuracy, "ci95": rec.ci95, "episodes": rec.episodes,
                    "per_episode": rec.metrics.get("per_episode", [])}
