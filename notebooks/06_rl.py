@@ -74,8 +74,9 @@ print("budget:", BUDGET)
 # %% [markdown]
 # ## Reinforcement learning in brief
 #
-# This section gathers the reinforcement-learning ideas the chapter relies on; the papers on GAE
-# {cite}`schulman2016gae` and PPO {cite}`schulman2017ppo` give the details of the last two.
+# This section gathers the reinforcement-learning ideas the chapter relies on. Sutton and Barto's textbook
+# {cite}`sutton2018rl` covers the first two at length; the papers on GAE {cite}`schulman2016gae`, TRPO
+# {cite}`schulman2015trpo` and PPO {cite}`schulman2017ppo` give the details of the last two.
 #
 # A **Markov decision process** (MDP) is a tuple $(\mathcal S, \mathcal A, P, \mu, T)$. At step $t$ an agent in
 # state $s_t \in \mathcal S$ picks an action $a_t \in \mathcal A$, receives a reward $r_t$ with mean
@@ -85,7 +86,8 @@ print("budget:", BUDGET)
 # discount $\gamma \in [0, 1]$ ($\gamma = 1$ just adds the rewards up). A multi-armed bandit is the smallest MDP:
 # one state, $T = 1$, and the actions are its arms.
 #
-# **Policy gradient.** Rewards are not differentiable in $\theta$, but the probabilities of the actions are, and
+# **Policy gradient** {cite}`williams1992reinforce`. Rewards are not differentiable in $\theta$, but the
+# probabilities of the actions are, and
 # $$\nabla_\theta\, \mathbb E[G_0] = \mathbb E\Big[\sum_t \nabla_\theta \log \pi_\theta(a_t \mid s_t)\,
 # \big(G_t - b(s_t)\big)\Big]$$
 # (exactly for $\gamma = 1$; with $\gamma < 1$ practical methods, PPO included, drop a factor $\gamma^t$ from
