@@ -117,10 +117,10 @@ for label, s in [("5-way 1-shot, Vinyals test split", test_sampler(5, 1, 15)),
 #
 # ### The article's listing, and what is wrong with it
 #
-# The article's §5.1 prints a short PyTorch Siamese network. The listing below is **our reconstruction of that
-# code, not the article's text**: a short Siamese network written to have the three defects described below.
-# It lives in `mlcore.book.article_siamese` as a string (Chapter 8 reuses it); `diagnose` compiles and
-# parses it.
+# The article's §5.1 prints a short PyTorch Siamese network. We do not have its exact text, so the listing below
+# is **a reconstruction of the printed code, not a verbatim copy**; it keeps the printed code's three defects,
+# described below. It lives in `mlcore.book.article_siamese` as a string (Chapter 8 reuses it), and `diagnose`
+# compiles and parses it.
 
 # %%
 from mlcore.book import article_siamese
@@ -163,9 +163,8 @@ except ValueError as e:
 # %% [markdown]
 # The two twins share one encoder $f_\theta$. A pair is scored by a *weighted L1 distance*,
 # $\text{logit}(x_1,x_2) = \sum_j w_j\,|f_\theta(x_1)_j-f_\theta(x_2)_j| + b$, and $p(\text{same}) =
-# \sigma(\text{logit})$ (the weights $w_j$ and $b$ are `Siamese.distance`, a linear layer; its comment calls
-# them $\alpha_j$, the letter the book keeps for inner learning rates). Training is plain binary cross-entropy
-# on same/different pairs. The whole network, in the book's notation:
+# \sigma(\text{logit})$ (the weights $w_j$ and the bias $b$ are `Siamese.distance`, a linear layer). Training is
+# plain binary cross-entropy on same/different pairs. The whole network, in the book's notation:
 
 # %%
 from mlcore.book import diagrams
@@ -273,16 +272,31 @@ siamese_live.aggregate = "max"
 
 # %% [markdown]
 # **Reference records** (full budget, Vinyals protocol; one network trained once and scored in all four
-# settings, on the hardware each line prints). The targets are the Siamese numbers that Vinyals et al. report
-# for their re-implementation: 96.7 / 98.4 / 88.0 / 96.5 %.
+# settings, on the hardware each line prints). The published numbers to compare with are the Siamese numbers
+# that Vinyals et al. report for their re-implementation of Koch's network: 96.7 / 98.4 / 88.0 / 96.5 %.
 
 # %%
-targets = {"5w1s": 96.7, "5w5s": 98.4, "20w1s": 88.0, "20w5s": 96.5}
-for setting, target in targets.items():
+published = {"5w1s": 96.7, "5w5s": 98.4, "20w1s": 88.0, "20w5s": 96.5}
+for setting, paper in published.items():
     r = reference(f"siamese_omniglot_{setting}")
     if r is not None:
-        print(f"siamese {setting}: {100 * r.accuracy:.1f} ± {100 * r.ci95:.1f} %  (target {target}; "
-              f"{r.config['recipe']['steps']} steps, {r.train_wall_s:.0f} s on {hardware_label(r.hardware)})")
+        print(f"siamese {setting}: {100 * r.accuracy:.1f} ± {100 * r.ci95:.1f} %  (Vinyals et al.: {paper}; "
+              f"{r.config['recipe']['steps']:,} steps, {r.train_wall_s:.0f} s on {hardware_label(r.hardware)})")
+r = reference("siamese_omniglot_20w1s")  # the one network behind all four lines
+if r is not None:
+    net, hist = r.config["model"], r.metrics["history"]
+    print(f"the network: {net['image_size']}x{net['image_size']} input, channels {net['channels']}, "
+          f"{net['embed_dim']}-unit embedding; {r.config['recipe']['extra']['classes_per_batch']} classes per batch")
+    print("training pair accuracy in its log: " + ", ".join(f"{100 * h['pair_acc']:.1f} % at step {h['step']:,}"
+                                                             for h in (hist[0], hist[len(hist) // 2], hist[-1])))
+
+# %% [markdown]
+# The gaps, from about 2 points (5-way 5-shot) to about 10 (20-way 1-shot), measure the budget more than the
+# method. The record trained 2,000 steps on one CPU thread, under two hours, with the book's 28-pixel net, and
+# its training pair accuracy was still rising when it stopped (92.1 % at step 1,050, 94.7 % at step 2,000):
+# verification was still being learned. Nor are the published numbers Koch et al.'s own: all four, the 20-way
+# ones included, come from Vinyals et al.'s re-implementation. Koch et al. report a one-shot number only for the
+# within-alphabet protocol of the next section.
 
 # %% [markdown]
 # ### Lake's protocol: 20-way within-alphabet one-shot
@@ -371,7 +385,7 @@ if official is not None:
 # %% [markdown]
 # The record loads with `mlcore.load`, and its `predict` takes any 20 support images and queries made by
 # `preprocess`, so you can score it on your own trials (for example Lake's original 20 runs). One trial, and the
-# similarities the network assigns (the reference network if it exists, otherwise the live one):
+# similarities the reference network `siamese_omniglot_lake_20w1s` assigns to its 20 candidates:
 
 # %%
 lake_net = mlcore.load(ref._path if ref is not None else live_lake[0], device=DEVICE)
@@ -466,14 +480,29 @@ plt.title("live Relation Network scores", fontsize=9)
 plt.show()
 
 # %% [markdown]
-# **Reference records.** Paper: 99.6 ± 0.2, 99.8 ± 0.1, 97.6 ± 0.2, 99.1 ± 0.1 %. The recipe is Sung et
-# al.'s (their code): Adam at $10^{-3}$ halved every 100,000 episodes, the gradient norm clipped at 0.5, and
-# each training episode turned by one random multiple of 90° — rotations augment the 1,200 training
-# characters rather than becoming classes of their own. They trained a million episodes; each line prints
-# how many ours ran, on what, and its score under the book's protocol (batch norm with training statistics)
-# and under the paper's (batch norm with the test batch's statistics, as their code never switches to eval
-# mode, and as many queries per class as shots). Their reported number is also the best of many test-set
-# evaluations during training; ours is the last checkpoint (chapter 9 measures what that choice is worth).
+# **Reference records.** Sung et al. report 99.6 ± 0.2, 99.8 ± 0.1, 97.6 ± 0.2 and 99.1 ± 0.1 %. Their recipe,
+# read from their code: Adam at $10^{-3}$ halved every 100,000 episodes, the gradient norm clipped at 0.5, a
+# million episodes, and each training episode turned by one random multiple of 90°, so that rotations augment
+# the 1,200 training characters rather than becoming classes of their own. Our four records follow it to
+# different degrees, and the second line under each prints what it used:
+#
+# * the **5-way 1-shot** record follows Sung et al.'s recipe for 40,000 of its million episodes (so its learning
+#   rate is never halved), on the 1,028 characters of `vinyals/train`, with the 172 of `vinyals/val` held out
+#   for validation;
+# * the other three follow a **shorter recipe**: 2,000 to 3,541 episodes on all 1,200 training characters
+#   (`vinyals/trainval`), each rotation a class of its own, no gradient clipping, and a halving every 5,000
+#   episodes that they never reach. A time limit stopped the two 20-way runs before their planned 10,000.
+#
+# The difference in training shows at 5-way 5-shot: with 2,000 episodes of the shorter recipe against the 1-shot
+# record's 40,000, that record scores below the 1-shot one, although five shots make the task easier.
+#
+# Each record is scored under two protocols. The book's: batch norm with training statistics, 15 queries per
+# class, the last checkpoint. The paper's: batch norm with the test batch's statistics (Sung et al.'s code never
+# switches to eval mode) and as many queries per class as shots. One part of the paper's protocol is stated
+# here, not redone: Sung et al. scored the test set many times during training and report the best of those
+# scores, that is, a checkpoint chosen on the test set. The records keep only their last checkpoint, so the
+# "paper's protocol" number applies the paper's test-time batch norm and query count to that last checkpoint.
+# Chapter 9 measures what choosing the checkpoint on the test set adds.
 
 # %%
 def of_planned(rec) -> str:
@@ -487,14 +516,24 @@ def protocol_text(rec, which) -> str:
     return f"{100 * s['accuracy']:.2f} ± {100 * s['ci95']:.2f}" if s else "not scored"
 
 
-for (setting, target) in {"5w1s": 99.6, "5w5s": 99.8, "20w1s": 97.6, "20w5s": 99.1}.items():
+def recipe_text(rec) -> str:
+    """What a record's training used, read from its config."""
+    rc = rec.config["recipe"]
+    upright = int((load_split(rc["train_split"]).class_rot == 0).sum())
+    rotations = "one random 90° turn per episode" if rc.get("episode_rotation") else "each rotation its own class"
+    halving = f"halved every {rc['lr_step']:,} episodes" + (" (never reached)" if rc["lr_step"] >= rc["steps"]
+                                                            else "")
+    clip = f"gradient norm clipped at {rc['grad_clip']}" if rc.get("grad_clip") else "no gradient clipping"
+    return (f"{rc['steps']:,}{of_planned(rec)} episodes on {rc['train_split']} ({upright:,} characters, "
+            f"{rotations}), Adam {rc['lr']:g} {halving}, {clip}")
+
+
+for (setting, paper) in {"5w1s": 99.6, "5w5s": 99.8, "20w1s": 97.6, "20w5s": 99.1}.items():
     r = reference(f"relationnet_omniglot_{setting}")
     if r is not None:
-        recipe_note = "the paper's recipe" if r.config["recipe"].get("episode_rotation") else "an earlier recipe"
         print(f"relationnet {setting}: book {protocol_text(r, 'book')} %, paper's protocol "
-              f"{protocol_text(r, 'paper')} %  (paper {target}; {recipe_note}, "
-              f"{r.config['recipe']['steps']:,}{of_planned(r)} episodes, {r.train_wall_s:.0f} s on "
-              f"{hardware_label(r.hardware)})")
+              f"{protocol_text(r, 'paper')} %  (Sung et al.: {paper})")
+        print(f"    {recipe_text(r)}; {r.train_wall_s:.0f} s on {hardware_label(r.hardware)}")
 
 # %% [markdown]
 # ## Which training task helps a new one most?
@@ -539,11 +578,44 @@ show_source(ts.gain_labels)
 
 # %% [markdown]
 # $f_\theta$ sees a task through a fixed embedding, the mean of its support images' features under the pooled
-# network. A small MLP $\rho$ maps it, and the symmetric head compares $|e_i - e_j|$ and $e_i \odot e_j$:
+# network. A small MLP $\rho$ maps that mean to the task embedding $e_i$, and a symmetric head $\psi_\theta$
+# compares $|e_i - e_j|$ and $e_i \odot e_j$; a sigmoid turns its output into a similarity in $(0, 1)$:
+
+# %% tags=["hide-input"]
+from mlcore.book.diagrams import FONT, GREY, _arrow, _box, _canvas
+
+c = "tab:cyan"
+fig, ax = _canvas(8.0, 3.05, "The task metric $f_\\theta(T_i, T_j)$: embed each task, then compare the two embeddings")
+top, low, mid = 2.2, 1.1, 1.65
+for y, i in ((top, "i"), (low, "j")):
+    _box(ax, 0.62, y, 1.05, 0.62, f"support set\nof task $T_{i}$", fill=0.08, fontsize=FONT - 1)
+    _arrow(ax, (1.15, y), (1.45, y))
+    _box(ax, 1.98, y, 1.0, 0.62, "pooled Conv-4\n(frozen)", fontsize=FONT - 1)
+    _arrow(ax, (2.48, y), (2.75, y))
+    _box(ax, 3.2, y, 0.82, 0.5, "mean over\nimages", fontsize=FONT - 1)
+    _arrow(ax, (3.61, y), (3.88, y))
+    _box(ax, 4.15, y, 0.48, 0.5, "$\\rho$", edge=c, fill=0.3)
+    _arrow(ax, (4.39, y), (4.62, y))
+    _box(ax, 4.88, y, 0.46, 0.46, f"$e_{i}$", edge=c)
+    _arrow(ax, (5.11, y), (5.4, mid + (0.15 if i == "i" else -0.15)))
+_arrow(ax, (4.15, top - 0.26), (4.15, low + 0.26), style="<|-|>", dashed=True, colour_=c)
+ax.text(4.22, mid, "same $\\rho$", ha="left", va="center", fontsize=FONT - 2, color=c)
+_box(ax, 5.92, mid, 1.0, 0.75, "$|e_i - e_j|$\n$e_i \\odot e_j$", edge=c, fontsize=FONT - 1)
+_arrow(ax, (6.42, mid), (6.62, mid))
+_box(ax, 6.88, mid, 0.48, 0.6, "$\\psi_\\theta$", edge=c, fill=0.3)
+_arrow(ax, (7.12, mid), (7.27, mid))
+_box(ax, 7.6, mid, 0.62, 0.75, "$\\sigma$\n$f_\\theta(T_i, T_j)$", edge=c, fill=0.3, fontsize=FONT - 2)
+ax.text(4.0, 0.35, "$\\rho$ and $\\psi_\\theta$ are trained with the article's loss "
+        "$\\sum\\,(f_\\theta(T_i, T_j) - y_{ij})^2$; the Conv-4 is fixed", ha="center", va="center",
+        fontsize=FONT - 1, color=GREY)
+fig
+
+# %% [markdown]
+# In the code, $\rho$ is `LearnedTaskMetric.rho` and $\psi_\theta$ is `TaskSimilarity.mlp`:
 
 # %%
 show_source(ts.LearnedTaskMetric)
-show_source(ts.TaskSimilarity.forward)
+show_source(ts.TaskSimilarity)
 
 # %% [markdown]
 # The simplest retriever asks each source directly. Its features classify each support image by the class means
@@ -602,30 +674,60 @@ tr.table(ref_ts.metrics, "transfer", "background")
 tr.table(ref_ts.metrics, "retrieval", "all")
 
 # %% [markdown]
+# On the new characters of alphabets the sources have seen, a pick can also be the new task's own alphabet; the
+# last column counts how often it is:
+
+# %%
+tr.table(ref_ts.metrics, "retrieval", "background")
+
+# %% [markdown]
 # Paired tests of $f_\theta$ trained on gains against the others, on the same target groups:
 
 # %%
 tr.table(ref_ts.metrics, "tests", "all")
 
 # %% [markdown]
+# The two labels compared target group by target group, over all groups and on each kind of target:
+
+# %%
+label_test = f"{tr.HEADLINE} - {tr.RETRIEVERS[1]}"
+for kind in ("all", "background", "evaluation"):
+    t = ref_ts.metrics["paired_tests"][kind][label_test]
+    print(f"{tr.SHORT[tr.HEADLINE]} minus {tr.SHORT[tr.RETRIEVERS[1]]}, {kind:10s} targets "
+          f"({t['wins'] + t['ties'] + t['losses']:3d} groups): {100 * t['mean_difference']:+.1f} ± "
+          f"{100 * t['ci95']:.1f} points, Holm p = {t['holm_p']:.2g}")
+
+# %% [markdown]
 # Fine-tuning every weight costs far more than the frozen-feature matrix, which only fits a classifier on fixed
-# features. So it is measured
-# from the starts that matter: random weights, the pooled network, one random source, the same-alphabet source,
-# and the picks of two retrievers and of the control.
+# features. So it is measured from the starts that matter: random weights, the pooled network, one random
+# source, the picks of two retrievers and of the control, and, on background targets (an evaluation alphabet has
+# none), the same-alphabet source. All 175 target groups first:
 
 # %%
 tr.table(ref_ts.metrics, "fine-tuning", "all")
+
+# %% [markdown]
+# The 52 background target groups, with the same-alphabet source:
+
+# %%
+tr.table(ref_ts.metrics, "fine-tuning", "background")
+
+# %% [markdown]
+# The paired tests over all target groups:
 
 # %%
 tr.table(ref_ts.metrics, "fine-tuning tests", "all")
 
 # %% [markdown]
-# Three bars a useful task metric should clear, checked for the metric trained on gains under each recipe:
+# Three numbers sum up $f_\theta$ trained on gains, under each way of transferring: how its pick compares with
+# the same-alphabet source (on background targets, the only ones that have one), how much it gains over a
+# random source (paired, all targets), and how often its pick is among the three most helpful sources (from the
+# frozen-feature matrix under both, since fine-tuning was not run from every source):
 
 # %%
 for recipe in ("frozen", "fine-tune"):
-    for target, (met, value) in tr.targets_met(ref_ts.metrics, recipe).items():
-        print(f"{recipe:9s} {target:62s} {'met' if met else 'not met':8s} ({value})")
+    for what, value in tr.headline_measures(ref_ts.metrics, recipe).items():
+        print(f"{recipe:9s} {what:52s} {value}")
 
 # %% [markdown]
 # Three pictures. How much a good pick is worth depends on how many sources there are to choose from. The
@@ -655,15 +757,16 @@ tr.plot_retrieved_grid(ref_ts.metrics, load_split("background"), load_split("eva
 plt.show()
 
 # %% [markdown]
-# **What the measurements say.** Every claim below is a row or a line printed above.
+# **What the measurements say.** Every claim below is a row, a line or a figure above.
 #
 # 1. **The label is what matters.** Trained on measured gains, $f_\theta$ picks one of the three most helpful
 #    sources nearly half the time (chance: 13 %), its scores follow measured transfer (rank correlation about
 #    0.6 per task), and its pick beats a random source by about 9.5 points on frozen features. The same network
-#    trained on "same alphabet" finds the same alphabet more often on background targets, yet picks worse
-#    sources, and it loses about 4 points to the gain-trained metric. On alphabets no source has seen it loses
-#    about 5, because there "same alphabet" means nothing. Task2Vec's cosine does not track transfer between
-#    these tasks at all (rank correlation ≈ 0).
+#    trained on "same alphabet" learns what it was asked. On background targets it picks the new task's own
+#    alphabet more often (48 % of its picks against 36 %), and there its picks are about as good (about a point
+#    behind, not significant). On the alphabets no source has seen, where "same alphabet" means nothing, it
+#    falls about 5 points behind, and about 4 over all targets. Task2Vec's cosine does not track transfer
+#    between these tasks at all (rank correlation ≈ 0).
 # 2. **It is more than a prior over good sources.** Some sources help almost everyone, and a metric trained on
 #    gains could simply learn to name them. The control that ignores the new task and always picks the source
 #    that transferred best on the label tasks falls about 4 points short of $f_\theta$ (paired, significant). So
@@ -673,8 +776,8 @@ plt.show()
 #    source on the new task costs too much: many sources, or large models. With 30 small sources it does not.
 # 4. **Under the recipe, the pick matters less.** Fine-tuning every weight is what the label tasks preferred.
 #    It narrows the gaps: a random source already reaches about 91 %, and $f_\theta$'s pick adds about 2 points
-#    (significant after Holm). That pick is level with the same-alphabet source. On frozen features, where the
-#    features *are* the transfer, the pick is worth about 9.5 points.
+#    (significant after Holm). On background targets that pick is level with the same-alphabet source. On frozen
+#    features, where the features *are* the transfer, the pick is worth about 9.5 points.
 # 5. **Pooling beats picking.** One network trained on every source's characters beats every single source on
 #    frozen features, including the best one in hindsight, and every start that fine-tuning was measured from
 #    (fine-tuning was not run from the best source in hindsight). Retrieval is the tool for when pooling is
@@ -684,8 +787,8 @@ plt.show()
 # 6. **More sources give a good pick more to find.** As the number of sources to choose from grows, the best
 #    source in hindsight and every informative retriever climb, while a random pick stays flat.
 #
-# **Limits.** The study uses every character of both splits, 175 disjoint target groups, yet the single rows still
-# carry 95 % intervals of one to two points: groups differ in difficulty. The paired comparisons remove that
+# **Limits.** The study uses every character of both splits, 175 disjoint target groups, yet the rows over all of
+# them still carry 95 % intervals of one to two points: groups differ in difficulty. The paired comparisons remove that
 # spread, and they carry the conclusions (intervals of half a point to about one point). Sources are small Conv-4s
 # trained for a few hundred steps on one alphabet each. The oracle picks
 # using the same queries it is scored on, so it is optimistic. Fine-tuning was measured only from the starts in
@@ -704,8 +807,8 @@ plt.show()
 #   it.
 # * The §4.1 task metric is worth what its label is worth. Trained on *measured* transfer gains, it retrieves
 #   helpful sources and beats a random pick significantly. Trained on "same alphabet", it learns alphabets, not
-#   helpfulness. A source's own leave-one-out score on the support set retrieves as well, with no training. One
-#   network trained on every source beats the best single source.
+#   helpfulness. A source's own leave-one-out score on the support set retrieves at least as well, with no
+#   training. One network trained on every source beats the best single source.
 #
 # ## Exercises
 #

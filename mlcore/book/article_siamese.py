@@ -42,8 +42,8 @@ DEFECTS = [
       "(64, 128, 128, 256 channels, ReLU, 2x2 max-pool after the first three blocks).")),
     ("`forward` is cut off mid-expression",
      ("the file does not even compile, and the weighted L1 distance, the sigmoid head and the return "
-      "value are missing. Fix: `Siamese.pair_logits` = w . |phi(x1) - phi(x2)| + b, trained with "
-      "binary cross-entropy on logits.")),
+      "value are missing. Fix: `Siamese.pair_logits` scores a pair by the weighted L1 distance "
+      "Σ_j w_j |f_θ(x1)_j - f_θ(x2)_j| + b, a log-odds, trained with binary cross-entropy on logits.")),
 ]
 # not a printing defect, but the reason for the flatten-size test: 256*6*6 is right only for 105x105 input
 LATENT = ("`nn.Linear(256 * 6 * 6, 4096)` hard-codes the flatten size of Koch's 105x105 input; "

@@ -78,7 +78,7 @@ def targets_met(m: dict, recipe: str = "frozen") -> dict:
 
 #: How :func:`headline_measures` words each of :func:`targets_met`'s quantities, without the thresholds.
 MEASURE_NAMES = {
-    "within 1 point of the same-alphabet source": "retrieved source minus the same-alphabet source",
+    "within 1 point of the same-alphabet source": "retrieved source minus the same-alphabet source (background targets)",
     "at least 2 points above a random source, significant": "retrieved source minus a random source (paired)",
     "among the 3 most helpful sources at least 40 % of the time": "new tasks where the pick is among the 3 most helpful",
 }

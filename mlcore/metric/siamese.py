@@ -1,9 +1,9 @@
 """Siamese networks for one-shot image recognition (Koch, Zemel & Salakhutdinov 2015).
 
-Two copies of one convolutional encoder (shared weights) embed a pair of images; the
+Two copies of one convolutional encoder f_theta (shared weights) embed a pair of images; the
 network scores the pair by a *weighted L1 distance* between the embeddings,
 
-    logit(x1, x2) = w . abs(phi(x1) - phi(x2)) + b,     p(same) = sigmoid(logit),
+    logit(x1, x2) = sum_j w_j |f_theta(x1)_j - f_theta(x2)_j| + b,     p(same) = sigmoid(logit),
 
 and is trained as a same/different **verification** model with binary cross-entropy on
 pairs, with Koch's random affine distortions as augmentation. It never sees an N-way
@@ -260,9 +260,9 @@ class Siamese(FewShotLearner):
                          pools=[bool(p) for p in pools], embed_dim=embed_dim, batch_norm=batch_norm,
                          aggregate=aggregate, query_chunk=query_chunk)
         self.encoder = SiameseEncoder(image_size, channels, kernels, padding, pools, embed_dim, batch_norm)
-        self.distance = nn.Linear(embed_dim, 1)  # the learned weights alpha_j of the L1 components
-        # Start as a similarity: alpha_j <= 0, so a larger distance means a smaller p(same). With
-        # PyTorch's symmetric default init half the alphas point the wrong way and the first few
+        self.distance = nn.Linear(embed_dim, 1)  # the weights w_j of the L1 components and the bias b
+        # Start as a similarity: w_j <= 0, so a larger distance means a smaller p(same). With
+        # PyTorch's symmetric default init half the w_j point the wrong way and the first few
         # hundred steps are spent flipping them (measured: 5-way 1-shot after 150 small CPU steps
         # 50 % -> 64 %).
         with torch.no_grad():
