@@ -185,9 +185,6 @@ LAKE_WITHIN_ALPHABET: dict[str, tuple[float, str]] = {
     "1-nearest-neighbour on pixels": (21.7, "lake2013oneshot"),
 }
 
-#: The official ProtoNet code re-run, as quoted in targets.md; reproductions fall a little short.
-PROTONET_RERUN: dict[str, float] = {"5w1s": 98.4, "5w5s": 99.6, "20w1s": 94.9, "20w5s": 98.6}
-
 #: MAML sinusoid regression (Finn et al. 2017); 5-shot test MSE after 1, 5 and 10 gradient steps.
 SINUSOID_5SHOT_MSE: dict[str, dict[int, float]] = {
     "maml": {1: 0.67, 5: 0.38, 10: 0.35},

@@ -10,11 +10,12 @@ the whole support set:
 
 * g: a bidirectional LSTM runs over the support embeddings g'(x_i);
   g(x_i, S) = h→_i + h←_i + g'(x_i)  (skip connection, as in the paper's appendix).
-* f: an LSTM re-reads the support set K times for each query ("attention LSTM"):
-  ĥ_k, c_k = LSTM([f'(x̂), r_{k-1}], (h_{k-1}, c_{k-1})),  h_k = ĥ_k + f'(x̂),
-  r_k = Σ_i softmax_i(h_k · g(x_i)) g(x_i),  and f(x̂, S) = h_K.
-  The paper writes the LSTM state as the concatenation [h_{k-1}, r_{k-1}]; feeding r as
-  an extra *input* keeps the hidden size at D so that h_k = ĥ_k + f'(x̂) is well formed.
+* f: an LSTM re-reads the support set P times for each query ("attention LSTM", P
+  processing steps; the paper calls them K, which the book keeps for shots), for p = 1..P:
+  ĥ_p, s_p = LSTM([f'(x̂), r_{p-1}], (h_{p-1}, s_{p-1})),  h_p = ĥ_p + f'(x̂),
+  r_p = Σ_i softmax_i(h_p · g(x_i)) g(x_i),  and f(x̂, S) = h_P.
+  The paper writes the LSTM state as the concatenation [h_{p-1}, r_{p-1}]; feeding r as
+  an extra *input* keeps the hidden size at D so that h_p = ĥ_p + f'(x̂) is well formed.
 
 Without FCE, f = g = the Conv-4 embedding (the setting of the paper's Omniglot table).
 The logits returned are log P(y | x̂, S), so the argmax is the paper's prediction and
@@ -48,7 +49,7 @@ def attention_to_log_probs(attention: torch.Tensor, support_y: torch.Tensor, way
 
 
 class FullContextEmbedding(nn.Module):
-    """The two FCE modules: a bidirectional LSTM for g, an attention LSTM with K steps for f."""
+    """The two FCE modules: a bidirectional LSTM for g, an attention LSTM with P steps for f."""
 
     def __init__(self, dim: int, steps: int):
         super().__init__()
@@ -64,7 +65,7 @@ class FullContextEmbedding(nn.Module):
         return out[..., : self.dim] + out[..., self.dim:] + gz
 
     def embed_query(self, fz: torch.Tensor, g: torch.Tensor, trace: list | None = None) -> torch.Tensor:
-        """(B, m, D) queries attend K times over g (B, n, D) -> (B, m, D)."""
+        """(B, m, D) queries attend P = ``self.steps`` times over g (B, n, D) -> (B, m, D)."""
         b, m, d = fz.shape
         x = fz.reshape(b * m, d)
         h = x.new_zeros(b * m, d)
