@@ -1,7 +1,7 @@
 """Siamese networks for one-shot image recognition (Koch, Zemel & Salakhutdinov 2015).
 
 Two copies of one convolutional encoder f_theta (shared weights) embed a pair of images; the
-network scores the pair by a *weighted L1 distance* between the embeddings,
+network scores the pair by a *weighted L1 distance* between the embeddings::
 
     logit(x1, x2) = sum_j w_j |f_theta(x1)_j - f_theta(x2)_j| + b,     p(same) = sigmoid(logit),
 
