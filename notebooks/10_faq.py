@@ -352,7 +352,7 @@ if ts:
 if ts:
     display(tr.table(m, "fine-tuning", "all"))
     for what, value in tr.headline_measures(m, "fine-tune").items():
-        print(f"{what:55s} {value}")
+        print(f"{what:70s} {value}")
 
 # %% [markdown]
 # **The answer, with its evidence.** Learn the similarity from what you want it to predict. Trained on
