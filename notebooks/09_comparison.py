@@ -37,8 +37,8 @@
 # 5. read a learning curve against the paper's number and training length, and weigh accuracy against cost.
 #
 # Nothing in this chapter trains a model for long: the tables are read from records, and the one live
-# experiment (the paired comparison below) scores two untrained yardsticks on the shared episodes. A record that has not been
-# produced yet shows as **missing**; no cell is ever filled with a number from elsewhere.
+# experiment (the paired comparison below) scores two untrained yardsticks on the shared episodes. A published
+# setting with no record shows as **missing**; no cell is ever filled with a number from elsewhere.
 
 # %% tags=["setup", "hide-cell"]
 # Colab setup: installs mlcore from a clone of the book's repository and points it at the clone's results/
@@ -148,8 +148,10 @@ table(ROWS, [(k, h) for k, h in report.CLASSIFICATION_COLUMNS if k != "record"])
 # %% [markdown]
 # ### What transduction is worth
 #
-# The records scored both ways measure it directly: same weights, same characters, only the normalisation of the
-# test queries (and the paper's queries per class) change.
+# The records scored both ways measure it directly: same weights and same characters. What changes is everything
+# the paper's protocol does differently, listed in the last column: the normalisation of the test queries above
+# all, and with it the queries per class, for MAML the number of episodes (600), and for Relation Networks one
+# random 90° rotation per episode.
 
 # %%
 TRANS = compare.transduction_rows(RECORDS)
@@ -157,6 +159,14 @@ for r in TRANS:
     r["gain_txt"] = f"{r['gain']:+.2f}"
 table(TRANS, [("method", "method"), ("setting", "setting"), ("book", "book's protocol, %"),
               ("paper", "paper's protocol, %"), ("gain_txt", "difference, points"), ("paper_words", "paper's protocol")])
+
+# %% [markdown]
+# The effect depends on the method. For the MAML family and Reptile, whose networks were trained with batch
+# statistics and keep no running ones, the paper's protocol is worth from under half a point (5-shot MAML, where
+# the support set alone gives usable statistics) to almost four points (one-shot first-order MAML). For Relation
+# Networks it is worth nothing measurable: every difference is inside its CI. A one-shot support set of five
+# images is a poor sample of a batch's statistics, and a query batch of 75 images is a good one, so a learner
+# that normalises with whatever batch it is shown gains most where its support set is smallest.
 
 # %% [markdown]
 # ### What choosing the checkpoint on the test set is worth
@@ -220,8 +230,8 @@ if have:
                   f"of the paper's {r['paper_steps']:,}")
     non_ref = [r for r in have if r["budget"] not in (None, "full")]
     if non_ref:
-        print("cells filled by a non-reference (e.g. smoke) record, labelled in the table:",
-              ", ".join(r["record"] for r in non_ref))
+        print("cells filled by a record of another budget, labelled in the table:",
+              ", ".join(f"{r['record']} ({r['budget']})" for r in non_ref))
 else:
     print("No classification records yet: every cell above says 'missing' "
           "(reference records not yet produced).")
@@ -232,10 +242,11 @@ else:
 # Koch et al. did not evaluate on random characters but on Lake's 20-way one-shot trials {cite}`lake2015human`:
 # all 20 candidates come from **one** alphabet of the evaluation set, so they look alike, and training sees only
 # the 30 background alphabets. This is markedly harder than the Vinyals-split 20-way {term}`task`. Records that follow
-# this protocol (split `evaluation`, `within_alphabet`) are listed first, then the published reference points.
+# this protocol (split `evaluation`, `within_alphabet`) are listed first, then the same weights on Lake's 400
+# official trials (the trials Koch et al. and Lake et al. scored), then the published reference points.
 
 # %%
-LAKE = compare.lake_rows(RECORDS)
+LAKE = compare.lake_rows(ALL_RECORDS)
 if not any(r["record"] for r in LAKE):
     print("Lake-protocol record: reference record not yet produced")
 table(LAKE, [("who", "who"), ("accuracy", "20-way 1-shot within-alphabet, %"), ("steps", "steps"),
@@ -320,10 +331,10 @@ plt.show()
 # Now the same test for every pair of methods that the records allow, one setting at a time (best method first,
 # so a positive difference means the first method of the pair is ahead), **under the book's protocol**: every
 # record scored on the same episodes with no query seeing another. Under the papers' protocols the episodes
-# differ from method to method (one query per class for MAML and Reptile, as many as the shots for Relation
-# Networks), so records cannot be paired across them.
+# differ from method to method (as many queries per class as shots for MAML and Relation Networks, one per class
+# for Reptile and first-order MAML), so records cannot be paired across them.
 #
-# **Many tests at once.** The table runs one test per pair, about a hundred in all. At 5 % each, a handful of
+# **Many tests at once.** The table runs one test per pair, 160 in all. At 5 % each, a handful of
 # "real" gaps would be expected among pairs that do not differ at all. The Holm–Bonferroni correction
 # (`compare.holm`) keeps the chance of *any* false verdict in the whole table at 5 %: sort the $m$ p-values,
 # multiply the smallest by $m$, the next by $m-1$, and so on, keep the adjusted values non-decreasing, and call a
@@ -378,16 +389,18 @@ for r in split:
 # difference weighs their sizes. A method can win more episodes than it loses and still not be ahead on average
 # by more than the noise, when its losses are larger than its wins or the sizes of both vary widely; then the
 # sign test (and, less so, the Wilcoxon test, which weighs ranks) finds a gap that the mean difference does not.
-# The pair printed above is such a case. The reverse can happen too, though not among these records: a pair
-# with almost as many losses as wins can still differ on average. This chapter's verdicts rest on the mean
+# The first pair printed above is such a case: Matching Networks with FCE win 320 episodes against the pretrained
+# classifier and lose 268 (sign test p 0.035), yet the mean difference, +0.15 points, is inside its CI. The
+# second pair is the reverse: Meta-SGD wins 447 episodes against the Siamese network and loses 430, a split the
+# sign test cannot tell from a coin (p 0.59), yet its wins are the larger ones and it is ahead by 0.73 points on
+# average (p 0.0017). This chapter's verdicts rest on the mean
 # difference, corrected with Holm; the other two columns say how robust a verdict is to that choice.
 
 # %% [markdown]
 # ## Do the records hold on fresh episodes?
 #
 # A record's number is a mean over one fixed set of episodes, and its CI says how far another set of the same size
-# would typically move it. `benchmarks/fresh_episodes.py` scores the records that were retrained at their papers'
-# recipes once more, on as many episodes (or bandit trials) drawn with another seed, exactly as
+# would typically move it. `benchmarks/fresh_episodes.py` scores the records of the long runs once more, on as many episodes (or bandit trials) drawn with another seed, exactly as
 # `python -m mlcore eval results/<name>.json --seed 123` does. Two independent estimates of one accuracy differ
 # by less than $\sqrt{\mathrm{CI}_1^2+\mathrm{CI}_2^2}$ in 19 cases of 20. Where a record falls outside, the script
 # scores twelve more sets (when that is cheap) to tell which of the two sets was the unusual one.
@@ -475,20 +488,23 @@ else:
 #   `mlcore.compare`; missing records say *missing*.
 # * A published number is a measurement under a protocol. Every record is scored under the book's protocol (no
 #   query sees another) and, where the paper says how it measured, under the paper's; the table puts each beside
-#   the paper's number and its protocol in words. Transductive batch norm is worth points on its own (the
-#   transduction table measures how many, per record), and keeping the checkpoint that scores best on the
-#   reported episodes adds the evaluation noise in its favour.
+#   the paper's number and its protocol in words. Transductive batch norm is worth up to four points for the
+#   MAML family and Reptile, most at one shot, and nothing measurable for Relation Networks (the transduction
+#   table, per record); keeping the checkpoint that scores best on the reported episodes adds the evaluation
+#   noise in its favour.
 # * Beside each of our numbers stand the paper's number and the budget we actually used. Read the steps column
 #   and the learning curves first: where a run used a small part of the paper's budget and its curve was still
 #   rising, a gap to the paper measures the budget at least as much as the method.
 # * Compare methods **paired**, on the per-episode differences, under one protocol: the CI of the mean
-#   difference is narrower than two overlapping CIs suggest. A table of a hundred such tests needs a multiple-comparison correction; with
-#   Holm's, the verdicts hold for the whole table at 5 %, and they are verdicts about these records at these
-#   budgets.
+#   difference is narrower than two overlapping CIs suggest. A table of 160 such tests needs a
+#   multiple-comparison correction; with Holm's, the verdicts hold for the whole table at 5 %, and they are
+#   verdicts about these records at these budgets.
 # * The sign and Wilcoxon tests do not always agree with the mean difference: the cell after the table lists
 #   the pairs where they part ways.
-# * A record's CI is a promise about other episode sets: re-scored on fresh ones, the retrained records land within
-#   it, and where one did not, more sets showed the spread the CI predicts.
+# * A record's CI is a promise about other episode sets: re-scored on one fresh set, four of the seven long-run
+#   records landed within it. For the other three, twelve more sets each showed that one set of episodes had been
+#   an unusual draw (the fresh one for MAML and first-order MAML, both the record's and the fresh one for an RL²
+#   agent), with about the spread the CI predicts.
 # * Accuracy has a price in training time; the cost plot makes it visible.
 #
 # ## Exercises
