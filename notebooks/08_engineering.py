@@ -150,32 +150,28 @@ if pipe is not None:
               f"  {cpu:>27}")
 
 # %% [markdown]
-# These rows come from one run on one torch thread of a busy machine: its load average was 30.7, about thirty
-# processes waiting for a core while the benchmark ran. Under such load wall-clock rates mostly measure the
-# scheduler (the benchmark keeps the best of five 3-second windows, since other work can only make a window
-# slower), so read the ratios as this run's, not as a property of the pipelines, and measure your own machine:
-# `python benchmarks/episode_pipeline.py` (about 30 s plus loading the split; `--device cuda` on a GPU) rewrites
-# `benchmarks/results/episode_pipeline.json`, and this cell then prints your numbers. What this run shows:
+# The rows come from one run on one torch thread, with one other process busy on the machine's second core (the
+# load average is printed above); each rate is the best of five 3-second windows, since other work can only make
+# a window slower. Your machine will differ: `python benchmarks/episode_pipeline.py` (about 30 s plus loading the
+# split; `--device cuda` on a GPU) rewrites `benchmarks/results/episode_pipeline.json`, and this cell then prints
+# your numbers. What this run shows:
 #
-# * **5-way 1-shot** (80 images per episode): drawing one episode per call, the device-resident sampler ran level
-#   with the `DataLoader` (×0.95); drawing a meta-batch of 32 {term}`tasks <task>` in one call ran ×2.19 as fast.
-# * **20-way 5-shot** (400 images per episode): the `DataLoader` without workers was the fastest of the four. The
-#   sampler ran at ×0.72 of it drawing one episode per call and at ×0.48 drawing 32 per call, and the 32-episode
-#   call also cost the most main-process CPU time per episode (9.59 ms, against 7.81 ms for the `DataLoader`).
-# * **Worker processes** made the `DataLoader` slower in both settings (×0.21 and ×0.55): on one thread of a
-#   loaded machine the workers compete with the main process for CPU time, and every batch they make has to be
-#   handed across a process boundary.
+# * **5-way 1-shot** (80 images per episode): all three single-process pipelines ran level (the sampler at ×0.95
+#   of the `DataLoader` drawing one episode per call, ×0.97 drawing 32), at about 0.75 ms of CPU time per
+#   episode. An episode this small costs what the calls around it cost, whichever way it is built.
+# * **20-way 5-shot** (400 images per episode): one gather beat 400 calls of `__getitem__` plus the collate: the
+#   sampler ran ×1.38 as fast as the `DataLoader` and used 2.34 ms of CPU time per episode against 3.37. Drawing
+#   32 such episodes in one call was *slower* per episode (×0.41, 7.76 ms): each call gathers and turns 12,800
+#   images, a 40 MB block, and this run does not measure where that time goes (exercise 5 asks you to).
+# * **Worker processes** made the `DataLoader` slower in both settings (×0.29 and ×0.53): each batch the workers
+#   build has to be pickled across a process boundary, which for 28 × 28 images costs more than building it.
 #
-# The CPU-time column, which other processes disturb less than the wall clock, agrees with the rates at 5-way
-# 1-shot (one episode per call: 1.56 ms for the sampler against 1.50 for the `DataLoader`) but points the other
-# way at 20-way 5-shot: there the sampler used 6.60 ms per episode against 7.81, although its wall-clock rate was
-# lower. That is what a load average of 30 does to timings. On a CPU, then, neither pipeline wins everywhere, and
-# drawing many episodes in one call paid off only for the small episodes. What the sampler is designed for is a
-# GPU: the split is copied to device memory once and an episode is one gather there, with no host-to-device copy
-# per episode and no worker processes (the benchmark files hold no GPU run of this benchmark, so that is the
-# design's rationale, not a measurement). A `DataLoader` is the tool when the data set does not fit in device
-# memory, or when decoding and augmenting each image is expensive (full-size images from disk), which is not the
-# case for Omniglot.
+# On a CPU, then, building a whole episode with one gather pays off once episodes are large, and neither worker
+# processes nor many episodes per call help. What the sampler is designed for is a GPU: the split is copied to
+# device memory once and an episode is one gather there, with no host-to-device copy per episode and no worker
+# processes (the benchmark files hold no GPU run of this benchmark, so that is the design's rationale, not a
+# measurement). A `DataLoader` is the tool when the data set does not fit in device memory, or when decoding and
+# augmenting each image is expensive (full-size images from disk), which is not the case for Omniglot.
 #
 # ## Vectorising tasks with `torch.func.vmap`
 #
@@ -695,10 +691,10 @@ print("\n".join(line[:110] for line in table.splitlines()))
 #
 # * The article's listing does not compile, calls an undefined `conv_net`, and never imports torch; the working
 #   Siamese network is `mlcore.metric.siamese`.
-# * Episode pipelines on a CPU: in one run on a busy machine, the device-resident sampler ran level with a
-#   `DataLoader` for 5-way 1-shot episodes and ×2.19 as fast drawing 32 per call, but by wall clock the
-#   `DataLoader` was faster for 20-way 5-shot ones; measure yours with `python benchmarks/episode_pipeline.py`.
-#   A `DataLoader` is the tool when the data do not fit in device memory or each image is expensive to decode.
+# * Episode pipelines on a CPU: the device-resident sampler ran level with a `DataLoader` for 5-way 1-shot
+#   episodes and ×1.38 as fast for 20-way 5-shot ones; worker processes and 32 episodes per call were slower;
+#   measure yours with `python benchmarks/episode_pipeline.py`. A `DataLoader` is the tool when the data do not
+#   fit in device memory or each image is expensive to decode.
 # * `vmap` over tasks gives the loop's gradients; it needs functional code (no `.item()`, no data-dependent
 #   branches, no in-place buffer updates). Whether it is faster depends on the device and the allocator: on one
 #   CPU thread under glibc's `malloc` the full `vmap` was slower than the loop (922 against 674 ms), because the
@@ -725,3 +721,6 @@ print("\n".join(line[:110] for line in table.splitlines()))
 # 3. Convert ProtoNet's batch norm with `SyncBatchNorm` and check that the 2-rank run now equals the single process.
 # 4. Profile a ProtoNet step and a MAML step of the same backbone: what fraction of MAML's time is the
 #    second-order part?
+# 5. Time `EpisodeSampler.sample()` for 20-way 5-shot episodes at batch sizes 1, 4, 8 and 32, with and without
+#    `mlcore.runtime.keep_freed_memory()`, and with `torch.profiler`: where does the 32-episode call spend its
+#    time, and at what batch size does drawing many episodes per call stop paying off?
