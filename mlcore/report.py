@@ -180,6 +180,10 @@ def classification_rows(records: list[dict], include_missing: bool = False) -> l
     return rows
 
 
+#: Columns of the table of declared deviations (README and reproduction notes).
+DEVIATION_COLUMNS = [("method", "method"), ("field", "field"), ("why", "why")]
+
+
 def deviation_rows() -> list[dict]:
     """Where each method's full recipe departs from its paper on purpose (``Recipe.deviations``), one row each."""
     from .registry import learner_class, learners
@@ -432,7 +436,7 @@ def results_markdown(directory: str | os.PathLike | None = None) -> str:
     if deviations:
         parts += ["", ("Where a full recipe departs from its paper on purpose (`Recipe.deviations`; "
                        "`tests/test_recipes.py` checks every other field against the paper's):"), "",
-                  markdown_table(deviations, [("method", "method"), ("field", "field"), ("why", "why")])]
+                  markdown_table(deviations, DEVIATION_COLUMNS)]
     rl = rl_rows(records)
     if rl:
         parts += ["", ("Meta-RL (Duan et al. 2016): mean total reward per trial over 1,000 seeded evaluation trials "
@@ -547,7 +551,7 @@ def reproduction_notes_markdown(directory: str | os.PathLike | None = None) -> s
                   ("Each method's `full` recipe is its paper's, field by field (`tests/test_recipes.py` checks them), "
                    "except where the book chooses otherwise on purpose. Each such field declares why "
                    "(`Recipe.deviations`):"), "",
-                  markdown_table(deviations, [("method", "method"), ("field", "field"), ("why", "why")])]
+                  markdown_table(deviations, DEVIATION_COLUMNS)]
     parts += ["", ("This page is generated from the records by `python tools/reproduction_notes.py`; "
                    "do not edit it by hand.")]
     return "\n".join(parts) + "\n"
