@@ -98,6 +98,27 @@ class Protocol:
         return asdict(self)
 
 
+_SPLIT_WORDS = {"vinyals/trainval": "Vinyals train+val", "vinyals/train": "Vinyals train",
+                "background": "the 30 background alphabets", "evaluation": "the 20 evaluation alphabets"}
+
+
+def training_words(recipe: dict) -> str:
+    """What a record trained on, in words, from its recipe: the split and how the 90° rotations entered.
+
+    ``{"train_split": "vinyals/train", "episode_rotation": True}`` reads
+    ``"Vinyals train, one random 90° rotation per episode"``; Lake's alphabet splits have no rotations.
+    """
+    split = recipe.get("train_split", "vinyals/trainval")
+    where = _SPLIT_WORDS.get(split, split)
+    if not split.startswith("vinyals/"):
+        return f"{where}, no rotations"
+    if recipe.get("within_alphabet"):
+        return f"{where}, rotations as classes, episodes within one alphabet"
+    if recipe.get("episode_rotation"):
+        return f"{where}, one random 90° rotation per episode"
+    return f"{where}, rotations as classes"
+
+
 def batch_norm_kind(learner: nn.Module) -> str:
     """Which test-time batch norm a learner offers without the test batch: "running", "support" or "none"."""
     if hasattr(learner, "test_batch_norm"):

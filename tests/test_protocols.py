@@ -9,7 +9,7 @@ from mlcore.data.episodes import Episode
 from mlcore.memory.protonet import ProtoNet
 from mlcore.optimization.maml import MAML
 from mlcore.optimization.reptile import Reptile
-from mlcore.protocols import Protocol, batch_norm_at_test, batch_norm_kind, book_protocol
+from mlcore.protocols import Protocol, batch_norm_at_test, batch_norm_kind, book_protocol, training_words
 from mlcore.reference import NON_TRANSDUCTIVE, OMNIGLOT, PAPER_PROTOCOLS, published
 
 
@@ -148,3 +148,11 @@ def test_every_published_number_carries_its_protocol():
     assert nt is NON_TRANSDUCTIVE[("reptile", "5w1s")] and nt.accuracy == 95.39
     assert published("reptile", "5w1s").accuracy == 97.68
     assert set(PAPER_PROTOCOLS) >= {m for m, _ in OMNIGLOT}
+
+
+def test_training_words_say_what_the_record_trained_on():
+    assert training_words({"train_split": "vinyals/trainval"}) == "Vinyals train+val, rotations as classes"
+    assert training_words({"train_split": "vinyals/train", "episode_rotation": True}) == (
+        "Vinyals train, one random 90° rotation per episode")
+    assert training_words({"train_split": "background", "within_alphabet": True}) == (
+        "the 30 background alphabets, no rotations")

@@ -19,7 +19,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from ..protocols import Protocol, book_protocol, score
+from ..protocols import Protocol, book_protocol, score, training_words
 from ..reference import published, setting_name
 from ..results import atomic_write_text, load_record, results_dir
 from ..runs import load
@@ -58,7 +58,7 @@ def protocol_scores(path: str | Path, device=None, episodes: int | None = None) 
     learner = load(path, device)
     setting = setting_name(rec.ways, rec.shots, within)
     own = _record_protocol(learner, recipe)
-    book = book_protocol(learner)
+    book = replace(book_protocol(learner), training=training_words(recipe))  # what this record trained on
     if within:  # Lake's within-alphabet protocol is one query per class: the record's own episodes are the book's
         book = replace(book, queries=own.queries)
     paper_pub = published(rec.method, setting)
