@@ -582,33 +582,7 @@ show_source(ts.gain_labels)
 # compares $|e_i - e_j|$ and $e_i \odot e_j$; a sigmoid turns its output into a similarity in $(0, 1)$:
 
 # %% tags=["hide-input"]
-from mlcore.book.diagrams import FONT, GREY, _arrow, _box, _canvas
-
-c = "tab:cyan"
-fig, ax = _canvas(8.0, 3.05, "The task metric $f_\\theta(T_i, T_j)$: embed each task, then compare the two embeddings")
-top, low, mid = 2.2, 1.1, 1.65
-for y, i in ((top, "i"), (low, "j")):
-    _box(ax, 0.62, y, 1.05, 0.62, f"support set\nof task $T_{i}$", fill=0.08, fontsize=FONT - 1)
-    _arrow(ax, (1.15, y), (1.45, y))
-    _box(ax, 1.98, y, 1.0, 0.62, "pooled Conv-4\n(frozen)", fontsize=FONT - 1)
-    _arrow(ax, (2.48, y), (2.75, y))
-    _box(ax, 3.2, y, 0.82, 0.5, "mean over\nimages", fontsize=FONT - 1)
-    _arrow(ax, (3.61, y), (3.88, y))
-    _box(ax, 4.15, y, 0.48, 0.5, "$\\rho$", edge=c, fill=0.3)
-    _arrow(ax, (4.39, y), (4.62, y))
-    _box(ax, 4.88, y, 0.46, 0.46, f"$e_{i}$", edge=c)
-    _arrow(ax, (5.11, y), (5.4, mid + (0.15 if i == "i" else -0.15)))
-_arrow(ax, (4.15, top - 0.26), (4.15, low + 0.26), style="<|-|>", dashed=True, colour_=c)
-ax.text(4.22, mid, "same $\\rho$", ha="left", va="center", fontsize=FONT - 2, color=c)
-_box(ax, 5.92, mid, 1.0, 0.75, "$|e_i - e_j|$\n$e_i \\odot e_j$", edge=c, fontsize=FONT - 1)
-_arrow(ax, (6.42, mid), (6.62, mid))
-_box(ax, 6.88, mid, 0.48, 0.6, "$\\psi_\\theta$", edge=c, fill=0.3)
-_arrow(ax, (7.12, mid), (7.27, mid))
-_box(ax, 7.6, mid, 0.62, 0.75, "$\\sigma$\n$f_\\theta(T_i, T_j)$", edge=c, fill=0.3, fontsize=FONT - 2)
-ax.text(4.0, 0.35, "$\\rho$ and $\\psi_\\theta$ are trained with the article's loss "
-        "$\\sum\\,(f_\\theta(T_i, T_j) - y_{ij})^2$; the Conv-4 is fixed", ha="center", va="center",
-        fontsize=FONT - 1, color=GREY)
-fig
+diagrams.task_similarity()
 
 # %% [markdown]
 # In the code, $\rho$ is `LearnedTaskMetric.rho` and $\psi_\theta$ is `TaskSimilarity.mlp`:

@@ -88,17 +88,25 @@ def test_diagram_is_drawn_in_its_method_colour(drawn):
     assert want in {tuple(round(float(v), 3) for v in rgb) for rgb in used}
 
 
-def test_maml_relatives_figure_renders_its_symbols_on_the_page_without_overlaps():
-    """Chapter 4's one figure for MAML's relatives (several methods, so it is not in ``ALL``)."""
-    fig = diagrams.maml_relatives()
+# figures for several methods or for a study, outside ``ALL``: (function, words and symbols that must appear)
+OTHER_FIGURES = {
+    "maml_relatives": ("MAML", "first-order\nMAML", "Reptile", "Meta-SGD", "ANIL", r"\theta", r"\phi_i", r"\bar\phi",
+                       r"\boldsymbol{\alpha}", r"S_i", r"Q_i"),
+    "task_similarity": (r"f_\theta(T_i, T_j)", r"\rho", r"\psi_\theta", r"e_i", r"e_j", r"|e_i - e_j|", r"e_i \odot e_j",
+                        "support set\nof task $T_i$", "frozen"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(OTHER_FIGURES))
+def test_other_figures_render_their_symbols_on_the_page_without_overlaps(name):
+    """Chapter 4's figure of MAML's relatives and chapter 3's task metric."""
+    fig = getattr(diagrams, name)()
     FigureCanvasAgg(fig)
     fig.savefig(io.BytesIO(), format="png", dpi=60)
     labels = texts(fig)
     joined = "\n".join(t.get_text() for t in labels)
-    for name in ("MAML", "first-order\nMAML", "Reptile", "Meta-SGD", "ANIL"):
-        assert name in joined, name
-    for symbol in (r"\theta", r"\phi_i", r"\bar\phi", r"\boldsymbol{\alpha}", r"S_i", r"Q_i"):
-        assert symbol in joined, symbol
+    missing = [s for s in OTHER_FIGURES[name] if s not in joined]
+    assert not missing, f"{name} lacks {missing}"
     width, height = fig.get_size_inches()
     assert width <= 8.0 and height <= 4.5
     renderer, page = fig.canvas.get_renderer(), fig.bbox
@@ -106,8 +114,8 @@ def test_maml_relatives_figure_renders_its_symbols_on_the_page_without_overlaps(
     for t in labels:
         box = t.get_window_extent(renderer)
         assert box.x0 >= page.x0 - 1 and box.x1 <= page.x1 + 1 and box.y0 >= page.y0 - 1 and box.y1 <= page.y1 + 1, \
-            f"{t.get_text()!r} runs off the page"
+            f"{name}: {t.get_text()!r} runs off the page"
         boxes.append((t.get_text(), box.shrunk(0.97, 0.9)))
     clashes = [(a, b) for (a, ba), (b, bb) in itertools.combinations(boxes, 2) if ba.overlaps(bb)]
-    assert not clashes, f"overlapping labels {clashes[:3]}"
+    assert not clashes, f"{name}: overlapping labels {clashes[:3]}"
     plt.close(fig)
