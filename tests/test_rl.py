@@ -210,7 +210,7 @@ def test_gru_hidden_persists_across_episodes_and_resets_between_trials():
 
 def test_policy_rejects_bad_inputs():
     policy = RL2Policy(1, 3, hidden=8)
-    with pytest.raises(ValueError, match=r"\(trials, T, 6\)"):
+    with pytest.raises(ValueError, match=r"\(trials, steps, 6\)"):
         policy(torch.zeros(2, 5, 4))
     with pytest.raises(ValueError, match="num_actions >= 2"):
         RL2Policy(1, 1)

@@ -85,9 +85,11 @@ class RL2Policy(nn.Module):
         return torch.cat([s, a, prev_reward.float()[:, None], prev_done.float()[:, None]], -1)
 
     def forward(self, inputs: torch.Tensor, hidden: torch.Tensor | None = None):
-        """``inputs`` (trials, T, input_size) -> logits (trials, T, A), values (trials, T), last hidden."""
+        """``inputs`` (trials, nT, input_size) -> logits (trials, nT, A), values (trials, nT), last hidden.
+
+        nT is the book's steps per trial: n episodes of T steps each."""
         if inputs.dim() != 3 or inputs.shape[-1] != self.input_size:
-            raise ValueError(f"inputs must be (trials, T, {self.input_size}), got {tuple(inputs.shape)}")
+            raise ValueError(f"inputs must be (trials, steps, {self.input_size}), got {tuple(inputs.shape)}")
         if hidden is None:
             hidden = self.initial_state(inputs.shape[0], inputs.device)
         out, hidden = self.gru(inputs, hidden)
@@ -96,11 +98,11 @@ class RL2Policy(nn.Module):
 
 @dataclass
 class Rollout:
-    inputs: torch.Tensor    # (B, T, D) what the GRU saw
-    actions: torch.Tensor   # (B, T)
-    logp: torch.Tensor      # (B, T) log-prob of the actions under the rollout policy
-    values: torch.Tensor    # (B, T)
-    rewards: torch.Tensor   # (B, T)
+    inputs: torch.Tensor    # (B, nT, D) what the GRU saw
+    actions: torch.Tensor   # (B, nT)
+    logp: torch.Tensor      # (B, nT) log-prob of the actions under the rollout policy
+    values: torch.Tensor    # (B, nT)
+    rewards: torch.Tensor   # (B, nT)
 
     @property
     def total(self) -> torch.Tensor:
@@ -111,13 +113,13 @@ class Rollout:
 @torch.no_grad()
 def rollout(policy: RL2Policy, env: TrialEnv, generator: torch.Generator, greedy: bool = False) -> Rollout:
     """Play every trial of ``env`` once with the hidden state carried across all its episodes."""
-    B, T = env.trials, env.steps_per_trial
+    B, steps = env.trials, env.steps_per_trial
     state = env.reset()
     hidden = policy.initial_state(B, env.device)  # reset between trials
     prev_a, prev_r = None, torch.zeros(B, device=env.device)
     prev_d = torch.zeros(B, dtype=torch.bool, device=env.device)
     inputs, actions, logps, values, rewards = [], [], [], [], []
-    for _ in range(T):
+    for _ in range(steps):
         x = policy.encode(state, prev_a, prev_r, prev_d)
         logits, value, hidden = policy(x[:, None], hidden)  # hidden carried across episodes of the trial
         logits, value = logits[:, 0], value[:, 0]
@@ -137,7 +139,7 @@ def rollout(policy: RL2Policy, env: TrialEnv, generator: torch.Generator, greedy
 
 
 def gae(rewards: torch.Tensor, values: torch.Tensor, gamma: float, lam: float) -> torch.Tensor:
-    """Generalised advantage estimates over whole trials (B, T); the value after the trial's end is 0."""
+    """Generalised advantage estimates over whole trials (B, nT); the value after the trial's end is 0."""
     adv = torch.zeros_like(rewards)
     last = torch.zeros_like(rewards[:, 0])
     next_value = torch.zeros_like(rewards[:, 0])
