@@ -206,11 +206,9 @@ def lake_rows(records: list[dict]) -> list[dict]:
                          "record": r["name"], "accuracy": fmt_accuracy(r["accuracy"], r.get("ci95")),
                          "steps": None, "train_time": "–", "budget": r.get("budget") or "full",
                          "source": f"this book (weights of {(r.get('config') or {}).get('weights_from')}){note}"})
-    cites = {"lake2015human": "Lake et al. 2015", "lake2013oneshot": "Lake et al. 2013",
-             "koch2015siamese": "Koch et al. 2015"}
     for who, (acc, key) in reference.LAKE_WITHIN_ALPHABET.items():
         rows.append({"who": who, "record": None, "accuracy": f"{acc:g}", "steps": None, "train_time": "–",
-                     "budget": None, "source": cites.get(key, key), "bibkey": key})
+                     "budget": None, "source": reference.CITATIONS[key], "bibkey": key})
     return rows
 
 

@@ -185,6 +185,10 @@ LAKE_WITHIN_ALPHABET: dict[str, tuple[float, str]] = {
     "1-nearest-neighbour on pixels": (21.7, "lake2013oneshot"),
 }
 
+#: BibTeX key -> short citation, for every paper whose numbers this module quotes.
+CITATIONS: dict[str, str] = {key: cite for _, key, cite in METHODS.values()} | {
+    "lake2015human": "Lake et al. 2015", "lake2013oneshot": "Lake et al. 2013"}
+
 #: MAML sinusoid regression (Finn et al. 2017); 5-shot test MSE after 1, 5 and 10 gradient steps.
 SINUSOID_5SHOT_MSE: dict[str, dict[int, float]] = {
     "maml": {1: 0.67, 5: 0.38, 10: 0.35},

@@ -150,6 +150,8 @@ def test_lake_rows_and_cost_points(tmp_path):
     assert lake[0]["record"] == "siamese_lake"
     assert {r["who"] for r in lake} >= {"human", "convolutional Siamese net (Koch et al.)"}
     assert "92" in next(r["accuracy"] for r in lake if r["who"].startswith("convolutional"))
+    sources = {r["who"]: r["source"] for r in lake if r["record"] is None}
+    assert sources["human"] == "Lake et al. 2015" and sources["1-nearest-neighbour on pixels"] == "Lake et al. 2013"
     # Lake rows never enter the Vinyals-split grid
     assert all(r["record"] != "siamese_lake" for r in compare.comparison_grid(recs))
     pts = compare.cost_points(recs)
