@@ -174,3 +174,18 @@ def test_traits_rejects_impossible_shots():
 
     with pytest.raises(ValueError, match="shot \\+ queries"):
         traits_vs_shots(budget="smoke", shots=(1, 15), queries=10)
+
+
+def test_traits_names_other_records_without_machine_paths(tmp_path, monkeypatch):
+    """A traits record written in a run folder names the book's records by file name, and finds them again."""
+    from mlcore.experiments.traits import _referenced, _relative
+    book, run = tmp_path / "results", tmp_path / "cache" / "records"
+    book.mkdir(), run.mkdir(parents=True)
+    (book / "protonet_omniglot_5w1s.json").write_text("{}")
+    monkeypatch.setenv("MLCORE_RESULTS", str(book))
+    ref = _relative(book / "protonet_omniglot_5w1s.json", run)
+    assert ref == "protonet_omniglot_5w1s.json"
+    assert _referenced(run, ref) == book / "protonet_omniglot_5w1s.json"  # from the run folder
+    assert _referenced(book, ref) == book / "protonet_omniglot_5w1s.json"  # and after the copy into results/
+    elsewhere = tmp_path / "other" / "x.json"
+    assert _relative(elsewhere, run) == "../../other/x.json"

@@ -28,7 +28,7 @@ from pathlib import Path
 from ..baselines.scratch import Scratch
 from ..budget import current_budget, pick
 from ..engine import EVAL_SEED, evaluate, test_sampler
-from ..results import RESULTS_DIR, load_record, record_dir, run_record, save_record
+from ..results import RESULTS_DIR, load_record, record_dir, results_dir, run_record, save_record
 from ..runs import load, train_and_record
 from ..runtime import get_device
 
@@ -152,8 +152,19 @@ def traits_vs_shots(budget: str | None = None, seed: int = 0, out_dir: str | Pat
 
 
 def _relative(path: Path, base: Path) -> str:
-    """A record reference relative to the record's own folder (no machine-specific paths in records)."""
-    return os.path.relpath(Path(path).resolve(), Path(base).resolve())
+    """How a record names another record: its file name when that one sits beside it or among the book's records
+    (the results directory), else a path relative to the record's own folder. Never a machine-specific path: a
+    record written in a run folder and then copied into ``results/`` still finds the book's records."""
+    path = Path(path).resolve()
+    if path.parent in (Path(base).resolve(), results_dir().resolve()):
+        return path.name
+    return os.path.relpath(path, Path(base).resolve())
+
+
+def _referenced(base: Path, ref: str) -> Path:
+    """Where a record named by :func:`_relative` lies: beside the naming record, else among the book's records."""
+    path = Path(base) / ref
+    return path if path.exists() else results_dir() / Path(ref).name
 
 
 def rescore_traits(record_path: str | Path, episodes: int | None = None, seed: int = 123, device=None) -> dict:
@@ -161,11 +172,11 @@ def rescore_traits(record_path: str | Path, episodes: int | None = None, seed: i
     rec = load_record(record_path)
     base = Path(getattr(rec, "_path", record_path)).parent
     device = get_device(device)
-    pretrained = load(base / rec.config["pretrained_record"], device)
+    pretrained = load(_referenced(base, rec.config["pretrained_record"]), device)
     learners = {"scratch": Scratch(**rec.config["scratch"]).to(device),
                 "pretrained_linear": _with_classifier(pretrained, "linear"),
                 "pretrained_centroid": _with_classifier(pretrained, "centroid"),
-                "protonet": load(base / rec.config["protonet_record"], device)}
+                "protonet": load(_referenced(base, rec.config["protonet_record"]), device)}
     n = episodes or rec.episodes
     scores = score_methods(learners, rec.ways, rec.config["shots"], rec.config["queries"], n, seed, device)
     return {"record": rec.name, "seed": seed, "episodes": n,
