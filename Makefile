@@ -98,7 +98,7 @@ setup-cell: setup
 
 # ruff first: it takes a second, and a lint error is cheaper to read than a test failure it may cause
 unit: setup
-	ruff check mlcore tests benchmarks tools
+	ruff check mlcore tests benchmarks tools notebooks
 	python -m pytest -q tests
 
 nbval: setup

@@ -37,7 +37,7 @@
 # Colab setup: installs mlcore from a clone of the book's repository and points it at the clone's results/
 # (the reference records and checkpoints the chapter reads). It runs in Colab, or where MLCORE_SETUP=1;
 # elsewhere it does nothing. MLCORE_REPO_URL, MLCORE_REPO_REF and MLCORE_REPO_DIR pick another source.
-import os, subprocess, sys
+import os, subprocess, sys  # noqa: I001
 if "google.colab" in sys.modules or os.environ.get("MLCORE_SETUP") == "1":
     url = os.environ.get("MLCORE_REPO_URL", "git+https://github.com/meta-learning-engineered/book.git")
     ref = os.environ.get("MLCORE_REPO_REF", "main")
@@ -62,7 +62,7 @@ import torch
 import mlcore
 from mlcore import budget as budget_mod
 from mlcore.book.records import reference
-from mlcore.data import EpisodeSampler, load_split, preprocess
+from mlcore.data import load_split, preprocess
 from mlcore.engine import evaluate, fit, test_sampler
 from mlcore.results import load_record
 from mlcore.runtime import hardware_label
@@ -146,8 +146,7 @@ print("Latent:", article_siamese.LATENT)
 # *computed* from the input size, instead of being hard-coded as `256 * 6 * 6`:
 
 # %%
-from mlcore.metric.siamese import (PairBatch, PairSampler, Siamese, SiameseEncoder, distort, feature_shape,
-                                   koch_config)
+from mlcore.metric.siamese import PairSampler, Siamese, distort, feature_shape, koch_config
 
 show_source(feature_shape)
 koch = {k: v for k, v in koch_config(105).items() if k in ("channels", "kernels", "padding", "pools")}

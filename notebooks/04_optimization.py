@@ -44,7 +44,7 @@
 # Colab setup: installs mlcore from a clone of the book's repository and points it at the clone's results/
 # (the reference records and checkpoints the chapter reads). It runs in Colab, or where MLCORE_SETUP=1;
 # elsewhere it does nothing. MLCORE_REPO_URL, MLCORE_REPO_REF and MLCORE_REPO_DIR pick another source.
-import os, subprocess, sys
+import os, subprocess, sys  # noqa: I001
 if "google.colab" in sys.modules or os.environ.get("MLCORE_SETUP") == "1":
     url = os.environ.get("MLCORE_REPO_URL", "git+https://github.com/meta-learning-engineered/book.git")
     ref = os.environ.get("MLCORE_REPO_REF", "main")
@@ -62,7 +62,6 @@ import inspect
 import json
 import math
 import time
-from pathlib import Path
 
 import matplotlib.pyplot as plt
 import torch
@@ -73,8 +72,8 @@ from mlcore import budget as budget_mod
 from mlcore.book.records import reference
 from mlcore.data import EpisodeSampler, SinusoidSampler, load_split
 from mlcore.engine import evaluate, fit, test_sampler
-from mlcore.optimization import maml as maml_mod
 from mlcore.experiments import sinusoid as sin
+from mlcore.optimization import maml as maml_mod
 from mlcore.results import RESULTS_DIR, load_record
 
 BUDGET = budget_mod.current_budget()
@@ -246,7 +245,7 @@ print(inspect.getsource(maml_mod.adapted_query_loss))
 # computed by double backward, where $H_i$ is the Hessian of the support loss $\mathcal{L}_{S_i}$ (one inner step).
 
 # %%
-from torch.func import functional_call, grad  # noqa: E402
+from torch.func import functional_call, grad
 
 torch.manual_seed(0)
 alpha = 0.25
@@ -297,7 +296,7 @@ print(f"directional derivative: autograd {float(second @ torch.cat([d.flatten() 
 
 # %%
 theta = {k: p.detach().requires_grad_(True) for k, p in tiny.net.named_parameters()}
-ce = lambda w, x, y: F.cross_entropy(functional_call(tiny.net, w, (x,)), y)  # noqa: E731
+ce = lambda w, x, y: F.cross_entropy(functional_call(tiny.net, w, (x,)), y)
 gs = torch.autograd.grad(ce(theta, sx[0], sy[0]), list(theta.values()), create_graph=True)
 phi = {k: (theta[k] - alpha * gk).detach() for k, gk in zip(theta, gs)}
 gq = grad(ce)(phi, qx[0], qy[0])
@@ -401,8 +400,8 @@ plt.show()
 # `benchmarks/maml_memory.py` measures this (5-way 1-shot, 5 queries per class, meta-batch 32):
 
 # %%
-from mlcore.book.plotting import ratio_lines  # noqa: E402
-from mlcore.book.records import order_ratios  # noqa: E402
+from mlcore.book.plotting import ratio_lines
+from mlcore.book.records import order_ratios
 
 # Each device's measurements divided by the first-order run of the same benchmark: absolute seconds and MiB
 # depend on the machine (and on what else it was running); the ratio is what the method costs. Time is the wall
@@ -460,7 +459,7 @@ diagrams.maml_relatives()
 #   direction:
 
 # %%
-from mlcore.optimization.reptile import Reptile  # noqa: E402
+from mlcore.optimization.reptile import Reptile
 
 print(inspect.getsource(Reptile.meta_loss))
 
@@ -527,9 +526,9 @@ print(f"live FOMAML 5w1s ({omni_steps} meta-steps of 4 tasks, {time.perf_counter
 # limit (`--time-limit`) stopped a recipe of N steps early; the record's recipe then says the steps that ran.
 
 # %%
-from mlcore.optimization import REPRODUCTIONS  # noqa: E402
-from mlcore import reference as reference_mod  # noqa: E402
-from mlcore.runtime import hardware_label  # noqa: E402
+from mlcore import reference as reference_mod
+from mlcore.optimization import REPRODUCTIONS
+from mlcore.runtime import hardware_label
 
 paper = {"maml": (98.7, 99.9, 95.8, 98.9), "fomaml": (98.3, 99.2, 89.4, 97.9),
          "reptile": (97.68, 99.48, 89.43, 97.12), "metasgd": (99.53, 99.93, 95.93, 98.97),

@@ -43,7 +43,7 @@
 # Colab setup: installs mlcore from a clone of the book's repository and points it at the clone's results/
 # (the reference records and checkpoints the chapter reads). It runs in Colab, or where MLCORE_SETUP=1;
 # elsewhere it does nothing. MLCORE_REPO_URL, MLCORE_REPO_REF and MLCORE_REPO_DIR pick another source.
-import os, subprocess, sys
+import os, subprocess, sys  # noqa: I001
 if "google.colab" in sys.modules or os.environ.get("MLCORE_SETUP") == "1":
     url = os.environ.get("MLCORE_REPO_URL", "git+https://github.com/meta-learning-engineered/book.git")
     ref = os.environ.get("MLCORE_REPO_REF", "main")
@@ -288,7 +288,7 @@ with torch.no_grad():
 allz = torch.cat([zs, zq, pr])
 mean = allz.mean(0)
 _, _, V = torch.pca_lowrank(allz - mean, q=2, center=False)
-proj = lambda t: (t - mean) @ V[:, :2]  # noqa: E731
+proj = lambda t: (t - mean) @ V[:, :2]
 ps, pq, pp = proj(zs), proj(zq), proj(pr)
 pred = prototype_logits(zq, pr).argmax(-1)
 
@@ -499,7 +499,7 @@ if ref_sweep is not None:
 # `python -m mlcore eval results/<name>.json --seed 123` re-scores a record on fresh episodes.
 
 # %%
-from mlcore import reference as papers  # noqa: E402
+from mlcore import reference as papers
 
 SETTINGS = ((5, 1), (5, 5), (20, 1), (20, 5))
 PAPER = {m: tuple(p.accuracy if (p := papers.published(m, f"{w}w{k}s")) else None for w, k in SETTINGS)

@@ -38,7 +38,7 @@
 # Colab setup: installs mlcore from a clone of the book's repository and points it at the clone's results/
 # (the reference records and checkpoints the chapter reads). It runs in Colab, or where MLCORE_SETUP=1;
 # elsewhere it does nothing. MLCORE_REPO_URL, MLCORE_REPO_REF and MLCORE_REPO_DIR pick another source.
-import os, subprocess, sys
+import os, subprocess, sys  # noqa: I001
 if "google.colab" in sys.modules or os.environ.get("MLCORE_SETUP") == "1":
     url = os.environ.get("MLCORE_REPO_URL", "git+https://github.com/meta-learning-engineered/book.git")
     ref = os.environ.get("MLCORE_REPO_REF", "main")
@@ -231,7 +231,7 @@ from mlcore.data import SinusoidSampler
 from mlcore.experiments import sinusoid as sin
 
 t = SinusoidSampler(shots=10, queries=10, batch_size=1, seed=0).sample()
-d64 = lambda z: z[0].double()  # noqa: E731
+d64 = lambda z: z[0].double()
 torch.manual_seed(0)
 reg = sin.make_regressor().double()
 r = M.maml_hessian_term(reg, (d64(t.support_x), d64(t.support_y)), (d64(t.query_x), d64(t.query_y)), alpha=0.01)
@@ -448,7 +448,6 @@ report(M.directional_check(lambda: tiny_mann.meta_loss(seq)[0], list(tiny_mann.p
 # a class's later presentations read the slot written at its earlier ones.
 
 # %%
-from mlcore.data import EpisodeSampler
 
 if reference("mann_omniglot_5w1s") is not None:
     mann_model = mlcore.load(RESULTS_DIR / "mann_omniglot_5w1s.json", "cpu")

@@ -40,7 +40,7 @@
 # Colab setup: installs mlcore from a clone of the book's repository and points it at the clone's results/
 # (the reference records and checkpoints the chapter reads). It runs in Colab, or where MLCORE_SETUP=1;
 # elsewhere it does nothing. MLCORE_REPO_URL, MLCORE_REPO_REF and MLCORE_REPO_DIR pick another source.
-import os, subprocess, sys
+import os, subprocess, sys  # noqa: I001
 if "google.colab" in sys.modules or os.environ.get("MLCORE_SETUP") == "1":
     url = os.environ.get("MLCORE_REPO_URL", "git+https://github.com/meta-learning-engineered/book.git")
     ref = os.environ.get("MLCORE_REPO_REF", "main")
@@ -634,7 +634,8 @@ print(inspect.getsource(D.DistributedMetaLearner.after_backward))
 # task on its own (`PerTaskMeanLoss`).
 
 # %%
-base = dict(split="vinyals/test", ways=5, shots=1, queries=2, meta_batch=4, steps=2, lr=1e-2, seed=3)
+base = {"split": "vinyals/test", "ways": 5, "shots": 1, "queries": 2, "meta_batch": 4, "steps": 2, "lr": 1e-2,
+        "seed": 3}
 runs = [dict(method="maml", config={"ways": 5, "hidden": 8}, per_task=False, **base),
         dict(method="protonet", config={"hidden": 8}, per_task=False, **base)]
 two = D.run_data_parallel(runs, world_size=2)

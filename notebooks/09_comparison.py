@@ -44,7 +44,7 @@
 # Colab setup: installs mlcore from a clone of the book's repository and points it at the clone's results/
 # (the reference records and checkpoints the chapter reads). It runs in Colab, or where MLCORE_SETUP=1;
 # elsewhere it does nothing. MLCORE_REPO_URL, MLCORE_REPO_REF and MLCORE_REPO_DIR pick another source.
-import os, subprocess, sys
+import os, subprocess, sys  # noqa: I001
 if "google.colab" in sys.modules or os.environ.get("MLCORE_SETUP") == "1":
     url = os.environ.get("MLCORE_REPO_URL", "git+https://github.com/meta-learning-engineered/book.git")
     ref = os.environ.get("MLCORE_REPO_REF", "main")
@@ -68,10 +68,10 @@ from IPython.display import HTML, display
 import mlcore
 from mlcore import budget as budget_mod
 from mlcore import compare, reference, report
-from mlcore.engine import EVAL_SEED, evaluate, test_sampler
-from mlcore.compare import html_table
-from mlcore.report import load_records
 from mlcore.book.records import benchmark
+from mlcore.compare import html_table
+from mlcore.engine import EVAL_SEED, evaluate, test_sampler
+from mlcore.report import load_records
 
 BUDGET = budget_mod.current_budget()
 if BUDGET == "smoke":
@@ -275,8 +275,8 @@ table(LAKE, [("who", "who"), ("accuracy", "20-way 1-shot within-alphabet, %"), (
 # initialised Conv-4 (a ProtoNet that has not been trained).
 
 # %%
-from mlcore.baselines.pixels import PixelCentroids  # noqa: E402
-from mlcore.memory.protonet import ProtoNet  # noqa: E402
+from mlcore.baselines.pixels import PixelCentroids
+from mlcore.memory.protonet import ProtoNet
 
 n_live = budget_mod.pick(BUDGET, smoke=200, full=1000)
 sampler = test_sampler(5, 1, 15, device="cpu")

@@ -34,7 +34,7 @@
 # Colab setup: installs mlcore from a clone of the book's repository and points it at the clone's results/
 # (the reference records and checkpoints the chapter reads). It runs in Colab, or where MLCORE_SETUP=1;
 # elsewhere it does nothing. MLCORE_REPO_URL, MLCORE_REPO_REF and MLCORE_REPO_DIR pick another source.
-import os, subprocess, sys
+import os, subprocess, sys  # noqa: I001
 if "google.colab" in sys.modules or os.environ.get("MLCORE_SETUP") == "1":
     url = os.environ.get("MLCORE_REPO_URL", "git+https://github.com/meta-learning-engineered/book.git")
     ref = os.environ.get("MLCORE_REPO_REF", "main")
@@ -142,9 +142,9 @@ if traits:
 # nearest class-mean on raw pixels, `mlcore.baselines.pixels` — is scored on the same episodes in both domains.
 
 # %%
-from mlcore.data.digits import load_digits_28  # noqa: E402
-from mlcore.experiments.domain_shift import score_domains  # noqa: E402
-from mlcore.data import load_split  # noqa: E402
+from mlcore.data import load_split
+from mlcore.data.digits import load_digits_28
+from mlcore.experiments.domain_shift import score_domains
 
 HAVE_DIGITS = importlib.util.find_spec("sklearn") is not None  # the digits ship inside scikit-learn
 if not HAVE_DIGITS:
@@ -251,10 +251,10 @@ if p51:
 # Bernoulli bandits (without the record, the cell trains a tiny agent at this notebook's budget instead).
 
 # %%
-import tempfile  # noqa: E402
+import tempfile
 
-from mlcore.experiments.rl2_records import reproduce_rl2  # noqa: E402
-from mlcore.experiments.rl_ablations import test_time_ablation  # noqa: E402
+from mlcore.experiments.rl2_records import reproduce_rl2
+from mlcore.experiments.rl_ablations import test_time_ablation
 
 BANDIT = {"env": "bandit", "arms": 5, "pulls": 10}
 agent_path = RESULTS_DIR / "rl2_bandit_n10_k5.json"
