@@ -21,8 +21,11 @@ def run_rows(runs: Path) -> list[dict]:
         state = torch.load(ck, map_location="cpu", weights_only=True)
         step, wall = int(state["step"]), float(state.get("wall_s", 0.0))
         vals = [(h["step"], h["val_accuracy"]) for h in state.get("history", []) if "val_accuracy" in h]
-        last = [h for h in state.get("history", []) if "acc" in h][-5:]
-        train = f"{100 * sum(h['acc'] for h in last) / len(last):.1f} %" if last else "–"
+        key = "pair_acc" if any("pair_acc" in h for h in state.get("history", [])) else "acc"  # Siamese: pairs
+        last = [h for h in state.get("history", []) if key in h][-5:]
+        train = f"{100 * sum(h[key] for h in last) / len(last):.1f} %" if last else "–"
+        if last and key == "pair_acc":
+            train += " (verification pairs)"
         if last and all("acc_2nd" in h for h in last):
             train += f" (2nd presentation {100 * sum(h['acc_2nd'] for h in last) / len(last):.1f} %)"
         rows.append({"run": ck.parent.name, "step": step, "train_h": wall / 3600, "s_per_step": wall / max(step, 1),
