@@ -85,7 +85,10 @@ def reproduce(budget: str | None = None, seed: int = 0, out_dir=None, device=Non
                     "protocol": protocol, "test_queries": queries,
                     **({"time_limited": stopped} if stopped else {})},
             metrics={"final_train": fr.history[-1] if fr.history else {}, "history": fr.history[-20:],
-                     "eval_wall_s": time.perf_counter() - t1},
+                     "eval_wall_s": time.perf_counter() - t1,
+                     # kept for paired comparisons on the same episodes (chapter 9) and so that
+                     # protocol_scores can reuse this score instead of scoring the network again
+                     "per_episode": [round(a, 4) for a in res["per_episode"]]},
             train_wall_s=fr.wall_s, checkpoint=ckpt.name, budget=budget)
         paths.append(save_record(rec, out_dir))
     return paths
