@@ -250,12 +250,12 @@ print(inspect.getsource(rl2.RL2Policy.encode))
 
 # %% [markdown]
 # The rollout (decisions 2 and 3): the hidden state is initialised once per trial and carried through every
-# step; the per-trial sum of rewards is `Rollout.total`, $R_{\text{meta}}$ line for line. In the code, `T` is the
-# number of steps of the whole trial, $nT$ in the chapter's notation.
+# step; the per-trial sum of rewards is `Rollout.total`, $R_{\text{meta}}$ line for line. In the code, `steps` is
+# the number of steps of the whole trial, $nT$ in the chapter's notation.
 
 # %%
 src = inspect.getsource(rl2.rollout)
-print(src[src.index("    B, T"):])
+print(src[src.index("    B, steps"):])
 print(inspect.getsource(rl2.Rollout.total.fget))
 
 # %% [markdown]
