@@ -27,6 +27,18 @@ from .results import (
 )
 from .runtime import get_device, seed_everything
 
+CURVE_KEYS = ("step", "acc", "acc_2nd", "pair_acc", "val_accuracy")
+
+
+def thin_curve(history: list[dict], most: int = 200) -> list[dict]:
+    """The training curve of a whole run for its record: every k-th logged row and the last, at most ~``most``.
+
+    Rows keep the step and the accuracies the learner logged (``CURVE_KEYS``), not the losses.
+    """
+    k = max(1, -(-len(history) // most))
+    rows = history[::k] + ([history[-1]] if history and (len(history) - 1) % k else [])
+    return [{key: row[key] for key in CURVE_KEYS if key in row} for row in rows]
+
 
 def record_name(method: str, ways: int, shots: int, dataset: str = "omniglot", suffix: str = "") -> str:
     return f"{method}_{dataset}_{ways}w{shots}s{suffix}"
@@ -205,6 +217,7 @@ def train_and_record(method: str, ways: int, shots: int, budget: str | None = No
                               if shared is not None else {}),
                            **({"time_limited": stopped} if stopped else {})},
         metrics={"final_train": history[-1] if history else {}, "history": history[-20:],
+                 "train_curve": thin_curve(history),
                  # validation accuracy against meta-steps: the learning curve of the whole run
                  **({"learning_curve": [{"step": h["step"], "val_accuracy": h["val_accuracy"]} for h in history
                                         if "val_accuracy" in h]} if any("val_accuracy" in h for h in history) else {}),

@@ -44,3 +44,17 @@ def test_a_record_without_per_episode_accuracies_is_scored_again_and_gets_the_sa
     assert book["accuracy"] == pytest.approx(accuracy, abs=1e-6)  # the same seeded episodes, the same weights
     assert json.loads(tiny_protonet.read_text())["metrics"]["protocols"]["book"]["per_episode"] == \
         book["per_episode"]
+
+
+def test_a_record_keeps_the_training_curve_of_its_whole_run(tiny_protonet):
+    curve = json.loads(tiny_protonet.read_text())["metrics"]["train_curve"]
+    assert curve and curve[-1]["step"] == 3 and "loss" not in curve[-1]
+
+
+def test_thin_curve_keeps_the_last_row_and_at_most_about_the_asked_number():
+    from mlcore.runs import thin_curve
+
+    rows = [{"step": s, "loss": 1.0 / s, "acc": s / 1001} for s in range(1, 1001)]
+    thin = thin_curve(rows, most=200)
+    assert len(thin) <= 201 and thin[0]["step"] == 1 and thin[-1]["step"] == 1000
+    assert all(set(r) == {"step", "acc"} for r in thin)

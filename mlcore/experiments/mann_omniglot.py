@@ -21,15 +21,8 @@ from .. import budget as budget_mod
 from ..engine import EVAL_SEED, evaluate, fit, test_sampler
 from ..memory.mann import MANN, accuracy_by_instance
 from ..results import atomic_torch_save, record_dir, run_record, save_record
-from ..runs import build_recipe, make_optimizer, recipe_fingerprint, time_limited
+from ..runs import build_recipe, make_optimizer, recipe_fingerprint, thin_curve, time_limited
 from ..runtime import get_device, seed_everything
-
-
-def _thin(history: list[dict], most: int) -> list[dict]:
-    """Every k-th logged row (and the last), so that at most about ``most`` rows remain."""
-    k = max(1, -(-len(history) // most))
-    rows = history[::k] + ([history[-1]] if history and (len(history) - 1) % k else [])
-    return [{key: row[key] for key in ("step", "acc", "acc_2nd") if key in row} for row in rows]
 
 
 def reproduce(budget: str | None = None, seed: int = 0, out_dir=None, device=None, name: str = "mann_omniglot",
@@ -84,7 +77,7 @@ def reproduce(budget: str | None = None, seed: int = 0, out_dir=None, device=Non
                      "final_train": fr.history[-1] if fr.history else {}, "history": fr.history[-20:],
                      # the whole run's training accuracy (overall and at the 2nd presentation), at most 200 rows:
                      # where it sat on the plateau and when it left it
-                     "train_curve": _thin(fr.history, 200)},
+                     "train_curve": thin_curve(fr.history)},
             train_wall_s=fr.wall_s, checkpoint=ckpt.name, budget=budget)
         paths.append(save_record(rec, out_dir))
     return paths

@@ -26,7 +26,7 @@ from ..engine import EVAL_SEED, evaluate, fit
 from ..learner import Recipe
 from ..metric.siamese import Siamese
 from ..results import atomic_torch_save, load_record, record_dir, run_record, save_record
-from ..runs import load, time_limited
+from ..runs import load, thin_curve, time_limited
 from ..runtime import get_device, seed_everything
 
 SETTINGS = ((5, 1), (5, 5), (20, 1), (20, 5))
@@ -85,7 +85,7 @@ def reproduce(budget: str | None = None, seed: int = 0, out_dir=None, device=Non
                     "protocol": protocol, "test_queries": queries,
                     **({"time_limited": stopped} if stopped else {})},
             metrics={"final_train": fr.history[-1] if fr.history else {}, "history": fr.history[-20:],
-                     "eval_wall_s": time.perf_counter() - t1,
+                     "train_curve": thin_curve(fr.history), "eval_wall_s": time.perf_counter() - t1,
                      # kept for paired comparisons on the same episodes (chapter 9) and so that
                      # protocol_scores can reuse this score instead of scoring the network again
                      "per_episode": [round(a, 4) for a in res["per_episode"]]},
