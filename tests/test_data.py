@@ -123,6 +123,13 @@ def test_bad_checksum_leaves_nothing_behind(tmp_path):
     assert not [p for p in left if p.is_file()], left
 
 
+def test_unreachable_download_gives_one_clear_line_and_leaves_nothing(tmp_path):
+    missing = (tmp_path / "nowhere" / "images_background.zip").as_uri()  # file:// URL that cannot be opened
+    with pytest.raises(ConnectionError, match=r"could not download .*MLCORE_DATA"):
+        og.ensure_omniglot(tmp_path / "cache", sources={"images_background.zip": (missing, "0" * 64)})
+    assert not [p for p in (tmp_path / "cache").rglob("*") if p.is_file()]
+
+
 def test_corrupt_cache_gives_clear_error(tmp_path):
     d = tmp_path / "omniglot"
     d.mkdir()

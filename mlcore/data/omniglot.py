@@ -19,6 +19,7 @@ import json
 import os
 import re
 import tempfile
+import urllib.error
 import urllib.request
 import warnings
 import zipfile
@@ -90,14 +91,20 @@ def download(url: str, dest: Path, sha256: str) -> Path:
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
     try:
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=60) as resp:
-            total = int(resp.headers.get("Content-Length") or 0) or None
-            from tqdm.auto import tqdm
+        try:
+            with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=60) as resp:
+                total = int(resp.headers.get("Content-Length") or 0) or None
+                from tqdm.auto import tqdm
 
-            with tqdm(total=total, unit="B", unit_scale=True, desc=dest.name) as bar:
-                for block in iter(lambda: resp.read(1 << 16), b""):
-                    out.write(block)
-                    bar.update(len(block))
+                with tqdm(total=total, unit="B", unit_scale=True, desc=dest.name) as bar:
+                    for block in iter(lambda: resp.read(1 << 16), b""):
+                        out.write(block)
+                        bar.update(len(block))
+        except urllib.error.URLError as e:
+            # offline, or the host is down: say what to do instead of a socket traceback
+            raise ConnectionError(
+                f"could not download {url} ({e.reason}); connect to the internet, or place a verified copy at "
+                f"{dest} (or point MLCORE_DATA at a folder that holds omniglot/)") from None
         got = sha256_of(tmp)
         if got != sha256:
             raise ValueError(
