@@ -500,6 +500,62 @@ def learning_curves(records: list[dict]) -> list[dict]:
     return out
 
 
+def training_curves(records: list[dict], smooth: int = 5) -> list[dict]:
+    """Records that kept their training accuracy against meta-steps (``metrics.train_curve``), with their test score.
+
+    A run trained on the training and validation characters together (a paper's full budget) has no validation
+    curve; its training curve still shows whether it had stopped improving. Each curve is a moving average over
+    ``smooth`` logged rows; only episode accuracy (``acc``) is kept, so verification-pair curves (Siamese) and MANN's
+    sequence accuracy, which measure something else, are left out.
+    """
+    out = []
+    for rec in records:
+        curve = (rec.get("metrics") or {}).get("train_curve") or []
+        rows = [c for c in curve if "acc" in c and "acc_2nd" not in c]
+        if len(rows) < smooth or not is_classification(rec) or within_alphabet(rec):
+            continue
+        acc = [c["acc"] for c in rows]
+        avg = [sum(acc[max(0, i - smooth + 1):i + 1]) / (i + 1 - max(0, i - smooth + 1)) for i in range(len(acc))]
+        pub = reference.published(rec["method"], setting_of(rec))
+        # the test score beside the paper's number is the one measured the paper's way, where it could be
+        scores = (rec.get("metrics") or {}).get("protocols") or {}
+        which = "paper" if "paper" in scores else "book"
+        test = scores.get(which, {}).get("accuracy", rec["accuracy"])
+        out.append({"record": rec["name"], "method": reference.display_name(rec["method"]),
+                    "setting": setting_of(rec), "steps": [c["step"] for c in rows], "train_accuracy": avg,
+                    "test_accuracy": test, "test_protocol": which, "paper_accuracy": pub.accuracy if pub else None})
+    return out
+
+
+def plot_training_curves(curves: list[dict], axes=None):
+    """One panel per setting: training accuracy against meta-steps, the test score (dot: under the paper's protocol
+    where the record has it) and the paper's number (dashed)."""
+    import matplotlib.pyplot as plt
+
+    settings = [s for s in GRID_SETTINGS if any(c["setting"] == s for c in curves)]
+    if axes is None:
+        _, axes = plt.subplots(1, len(settings), figsize=(3.6 * len(settings), 3.4), squeeze=False)
+        axes = axes[0]
+    methods = sorted({c["method"] for c in curves})
+    colours = dict(zip(methods, plt.cm.tab10.colors * 3))
+    for ax, setting in zip(axes, settings):
+        for c in (c for c in curves if c["setting"] == setting):
+            colour = colours[c["method"]]
+            ax.plot(c["steps"], [100 * v for v in c["train_accuracy"]], "-", color=colour, lw=1.2, label=c["method"])
+            ax.plot(c["steps"][-1], 100 * c["test_accuracy"], "o", color=colour, ms=5)
+            if c["paper_accuracy"] is not None:
+                ax.axhline(c["paper_accuracy"], color=colour, ls="--", lw=0.8)
+        marks = [100 * c["test_accuracy"] for c in curves if c["setting"] == setting]
+        marks += [c["paper_accuracy"] for c in curves if c["setting"] == setting and c["paper_accuracy"]]
+        ax.set_ylim(min(marks) - 6, 100.5)  # the first steps' low accuracy would flatten the part that matters
+        ax.set_title(setting, fontsize=9)
+        ax.set_xlabel("meta-steps")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="lower right")
+    axes[0].set_ylabel("accuracy (%)")
+    return axes
+
+
 def plot_learning_curves(curves: list[dict], ax=None):
     """Validation accuracy against meta-steps (log x), each with its paper's number and training length."""
     import matplotlib.pyplot as plt
@@ -546,9 +602,11 @@ __all__ = [
     "plot_cost_accuracy",
     "plot_learning_curves",
     "plot_paired_heatmaps",
+    "plot_training_curves",
     "same_episodes",
     "sign_test_p",
     "steps_of",
+    "training_curves",
     "transduction_rows",
     "under_protocol",
 ]

@@ -453,6 +453,29 @@ else:
     print("no record with a learning curve yet: reference records not yet produced")
 
 # %% [markdown]
+# A run at a paper's full budget has no validation curve, but it kept its accuracy on its own training episodes
+# (`metrics.train_curve`, a moving average over five logged rows here). Each panel draws those curves with the
+# record's test score at the end (a dot, measured the paper's way where the paper says how) and the paper's number
+# (dashed). A curve still rising was stopped by its budget. A flat curve far above its dot has fitted its training
+# characters and lacks transfer to new ones: more of the same steps will not close that gap.
+
+# %%
+TRAINING = compare.training_curves(ALL_RECORDS)
+if TRAINING:
+    compare.plot_training_curves(TRAINING)
+    plt.tight_layout()
+    plt.show()
+    for c in TRAINING:
+        last = c["steps"][-1]
+        third = [a for s, a in zip(c["steps"], c["train_accuracy"]) if 0.5 * last < s <= 0.75 * last]
+        fourth = [a for s, a in zip(c["steps"], c["train_accuracy"]) if s > 0.75 * last]
+        print(f"{c['method']:19s} {c['setting']:5s} training {100 * statistics.mean(third):.1f} -> "
+              f"{100 * statistics.mean(fourth):.1f} % (third -> last quarter of {last:,} steps); test "
+              f"{100 * c['test_accuracy']:.2f} ({c['test_protocol']}'s protocol), paper {c['paper_accuracy']}")
+else:
+    print("no record kept a training curve yet: reference records not yet produced")
+
+# %% [markdown]
 # ## Cost against accuracy
 #
 # A method that is one point better but needs ten times the training is not always the better choice. Each

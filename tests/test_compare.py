@@ -236,3 +236,20 @@ def test_under_protocol_swaps_in_that_protocols_scores_and_leaves_out_unscored_r
         compare.under_protocol([a], "transductive")
     rows = compare.transduction_rows([a, b])
     assert [r["record"] for r in rows] == ["maml_omniglot_5w1s"] and rows[0]["gain"] == pytest.approx(7.5)
+
+
+def test_training_curves_smooth_keep_episode_accuracy_and_prefer_the_papers_protocol(tmp_path):
+    rec = make_record(tmp_path, "maml_omniglot_5w1s", "maml", 5, 1, [0.9, 1.0])
+    rec["metrics"]["train_curve"] = [{"step": 50 * (i + 1), "acc": a} for i, a in enumerate([0.5, 0.7, 0.9, 0.9])]
+    rec["metrics"]["protocols"] = {"book": {"accuracy": 0.95}, "paper": {"accuracy": 0.99}}
+    pairs = make_record(tmp_path, "siamese_omniglot_5w1s", "siamese", 5, 1, [1.0])
+    pairs["metrics"]["train_curve"] = [{"step": s, "pair_acc": 0.9} for s in range(1, 9)]
+    (c,) = compare.training_curves([rec, pairs], smooth=2)
+    assert c["steps"] == [50, 100, 150, 200]
+    assert c["train_accuracy"] == pytest.approx([0.5, 0.6, 0.8, 0.9])  # moving average over two logged rows
+    assert (c["test_accuracy"], c["test_protocol"], c["paper_accuracy"]) == (0.99, "paper", 98.7)
+    import matplotlib
+
+    matplotlib.use("Agg")
+    axes = compare.plot_training_curves([c])
+    assert len(axes) == 1 and axes[0].get_title() == "5w1s"
