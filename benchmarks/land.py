@@ -62,7 +62,9 @@ def main(argv: list[str] | None = None) -> None:
               flush=True)
     subprocess.run([sys.executable, "-m", "mlcore.report", "--readme"], cwd=ROOT, check=True)
     subprocess.run([sys.executable, "tools/reproduction_notes.py"], cwd=ROOT, check=True)
-    readers = sorted({p.name for p in (ROOT / "notebooks").glob("*.py") for n in args.names if n in p.read_text()})
+    # chapters name a record whole or build it from its stem (f"matching_omniglot_{setting}")
+    stems = {n for name in args.names for n in (name, name.rsplit("_", 1)[0] + "_")}
+    readers = sorted({p.name for p in (ROOT / "notebooks").glob("*.py") for n in stems if n in p.read_text()})
     print("chapters that read these records (re-execute them, and 09 always):", ", ".join(readers) or "none")
 
 
