@@ -245,6 +245,17 @@ KOCH_DEVIATIONS = {
 }
 
 
+def class_scores(sim: torch.Tensor, support_y: torch.Tensor, ways: int, aggregate: str = "max") -> torch.Tensor:
+    """Class scores (m, N) from the pair log-odds ``sim`` (m, n): per class, the max or mean over its shots."""
+    onehot = F.one_hot(support_y.long(), ways).to(sim.dtype)  # (n, N)
+    if aggregate == "mean_logit":
+        return sim @ onehot / onehot.sum(0)
+    if aggregate != "max":
+        raise ValueError(f"aggregate must be 'mean_logit' or 'max', got {aggregate!r}")
+    masked = sim[:, :, None].masked_fill(onehot[None] == 0, float("-inf"))
+    return masked.amax(1)
+
+
 class Siamese(FewShotLearner):
     """Koch et al.'s convolutional Siamese network as a few-shot learner."""
 
@@ -308,12 +319,7 @@ class Siamese(FewShotLearner):
         support_x, query_x = self.as_input(support_x), self.as_input(query_x)  # raw drawings of any size
         ways = check_task(support_x, support_y, query_x)
         self.encoder.check_input(support_x)
-        sim = self.similarity(support_x, query_x)  # (m, n)
-        onehot = F.one_hot(support_y.long(), ways).to(sim.dtype)  # (n, N)
-        if self.aggregate == "mean_logit":
-            return sim @ onehot / onehot.sum(0)
-        masked = sim[:, :, None].masked_fill(onehot[None] == 0, float("-inf"))
-        return masked.amax(1)
+        return class_scores(self.similarity(support_x, query_x), support_y, ways, self.aggregate)
 
     # -- training setup ----------------------------------------------------------------
     @classmethod
