@@ -310,7 +310,7 @@ if r is not None:
 # %%
 aggregate_study = benchmark("siamese_aggregate",
                             "python benchmarks/siamese_aggregate.py siamese_omniglot_20w5s siamese_omniglot_5w5s")
-for name, row in (aggregate_study or {}).items():
+for row in (aggregate_study or {}).values():
     rules, gap = row["rules"], row["mean_logit_minus_max"]
     print(f"{row['ways']}-way {row['shots']}-shot: max {100 * rules['max']['accuracy']:.2f} %, mean_logit "
           f"{100 * rules['mean_logit']['accuracy']:.2f} %; mean_logit − max {100 * gap['accuracy']:+.2f} ± "
