@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch
 
 from mlcore.engine import EVAL_SEED
-from mlcore.experiments.siamese_omniglot import fixed_test_sampler
+from mlcore.experiments.siamese_omniglot import record_test_sampler
 from mlcore.learner import check_task
 from mlcore.metric.siamese import class_scores
 from mlcore.results import RESULTS_DIR, atomic_write_text, load_record, mean_ci95
@@ -54,11 +54,8 @@ def score_rules(record_path: Path, episodes: int | None = None) -> dict:
     """The record's network scored under every rule on the record's own test episodes, with paired gaps."""
     rec = load_record(record_path)
     learner = load(record_path)
-    recipe = rec.config.get("recipe", {})
     episodes = episodes or rec.episodes or 1000
-    ts = fixed_test_sampler(rec.ways, rec.shots, rec.config.get("test_queries", recipe.get("test_queries", 15)),
-                            rec.split, learner.device, recipe.get("within_alphabet", False),
-                            learner.encoder.image_size)
+    ts = record_test_sampler(rec, learner)
     t0 = time.perf_counter()
     per_episode = _per_episode_both_rules(learner, ts, episodes)
     wall = round(time.perf_counter() - t0, 1)

@@ -101,14 +101,19 @@ def fixed_test_sampler(ways: int, shots: int, queries: int, split: str, device, 
                           seed=EVAL_SEED, within_alphabet=within_alphabet)
 
 
+def record_test_sampler(rec, learner) -> EpisodeSampler:
+    """The test episodes of a Siamese record's protocol (its ways, shots, queries, split), at the net's resolution."""
+    recipe = rec.config.get("recipe", {})
+    return fixed_test_sampler(rec.ways, rec.shots, rec.config.get("test_queries", recipe.get("test_queries", 15)),
+                              rec.split, learner.device, recipe.get("within_alphabet", False),
+                              learner.encoder.image_size)
+
+
 def evaluate_record(record_path, episodes: int | None = None, seed: int = 123, device=None) -> dict:
     """Re-score a Siamese record on fresh episodes of its protocol, at the network's own resolution."""
     rec = load_record(record_path)
     learner = load(record_path, device)
-    recipe = rec.config.get("recipe", {})
-    ts = fixed_test_sampler(rec.ways, rec.shots, rec.config.get("test_queries", recipe.get("test_queries", 15)),
-                            rec.split, learner.device, recipe.get("within_alphabet", False),
-                            learner.encoder.image_size)
+    ts = record_test_sampler(rec, learner)
     res = evaluate(learner, ts, episodes or rec.episodes or 1000, seed=seed)
     return {"record": rec.name, "accuracy": res["accuracy"], "ci95": res["ci95"], "episodes": res["episodes"],
             "ways": rec.ways, "shots": rec.shots, "seed": seed, "reference_accuracy": rec.accuracy,
