@@ -88,17 +88,18 @@ def batch_statistics(module: nn.Module):
     the batch it is given (transductive), and leaves its running statistics untouched.
 
     This is how Relation Networks' published numbers were measured (the authors' code never switches
-    to eval mode); the book's own protocol uses the running statistics.
+    to eval mode); the book's own protocol uses the running statistics. The running buffers are hidden for the
+    block (a batch norm without them normalises with the batch in train and eval mode alike), so an
+    ``eval()`` inside the block, as :func:`mlcore.engine.evaluate` calls, cannot bring them back.
     """
     bns = [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
-    saved = [(m.training, m.track_running_stats) for m in bns]
+    saved = [(m.running_mean, m.running_var) for m in bns]
     try:
         for m in bns:
-            # training mode without tracking: forward uses batch statistics and passes no running buffers
-            m.train()
+            m.running_mean, m.running_var = None, None
             m.track_running_stats = False
         yield module
     finally:
-        for m, (training, tracking) in zip(bns, saved):
-            m.train(training)
-            m.track_running_stats = tracking
+        for m, (mean, var) in zip(bns, saved):
+            m.running_mean, m.running_var = mean, var
+            m.track_running_stats = True

@@ -108,7 +108,8 @@ def test_batch_statistics_for_running_stat_nets_leave_the_running_statistics_alo
     running = net.predict_batch(ep)
     with batch_norm_at_test(net, "batch"):
         batch_stats = net.predict_batch(ep)
-        assert all(m.training for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d))
+        net.eval()  # as mlcore.engine.evaluate does inside the block: it must not bring the running statistics back
+        assert torch.allclose(net.predict_batch(ep), batch_stats, atol=1e-10)
     assert not any(m.training for m in net.modules())
     for k, v in net.state_dict().items():
         assert torch.equal(v, before[k]), k
@@ -119,6 +120,35 @@ def test_batch_statistics_for_running_stat_nets_leave_the_running_statistics_alo
     assert torch.allclose(twin.predict_batch(ep), batch_stats, atol=1e-10)
     with pytest.raises(ValueError, match="cannot be scored"), batch_norm_at_test(net, "per_query"):
         pass
+
+
+def test_score_under_the_transductive_protocol_normalises_each_episode_with_its_own_batch():
+    """Through ``score`` and ``evaluate`` (which switches the learner to eval mode), on real test episodes."""
+    import copy
+
+    from mlcore.protocols import score
+
+    torch.manual_seed(0)
+    net = ProtoNet(hidden=8).eval()
+    for bn in (mod for mod in net.modules() if isinstance(mod, torch.nn.BatchNorm2d)):
+        bn.running_mean.uniform_(-0.5, 0.5)
+        bn.running_var.uniform_(0.5, 2.0)
+    seen = []
+    predict_batch = net.predict_batch
+
+    def spy(ep):
+        out = predict_batch(ep)
+        seen.append((ep, out))
+        return out
+
+    net.predict_batch = spy
+    score(net, Protocol("batch", queries=2), ways=5, shots=1, episodes=2)
+    ep, transductive = seen[-1]
+    del net.predict_batch
+    twin = copy.deepcopy(net).train()  # a train-mode forward normalises with the batch (its statistics move: thrown away)
+    with torch.no_grad():
+        assert torch.allclose(twin.predict_batch(ep), transductive, atol=1e-5)
+        assert not torch.allclose(net.predict_batch(ep), transductive, atol=1e-3)
 
 
 def test_book_protocol_is_non_transductive_for_every_kind_of_net():
