@@ -185,9 +185,12 @@ def score(learner: nn.Module, protocol: Protocol, ways: int, shots: int, split: 
     try:
         sampler = test_sampler(ways, shots, protocol.queries_for(shots), split, learner.device,
                                within_alphabet=within_alphabet)
+        # batch statistics of a running-statistics net are those of the batch it is given: one episode at a time,
+        # or the episodes scored together would normalise each other (the MAML family normalises per task itself)
+        per_episode = protocol.batch_norm == "batch" and batch_norm_kind(learner) == "running"
         with batch_norm_at_test(learner, protocol.batch_norm):
             res = evaluate(learner, sampler, episodes or protocol.episodes or 1000,
-                           seed=EVAL_SEED if seed is None else seed)
+                           seed=EVAL_SEED if seed is None else seed, **({"chunk": 1} if per_episode else {}))
     finally:
         if steps_saved is not None:
             learner.test_inner_steps = steps_saved

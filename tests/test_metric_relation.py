@@ -43,6 +43,24 @@ def test_class_relabelling_permutes_the_scores_and_shots_are_summed(test_classes
     assert torch.allclose(a, m.predict(sx[order], sy[order], qx), atol=1e-5)
 
 
+def test_under_batch_statistics_support_and_queries_are_normalised_apart_as_in_sung_et_al_code(test_classes):
+    """Their code embeds the sample (support) images and the batch (query) images in two forward passes: in train
+    mode, and at their transductive test, each set is normalised with its own batch statistics."""
+    torch.manual_seed(0)
+    m = RelationNet(hidden=8).double().train()
+    ep = EpisodeSampler(test_classes, ways=3, shots=2, queries=4, seed=2).sample()
+    sx, sy, qx = ep.support_x[0].double(), ep.support_y[0], ep.query_x[0].double()
+    got = m.predict(sx, sy, qx)
+    fs, fq = m.embedding(sx), m.embedding(qx)  # the reference: two separate passes
+    fc = torch.stack([fs[sy == c].sum(0) for c in range(3)])  # each class's shots summed
+    pairs = torch.cat([fc[None].expand(len(qx), -1, -1, -1, -1), fq[:, None].expand(-1, 3, -1, -1, -1)], dim=2)
+    want = m.relation_fc(m.relation_conv(pairs.flatten(0, 1)).flatten(1)).view(len(qx), 3)
+    assert torch.allclose(got, want, atol=1e-10)
+    # one pass over support and queries together normalises with other statistics: the difference is real
+    joint = m.embedding(torch.cat([sx, qx]))
+    assert not torch.allclose(joint[: len(sx)], fs, atol=1e-3)
+
+
 def test_bad_input_is_rejected_with_clear_errors():
     m = RelationNet(hidden=8)
     sx, sy = torch.rand(6, 1, 28, 28), torch.arange(3).repeat_interleave(2)

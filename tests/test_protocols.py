@@ -144,6 +144,7 @@ def test_score_under_the_transductive_protocol_normalises_each_episode_with_its_
     net.predict_batch = spy
     score(net, Protocol("batch", queries=2), ways=5, shots=1, episodes=2)
     ep, transductive = seen[-1]
+    assert len(seen) == 2 and ep.support_x.shape[0] == 1  # one episode per batch: episodes do not normalise each other
     del net.predict_batch
     twin = copy.deepcopy(net).train()  # a train-mode forward normalises with the batch (its statistics move: thrown away)
     with torch.no_grad():

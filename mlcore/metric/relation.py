@@ -89,12 +89,14 @@ class RelationNet(FewShotLearner):
         self._check_images(support_x)
         self._check_images(query_x)
         b, n, m = support_x.shape[0], support_x.shape[1], query_x.shape[1]
-        f = self.embedding(torch.cat([support_x.flatten(0, 1), query_x.flatten(0, 1)]))
-        fs, fq = f[: b * n].view(b, n, -1), f[b * n:].view(b, m, *f.shape[1:])
+        # two passes, as Sung et al.'s code: under batch statistics (training, or their transductive test) the
+        # support set and the queries are each normalised with their own batch's
+        fs, fq = self.embedding(support_x.flatten(0, 1)), self.embedding(query_x.flatten(0, 1))
+        fs, fq = fs.view(b, n, -1), fq.view(b, m, *fq.shape[1:])
         onehot = F.one_hot(support_y.long(), ways).to(fs.dtype)  # (B, n, N)
-        fc = (onehot.transpose(1, 2) @ fs).view(b, ways, *f.shape[1:])  # sum of each class's shots
-        pairs = torch.cat([fc[:, None].expand(b, m, ways, *f.shape[1:]),
-                           fq[:, :, None].expand(b, m, ways, *f.shape[1:])], dim=3)  # (B, m, N, 2C, h, w)
+        fc = (onehot.transpose(1, 2) @ fs).view(b, ways, *fq.shape[2:])  # sum of each class's shots
+        pairs = torch.cat([fc[:, None].expand(b, m, ways, *fq.shape[2:]),
+                           fq[:, :, None].expand(b, m, ways, *fq.shape[2:])], dim=3)  # (B, m, N, 2C, h, w)
         r = self.relation_conv(pairs.flatten(0, 2)).flatten(1)
         return self.relation_fc(r).view(b, m, ways)
 
