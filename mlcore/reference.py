@@ -107,7 +107,8 @@ PAPER_PROTOCOLS: dict[str, Protocol] = {
     # (its 50 Adam steps at test are the recipe's, checked by tests/test_recipes.py, not a scoring override)
     "reptile": Protocol("batch", queries=1, episodes=None, selection="last"),
     "matching": _UNSTATED,
-    # Sung et al.'s code never calls .eval() and keeps the checkpoint with the best test accuracy
+    # Sung et al.'s code never calls .eval() (support set and queries go through the net in separate passes, each
+    # normalised with its own batch statistics) and keeps the checkpoint with the best test accuracy
     "relation": Protocol("batch", queries="shots", episodes=1000, selection="test",
                          augmentation="one random 90° rotation per episode",
                          training="1,200 characters, rotations as augmentation"),

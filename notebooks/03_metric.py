@@ -515,20 +515,22 @@ plt.show()
 # the 1,200 training characters rather than becoming classes of their own. Our four records follow it to
 # different degrees, and the second line under each prints what it used:
 #
-# * the **5-way 1-shot** and **5-way 5-shot** records follow Sung et al.'s recipe for 40,000 and 9,607 of its
-#   million episodes (so their learning rate is never halved), on the 1,028 characters of `vinyals/train`, with
-#   the 172 of `vinyals/val` held out for validation;
+# * the **5-way 1-shot** and **5-way 5-shot** records follow Sung et al.'s recipe for 40,000 of its million
+#   episodes (so their learning rate is never halved), on the 1,028 characters of `vinyals/train`, with the 172
+#   of `vinyals/val` held out for validation;
 # * the two **20-way** records follow a **shorter recipe**: 3,414 and 3,541 episodes on all 1,200 training
 #   characters (`vinyals/trainval`), each rotation a class of its own, no gradient clipping, and a halving every
 #   5,000 episodes that they never reach. A time limit stopped both before their planned 10,000.
 #
-# Neither 5-way record has come near the paper's million episodes, and both are below its numbers by 0.9 to 1.6
-# points. Chapter 9 draws their validation curves: the 1-shot one had levelled off by 30,000 episodes, at the
-# learning rate the paper keeps until episode 100,000; the 5-shot one was still rising when its time ran out.
+# Neither 5-way record has come near the paper's million episodes. Under the paper's protocol they are 0.9 and 0.4
+# points below its numbers (1.5 and 0.5 under the book's). Chapter 9 draws their validation curves: both had
+# levelled off by 30,000 episodes, at the learning rate the paper keeps until episode 100,000: more episodes at
+# this rate add little, and whether the paper's halvings close the rest is a run the book has not made.
 #
 # Each record is scored under two protocols. The book's: batch norm with training statistics, 15 queries per
 # class, the last checkpoint. The paper's: batch norm with the test batch's statistics (Sung et al.'s code never
-# switches to eval mode) and as many queries per class as shots. One part of the paper's protocol is stated
+# switches to eval mode, and embeds the support set and the queries in two passes, so each is normalised with
+# its own statistics, one episode at a time) and as many queries per class as shots. One part of the paper's protocol is stated
 # here, not redone: Sung et al. scored the test set many times during training and report the best of those
 # scores, that is, a checkpoint chosen on the test set. The records keep only their last checkpoint, so the
 # "paper's protocol" number applies the paper's test-time batch norm and query count to that last checkpoint.

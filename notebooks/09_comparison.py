@@ -164,7 +164,8 @@ table(TRANS, [("method", "method"), ("setting", "setting"), ("book", "book's pro
 # The effect depends on the method. For the MAML family and Reptile, whose networks were trained with batch
 # statistics and keep no running ones, the paper's protocol is worth from under half a point (5-shot MAML, where
 # the support set alone gives usable statistics) to almost four points (one-shot first-order MAML). For Relation
-# Networks it is worth nothing measurable: every difference is inside its CI. A one-shot support set of five
+# Networks, whose batch norm keeps running statistics from training, it is worth half a point or less (+0.1 at
+# 5w5s, +0.4 to +0.5 in the other three settings), about one CI. A one-shot support set of five
 # images is a poor sample of a batch's statistics, and a query batch of 75 images is a good one, so a learner
 # that normalises with whatever batch it is shown gains most where its support set is smallest.
 
@@ -189,8 +190,10 @@ if not CURVES:
 
 # %% [markdown]
 # The 1-shot Relation Network curve had levelled off over its last checkpoints, and there selection does add
-# something: its best checkpoint, at step 36,000, scores 0.24 points above the last. The 5-shot curve was still
-# rising when its run stopped, so its best check is its last and selection adds nothing. That is what happens on a plateau, where consecutive checkpoints differ only by noise: a validation
+# something: its best checkpoint, at step 36,000, scores 0.24 points above the last. The 5-shot curve levelled
+# off from about 20,000 episodes, at 99.5 to 99.7 %, and selection adds less there (its best check, at 30,000,
+# is 0.07 points above the last): a curve this close to 100 % has little noise left to choose from. That is
+# what happens on a plateau, where consecutive checkpoints differ only by noise: a validation
 # check scores 200 episodes, whose 95 % interval is √5 ≈ 2.2 times that of the 1,000-episode scores in the
 # table above (about ±0.4 points instead of ±0.18), and keeping the best of many such scores reports the top of
 # that noise. The book reports the last checkpoint.
@@ -392,10 +395,9 @@ for r in split:
 # sign test (and, less so, the Wilcoxon test, which weighs ranks) finds a gap that the mean difference does not.
 # The first pair printed above is such a case: Matching Networks with FCE win 320 episodes against the pretrained
 # classifier and lose 268 (sign test p 0.035), yet the mean difference, +0.15 points, is inside its CI. The
-# other two are the reverse: at 5-way 5-shot, Relation Networks and plain Matching Networks each win only a few
-# more episodes against the Siamese network than they lose (273 to 233 and 262 to 232), splits the sign test
-# cannot tell from a coin (p 0.083 and 0.19), yet they are ahead on average by 0.26 ± 0.13 and 0.25 ± 0.13 points
-# (p 0.0001 and 0.0002), because their wins are the larger ones. This chapter's verdicts rest on the mean
+# other is the reverse: at 5-way 5-shot, plain Matching Networks win only a few more episodes against the
+# Siamese network than they lose (262 to 232), a split the sign test cannot tell from a coin (p 0.19), yet they
+# are ahead on average by 0.25 ± 0.13 points (p 0.0002), because their wins are the larger ones. This chapter's verdicts rest on the mean
 # difference, corrected with Holm; the other two columns say how robust a verdict is to that choice.
 
 # %% [markdown]
@@ -483,9 +485,9 @@ else:
 # above MAML's at equal steps; its dot sits lower because Li et al. do not say how they measured, so it is scored
 # the book's way, without the transductive batch norm that lifts MAML's dot. The three plain Matching Networks
 # curves levelled off at 97.7 to 99.2 %, 2.0 to 6.4 points above their test scores: those gaps are transfer to new
-# characters, not budget (chapter 5 shows that full-context embeddings close them at one shot). The Relation
-# Network 5w5s run stopped after 9,607 of the paper's million episodes with its validation curve (above) still
-# rising: its gap is budget.
+# characters, not budget (chapter 5 shows that full-context embeddings close them at one shot). Both 5-way
+# Relation Network curves (validation, above) levelled off after 40,000 of the paper's million episodes, at the
+# learning rate the paper halves for the first time at episode 100,000.
 
 # %% [markdown]
 # ## Cost against accuracy
@@ -524,7 +526,7 @@ else:
 # * A published number is a measurement under a protocol. Every record is scored under the book's protocol (no
 #   query sees another) and, where the paper says how it measured, under the paper's; the table puts each beside
 #   the paper's number and its protocol in words. Transductive batch norm is worth up to four points for the
-#   MAML family and Reptile, most at one shot, and nothing measurable for Relation Networks (the transduction
+#   MAML family and Reptile, most at one shot, and half a point or less for Relation Networks (the transduction
 #   table, per record); keeping the checkpoint that scores best on the reported episodes adds the evaluation
 #   noise in its favour.
 # * Beside each of our numbers stand the paper's number and the budget we actually used. Read the steps column
