@@ -485,7 +485,8 @@ else:
 # above MAML's at equal steps; its dot sits lower because Li et al. do not say how they measured, so it is scored
 # the book's way, without the transductive batch norm that lifts MAML's dot. The three plain Matching Networks
 # curves levelled off at 97.7 to 99.2 %, 2.0 to 6.4 points above their test scores: those gaps are transfer to new
-# characters, not budget (chapter 5 shows that full-context embeddings close them at one shot). Both 5-way
+# characters, not budget (chapter 5 shows that full-context embeddings close them at one shot, and that neither
+# 60-way training episodes nor transductive batch norm does). Both 5-way
 # Relation Network curves (validation, above) levelled off after 40,000 of the paper's million episodes, at the
 # learning rate the paper halves for the first time at episode 100,000.
 
