@@ -61,6 +61,36 @@ def test_under_batch_statistics_support_and_queries_are_normalised_apart_as_in_s
     assert not torch.allclose(joint[: len(sx)], fs, atol=1e-3)
 
 
+def test_pairs_are_convolved_by_parts_with_the_same_scores_and_gradients_as_stacked_pairs(test_classes):
+    """relation_logits convolves each class map and each query map once with its half of the first relation
+    kernel and adds them per pair; the reference stacks every (query, class) pair along the channels and
+    convolves the stack, as the paper describes. Scores and every parameter's gradient must agree."""
+    torch.manual_seed(0)
+    m = RelationNet(hidden=8).double().train()
+    ep = EpisodeSampler(test_classes, ways=4, shots=2, queries=3, batch_size=2, seed=3).sample()
+    sx, qx = ep.support_x.double(), ep.query_x.double()
+    got = m.relation_logits(sx, ep.support_y, qx, 4)
+
+    b, m_q = qx.shape[:2]
+    fs = m.embedding(sx.flatten(0, 1)).view(b, -1, *m.feature_shape)
+    fq = m.embedding(qx.flatten(0, 1)).view(b, m_q, *m.feature_shape)
+    fc = torch.stack([torch.stack([fs[i][ep.support_y[i] == c].sum(0) for c in range(4)]) for i in range(b)])
+    pairs = torch.cat([fc[:, None].expand(-1, m_q, -1, -1, -1, -1), fq[:, :, None].expand(-1, -1, 4, -1, -1, -1)],
+                      dim=3)
+    want = m.relation_fc(m.relation_conv(pairs.flatten(0, 2)).flatten(1)).view(b, m_q, 4)
+    assert torch.allclose(got, want, atol=1e-12)
+
+    target = F.one_hot(ep.query_y, 4).double()
+    params = list(m.parameters())
+    g_got = torch.autograd.grad(F.mse_loss(torch.sigmoid(got), target), params)
+    g_want = torch.autograd.grad(F.mse_loss(torch.sigmoid(want), target), params)
+    scale = torch.cat([g.flatten() for g in g_want]).norm()
+    assert all(torch.allclose(a, w, atol=1e-12 * float(scale), rtol=0) for a, w in zip(g_got, g_want))
+    # the first relation kernel's two halves both get gradient: the class half and the query half
+    w_grad = g_got[next(i for i, p in enumerate(params) if p is m.relation_conv[0][0].weight)]
+    assert w_grad[:, :8].abs().sum() > 0 and w_grad[:, 8:].abs().sum() > 0
+
+
 def test_bad_input_is_rejected_with_clear_errors():
     m = RelationNet(hidden=8)
     sx, sy = torch.rand(6, 1, 28, 28), torch.arange(3).repeat_interleave(2)
