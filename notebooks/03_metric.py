@@ -474,7 +474,9 @@ plt.show()
 diagrams.relation_network()
 
 # %% [markdown]
-# In the code, $f_\theta$ is `RelationNet.embedding` and $g_\theta$ is `relation_conv` followed by `relation_fc`:
+# In the code, $f_\theta$ is `RelationNet.embedding` and $g_\theta$ is `relation_conv` followed by `relation_fc`.
+# The stacked pairs are never built: `pair_conv` computes $g_\theta$'s first convolution of every pair from one
+# convolution per class and one per query, which is the same function and much cheaper at 20 ways (chapter 8):
 
 # %%
 from mlcore.metric.relation import RelationNet

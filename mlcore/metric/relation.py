@@ -96,6 +96,7 @@ class RelationNet(FewShotLearner):
         onehot = F.one_hot(support_y.long(), ways).to(fs.dtype)  # (B, n, N)
         fc = (onehot.transpose(1, 2) @ fs).view(b, ways, *fq.shape[2:])  # sum of each class's shots
         z = self.pair_conv(fc, fq)  # g's first convolution of every (query, class) pair: (B, m, N, C, h, w)
+        # the rest of g: its first block after the convolution (batch norm, ReLU, pooling), then its second block
         r = self.relation_conv[1](self.relation_conv[0][1:](z.flatten(0, 2))).flatten(1)
         return self.relation_fc(r).view(b, m, ways)
 
