@@ -4,8 +4,9 @@ The paper describes the relation module's input as each (query, class) pair of f
 channels. ``RelationNet.relation_logits`` never builds that stack: it convolves each class map and each query map
 once with its half of the first relation kernel and adds the two per pair (``RelationNet.pair_conv``). Both
 compute the same function; this script times a training step (forward, backward) of each at the four settings of
-Sung et al.'s recipe, one CPU thread, alternating rounds so that other load on the machine falls on both alike,
-after checking in float64 that scores and gradients agree. It writes ``benchmarks/results/relation_pairs_cpu.json``.
+Sung et al.'s recipe, one CPU thread, alternating rounds so that other load on the machine falls on all alike,
+after checking in float64 that scores and gradients agree. A third variant adds what the recipe also turns on,
+NHWC convolutions (``channels_last``). It writes ``benchmarks/results/relation_pairs_cpu.json``.
 
     python benchmarks/relation_pairs.py [--rounds 3] [--iters 3] [--out FILE]
 """
@@ -84,26 +85,33 @@ def main() -> int:
         if not (score_gap < 1e-9 and grad_gap < 1e-9):
             raise AssertionError(f"{ways}w{shots}s: the two formulations differ (scores {score_gap:.1e}, "
                                  f"gradients {grad_gap:.1e}); not timing")
-        times: dict[str, list[float]] = {"by_parts": [], "stacked": []}
-        fns = {"by_parts": RelationNet.relation_logits, "stacked": stacked_pair_logits}
-        for fn in fns.values():
-            train_step(net, ep, fn)  # warm-up
+        nhwc = copy.deepcopy(net).to(memory_format=torch.channels_last)
+        variants = {"by_parts": (net, RelationNet.relation_logits), "stacked": (net, stacked_pair_logits),
+                    "by_parts_channels_last": (nhwc, RelationNet.relation_logits)}
+        times: dict[str, list[float]] = {name: [] for name in variants}
+        for model, fn in variants.values():
+            train_step(model, ep, fn)  # warm-up
         for _ in range(args.rounds):
-            for name, fn in fns.items():
+            for name, (model, fn) in variants.items():
                 t0 = time.perf_counter()
                 for _ in range(args.iters):
-                    train_step(net, ep, fn)
+                    train_step(model, ep, fn)
                 times[name].append((time.perf_counter() - t0) / args.iters)
         ratios = [s / p for s, p in zip(times["stacked"], times["by_parts"])]
+        nhwc_ratios = [s / p for s, p in zip(times["stacked"], times["by_parts_channels_last"])]
         row = {"setting": f"{ways}w{shots}s", "queries_per_class": recipe.queries,
                "pairs_per_episode": ways * recipe.queries * ways, "score_gap_float64": score_gap,
                "gradient_gap_float64": grad_gap, "s_per_step_by_parts": statistics.median(times["by_parts"]),
                "s_per_step_stacked": statistics.median(times["stacked"]), "speedup_per_round": ratios,
-               "speedup": statistics.median(ratios)}
+               "speedup": statistics.median(ratios),
+               "s_per_step_by_parts_channels_last": statistics.median(times["by_parts_channels_last"]),
+               "speedup_channels_last_per_round": nhwc_ratios, "speedup_channels_last": statistics.median(nhwc_ratios)}
         rows.append(row)
         print(f"{row['setting']}: {row['pairs_per_episode']:,} pairs per episode; stacked "
               f"{row['s_per_step_stacked']:.3f} s, by parts {row['s_per_step_by_parts']:.3f} s per step -> "
-              f"{row['speedup']:.2f}x (float64 gaps: scores {score_gap:.0e}, gradients {grad_gap:.0e})", flush=True)
+              f"{row['speedup']:.2f}x; by parts in channels_last {row['s_per_step_by_parts_channels_last']:.3f} s -> "
+              f"{row['speedup_channels_last']:.2f}x (float64 gaps: scores {score_gap:.0e}, gradients {grad_gap:.0e})",
+              flush=True)
     result = {"benchmark": "relation_pairs", "rounds": args.rounds, "iters": args.iters, "threads": 1,
               "load_average": os.getloadavg(), "rows": rows, "hardware": hardware()}
     out = Path(args.out)

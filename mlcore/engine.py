@@ -75,6 +75,19 @@ def _flat(d: Any, prefix: str = "") -> dict:
 
 # fingerprint keys that say nothing about training (prose); older checkpoints still carry them
 _NOT_TRAINING = ("recipe.deviations",)
+# recipe.extra settings that change how a step is computed, not what it computes (the memory layout of the
+# convolutions): a run may resume with them switched on or off
+SPEED_ONLY_EXTRA = ("channels_last",)
+
+
+def _training_fields(fingerprint: dict) -> dict:
+    """The fingerprint, flattened, without the keys that do not define the training run."""
+    recipe = fingerprint.get("recipe")
+    if isinstance(recipe, dict) and isinstance(recipe.get("extra"), dict):
+        extra = {k: v for k, v in recipe["extra"].items() if k not in SPEED_ONLY_EXTRA}
+        rest = {k: v for k, v in recipe.items() if k != "extra"}
+        fingerprint = {**fingerprint, "recipe": {**rest, "extra": extra} if extra else rest}  # {} as absent
+    return {k: v for k, v in _flat(fingerprint).items() if not k.startswith(_NOT_TRAINING)}
 
 
 def _check_fingerprint(run_dir: Path, stored: str | None, new: str | None) -> None:
@@ -85,11 +98,10 @@ def _check_fingerprint(run_dir: Path, stored: str | None, new: str | None) -> No
         warnings.warn(f"{run_dir / CHECKPOINT_NAME} has no fingerprint (written before fit stored one); resuming "
                       "without checking that it belongs to this run", stacklevel=3)
         return
-    old, cur = _flat(json.loads(stored)), _flat(json.loads(new))
-    keys = [k for k in sorted(old.keys() | cur.keys()) if old.get(k, "<absent>") != cur.get(k, "<absent>")
-            and not k.startswith(_NOT_TRAINING)]
+    old, cur = _training_fields(json.loads(stored)), _training_fields(json.loads(new))
+    keys = [k for k in sorted(old.keys() | cur.keys()) if old.get(k, "<absent>") != cur.get(k, "<absent>")]
     if not keys:
-        return  # only the recipe's prose differs (checkpoints written before run_fingerprint left it out)
+        return  # only the recipe's prose or a speed setting differs
     shown = ", ".join(f"{k}: {old.get(k, '<absent>')!r} -> {cur.get(k, '<absent>')!r}" for k in keys[:4])
     more = f" and {len(keys) - 4} more" if len(keys) > 4 else ""
     raise ValueError(f"the checkpoint in {run_dir} belongs to a different run ({shown}{more}); delete {run_dir} to "

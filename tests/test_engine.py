@@ -240,6 +240,28 @@ def test_resume_checks_the_fingerprint(test_classes, tmp_path):
     assert run_fingerprint({"steps": 12, "lr_final": 0.0})["recipe"]["steps"] == 12
 
 
+def test_a_speed_only_setting_does_not_orphan_a_run_but_another_extra_does(test_classes, tmp_path):
+    """recipe.extra's channels_last changes the convolutions' memory layout, not what a step computes: a checkpoint
+    written without it resumes with it (and back); any other extra setting is part of the run and is refused."""
+    from mlcore.engine import run_fingerprint
+
+    plain = run_fingerprint({"lr": 1e-3, "model": {"hidden": 8}, "extra": {}}, method="protonet", seed=0)
+    nhwc = run_fingerprint({"lr": 1e-3, "model": {"hidden": 8}, "extra": {"channels_last": True}},
+                           method="protonet", seed=0)
+    net = ProtoNet(hidden=8)
+    fit(net, _sampler(test_classes), 2, lr=1e-3, run_dir=tmp_path, progress=False, fingerprint=plain)
+    r = fit(net.to(memory_format=torch.channels_last), _sampler(test_classes), 3, lr=1e-3, run_dir=tmp_path,
+            progress=False, fingerprint=nhwc)
+    assert r.resumed_from == 2 and r.steps == 3
+    r = fit(net.to(memory_format=torch.contiguous_format), _sampler(test_classes), 4, lr=1e-3, run_dir=tmp_path,
+            progress=False, fingerprint=plain)
+    assert r.resumed_from == 3 and r.steps == 4
+    other = run_fingerprint({"lr": 1e-3, "model": {"hidden": 8}, "extra": {"channels_last": True, "augment": 1}},
+                            method="protonet", seed=0)
+    with pytest.raises(ValueError, match=r"different run \(recipe\.extra(\.augment)?: "):
+        fit(net, _sampler(test_classes), 5, lr=1e-3, run_dir=tmp_path, progress=False, fingerprint=other)
+
+
 def test_checkpoint_without_fingerprint_resumes_with_a_warning(test_classes, tmp_path):
     fit(ProtoNet(hidden=8), _sampler(test_classes), 2, run_dir=tmp_path, progress=False)
     assert torch.load(tmp_path / "last.pt", weights_only=True)["fingerprint"] is None

@@ -91,6 +91,20 @@ def test_pairs_are_convolved_by_parts_with_the_same_scores_and_gradients_as_stac
     assert w_grad[:, :8].abs().sum() > 0 and w_grad[:, 8:].abs().sum() > 0
 
 
+def test_channels_last_gives_the_same_scores(test_classes):
+    """The recipe trains with NHWC convolutions on the CPU (recipe.extra['channels_last']): same function."""
+    torch.manual_seed(0)
+    m = RelationNet(hidden=8).train()
+    nhwc = RelationNet(hidden=8).train()
+    nhwc.load_state_dict(m.state_dict())
+    nhwc = nhwc.to(memory_format=torch.channels_last)
+    assert RelationNet.recipe(20, 1, "cpu").extra["channels_last"]
+    ep = EpisodeSampler(test_classes, ways=4, shots=2, queries=3, batch_size=2, seed=4).sample()
+    a = m.relation_logits(ep.support_x, ep.support_y, ep.query_x, 4)
+    b = nhwc.relation_logits(ep.support_x, ep.support_y, ep.query_x, 4)
+    assert torch.allclose(a, b, atol=1e-5)
+
+
 def test_bad_input_is_rejected_with_clear_errors():
     m = RelationNet(hidden=8)
     sx, sy = torch.rand(6, 1, 28, 28), torch.arange(3).repeat_interleave(2)
