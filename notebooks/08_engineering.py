@@ -505,9 +505,10 @@ for dev, data in ENG.items():
                   f"(medians of {r[a]['repeats']} interleaved repeats){extra}")
 
 # %% [markdown]
-# `mlcore.runs` turns `channels_last` on for ProtoNet on the CPU (its recipe's `extra`), where oneDNN's NHWC
-# convolutions are faster; on a GPU with cuDNN the gain depends on the kernel choice and the batch. Timings on a
-# CPU shared with other jobs are noisy: the benchmark interleaves the two variants (A, B, A, B, ...) so a burst of
+# `mlcore.runs` turns `channels_last` on for ProtoNet and Relation Networks on the CPU (their recipes' `extra`),
+# where oneDNN's NHWC convolutions are faster; on a GPU with cuDNN the gain depends on the kernel choice and the
+# batch. The layout changes how a step is computed, not what it computes, so a run may resume across it. Timings on
+# a CPU shared with other jobs are noisy: the benchmark interleaves the two variants (A, B, A, B, ...) so a burst of
 # load hits both, and reports medians.
 #
 # `torch.compile` fuses the elementwise work around the convolutions. Where it breaks is the second order, which
@@ -571,21 +572,23 @@ print(f"largest score difference {float(score_gap):.1e}; gradient difference / g
 
 # %% [markdown]
 # What it buys, measured by `python benchmarks/relation_pairs.py` (a training step at each setting of Sung et al.'s
-# recipe, one CPU thread, the two versions alternating):
+# recipe, one CPU thread, the versions alternating; the third is what the recipe runs on a CPU, the parts with
+# `channels_last` convolutions):
 
 # %%
 pairs_bench = benchmark("relation_pairs_cpu", "python benchmarks/relation_pairs.py")
 if pairs_bench:
     for row in pairs_bench["rows"]:
-        print(f"{row['setting']:>5}: {row['pairs_per_episode']:>5,} pairs per episode; stacked "
-              f"{row['s_per_step_stacked']:.3f} s, by parts {row['s_per_step_by_parts']:.3f} s per step "
-              f"-> x{row['speedup']:.2f}")
+        print(f"{row['setting']:>5}: {row['pairs_per_episode']:>5,} pairs per episode; seconds per step: stacked "
+              f"{row['s_per_step_stacked']:.3f}, by parts {row['s_per_step_by_parts']:.3f} (x{row['speedup']:.2f}), "
+              f"by parts with channels_last {row['s_per_step_by_parts_channels_last']:.3f} "
+              f"(x{row['speedup_channels_last']:.2f})")
 
 # %% [markdown]
-# The gain is largest at 20 ways, where the first relation convolution over thousands of stacked pairs was most of
-# the step; at 5 ways, with a few hundred pairs, embedding the images takes a larger share of it. The same holds for any layer
-# that reads a concatenation: a linear layer or a convolution on $[a; b]$ splits into one part per input, each
-# computed once where the input is shared.
+# The split pays at 20 ways, where the first relation convolution over thousands of stacked pairs was most of the
+# step; at 5 ways, with a few hundred pairs, it changes little. NHWC convolutions then help at every setting. The
+# same holds for any layer that reads a concatenation: a linear layer or a convolution on $[a; b]$ splits into one
+# part per input, each computed once where the input is shared.
 #
 # ## Determinism and reproducibility
 #
@@ -766,7 +769,8 @@ print("\n".join(line[:110] for line in table.splitlines()))
 #   fp32); on a CPU with bf16 instructions it made a ProtoNet training step about 2–3× cheaper (×2.09, ×2.88 with
 #   `channels_last`); `torch.compile` does not survive a double backward.
 # * Algebra first: a Relation Network's first relation convolution, split into a class half and a query half,
-#   runs once per class and once per query instead of once per pair (×1.6–1.9 per 20-way training step).
+#   runs once per class and once per query instead of once per pair (×1.4–1.9 per 20-way training step on one
+#   CPU thread, about ×1.9–2.5 with NHWC convolutions as well).
 # * Early stopping on validation accuracy is optimistic about the test score (here by 0.2–0.3 points); fix the
 #   training budget in advance and look at the test episodes once.
 # * Same seed, same machine, same configuration: bit-identical; across machines: the same accuracy within its CI.

@@ -109,7 +109,7 @@ class RelationNet(FewShotLearner):
         linear in its input, so convolving the stacked pair equals convolving the class map with the first
         half of the kernel plus the query map with the second half. Each class and each query is therefore
         convolved once, and the m x N pairs only add: at 20 ways with 10 queries per class that is 220
-        convolutions instead of 4,000, and a training episode runs ~1.8x faster on one CPU thread
+        convolutions instead of 4,000, and a 20-way training episode runs 1.4-1.9x faster on one CPU thread
         (``benchmarks/relation_pairs.py``; ``tests/test_metric_relation.py`` checks it against the stacked pairs).
         """
         conv = self.relation_conv[0][0]
