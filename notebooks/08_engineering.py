@@ -586,9 +586,10 @@ if pairs_bench:
 
 # %% [markdown]
 # The split pays at 20 ways, where the first relation convolution over thousands of stacked pairs was most of the
-# step; at 5 ways, with a few hundred pairs, it changes little. NHWC convolutions then help at every setting. The
-# same holds for any layer that reads a concatenation: a linear layer or a convolution on $[a; b]$ splits into one
-# part per input, each computed once where the input is shared.
+# step; at 5 ways, with a few hundred pairs, it changes little. NHWC convolutions then help at every setting.
+# The split itself is general: any linear layer or convolution that reads a concatenation $[a; b]$ splits into
+# one part per input, and each part is computed once wherever its input is shared. A nonlinearity applied to the
+# pair first, such as the Siamese network's $|f(a) - f(b)|$, rules it out.
 #
 # ## Determinism and reproducibility
 #
@@ -789,3 +790,6 @@ print("\n".join(line[:110] for line in table.splitlines()))
 # 5. Time `EpisodeSampler.sample()` for 20-way 5-shot episodes at batch sizes 1, 4, 8 and 32, with and without
 #    `mlcore.runtime.keep_freed_memory()`, and with `torch.profiler`: where does the 32-episode call spend its
 #    time, and at what batch size does drawing many episodes per call stop paying off?
+# 6. The MANN's controller reads $[x_t; y_{t-1}; r_{t-1}]$ at every step of a sequence. Which part of its
+#    input-to-hidden product can be computed for all steps at once, before the loop, and which cannot? Make the
+#    change, check the loss is unchanged, and time `MANN.meta_loss` before and after.
