@@ -80,9 +80,9 @@ _NOT_TRAINING = ("recipe.deviations",)
 SPEED_ONLY_EXTRA = ("channels_last",)
 
 
-def _training_fields(fingerprint: dict) -> dict:
+def _training_fields(fingerprint: Any) -> dict:
     """The fingerprint, flattened, without the keys that do not define the training run."""
-    recipe = fingerprint.get("recipe")
+    recipe = fingerprint.get("recipe") if isinstance(fingerprint, dict) else None
     if isinstance(recipe, dict) and isinstance(recipe.get("extra"), dict):
         extra = {k: v for k, v in recipe["extra"].items() if k not in SPEED_ONLY_EXTRA}
         rest = {k: v for k, v in recipe.items() if k != "extra"}
