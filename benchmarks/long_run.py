@@ -9,6 +9,13 @@ training ends. ``touch <run directory>/STOP`` ends it after the current step, wi
 that says so (the core is then free for another run; the same command resumes it later). Run it from a clean checkout (e.g. a ``git worktree`` of the commit to reproduce), so the
 record's git commit names the code that trained it.
 
+A variant of the recipe: ``--set FIELD=VALUE`` overrides a recipe field (VALUE read as JSON, else as text; repeat
+for more) and ``--name`` names the variant's record and run directory, so it never resumes or overwrites the
+recipe's own run:
+
+    python benchmarks/long_run.py relationnet 5 1 --budget cpu --set lr_step=10000 \
+        --name relationnet_omniglot_5w1s_lr_step_10k --out ~/.cache/mlcore/records/relation_schedule
+
 It asks glibc's malloc to keep freed memory (:func:`mlcore.runtime.keep_freed_memory`): otherwise every
 step frees and re-faults its activations (a Relation Net 5w1s episode: ~14,000 page faults, a 60-way
 ProtoNet episode ~150,000; ``benchmarks/step_speed.py`` measures what that costs per method).
@@ -16,18 +23,32 @@ ProtoNet episode ~150,000; ``benchmarks/step_speed.py`` measures what that costs
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import time
 from pathlib import Path
 
 import torch
 
-from mlcore.runs import record_name, train_and_record
+from mlcore.runs import build_recipe, record_name, train_and_record
 from mlcore.runtime import git_commit, keep_freed_memory
 
 
-def main() -> None:
-    keep_freed_memory()
+def parse_sets(pairs: list[str]) -> dict:
+    """``["lr_step=10000", "optimizer=sgd"]`` -> ``{"lr_step": 10000, "optimizer": "sgd"}`` (JSON values, else text)."""
+    overrides = {}
+    for pair in pairs:
+        field, sep, text = pair.partition("=")
+        if not sep or not field:
+            raise ValueError(f"--set takes FIELD=VALUE (e.g. lr_step=10000), got {pair!r}")
+        try:
+            overrides[field] = json.loads(text)
+        except json.JSONDecodeError:
+            overrides[field] = text
+    return overrides
+
+
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("method")
     ap.add_argument("ways", type=int)
@@ -36,14 +57,28 @@ def main() -> None:
     ap.add_argument("--time-limit", type=float, default=None, help="seconds of training before it stops")
     ap.add_argument("--out", default=None, help="where the record goes (default: the results directory)")
     ap.add_argument("--threads", type=int, default=1)
-    args = ap.parse_args()
+    ap.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                    help="override a recipe field (a variant; needs --name)")
+    ap.add_argument("--name", default=None, help="the variant's record and run name")
+    args = ap.parse_args(argv)
+    try:
+        overrides = parse_sets(args.set)
+        if overrides:
+            build_recipe(args.method, args.ways, args.shots, args.budget, overrides)  # unknown fields fail here
+    except ValueError as e:
+        ap.error(str(e))
+    if overrides and not args.name:
+        ap.error("--set changes the recipe: give the variant a --name, so that it neither resumes nor overwrites "
+                 "the recipe's own run")
+    keep_freed_memory()  # process-wide settings only once the arguments are known to be good
     torch.set_num_threads(args.threads)
     git_commit()  # read before training, so the record names the code it started from
-    name = record_name(args.method, args.ways, args.shots)
+    name = args.name or record_name(args.method, args.ways, args.shots)
     runs = Path(os.environ.get("MLCORE_RUNS", Path.home() / ".cache" / "mlcore" / "runs"))
     t0 = time.time()
     path = train_and_record(args.method, args.ways, args.shots, budget=args.budget, out_dir=args.out,
-                            run_dir=runs / f"{name}_{args.budget}", progress=False, time_limit_s=args.time_limit)
+                            name=args.name, run_dir=runs / f"{name}_{args.budget}", progress=False,
+                            recipe_overrides=overrides or None, time_limit_s=args.time_limit)
     print(f"wrote {path} after {time.time() - t0:.0f} s")
 
 
