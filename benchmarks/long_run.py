@@ -23,29 +23,14 @@ ProtoNet episode ~150,000; ``benchmarks/step_speed.py`` measures what that costs
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import time
 from pathlib import Path
 
 import torch
 
-from mlcore.runs import build_recipe, record_name, train_and_record
+from mlcore.runs import build_recipe, parse_recipe_sets, record_name, train_and_record
 from mlcore.runtime import git_commit, keep_freed_memory
-
-
-def parse_sets(pairs: list[str]) -> dict:
-    """``["lr_step=10000", "optimizer=sgd"]`` -> ``{"lr_step": 10000, "optimizer": "sgd"}`` (JSON values, else text)."""
-    overrides = {}
-    for pair in pairs:
-        field, sep, text = pair.partition("=")
-        if not sep or not field:
-            raise ValueError(f"--set takes FIELD=VALUE (e.g. lr_step=10000), got {pair!r}")
-        try:
-            overrides[field] = json.loads(text)
-        except json.JSONDecodeError:
-            overrides[field] = text
-    return overrides
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -62,7 +47,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--name", default=None, help="the variant's record and run name")
     args = ap.parse_args(argv)
     try:
-        overrides = parse_sets(args.set)
+        overrides = parse_recipe_sets(args.set)
         if overrides:
             build_recipe(args.method, args.ways, args.shots, args.budget, overrides)  # unknown fields fail here
     except ValueError as e:

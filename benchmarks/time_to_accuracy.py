@@ -49,7 +49,7 @@ import torch
 from mlcore.data.omniglot import load_split
 from mlcore.engine import EVAL_SEED, evaluate, fit, test_sampler
 from mlcore.results import atomic_write_text
-from mlcore.runs import build_recipe
+from mlcore.runs import build_recipe, parse_recipe_sets
 from mlcore.runtime import get_device, git_commit, hardware, keep_freed_memory, seed_everything
 
 CHECK_SPLIT = "vinyals/val"  # stopping is model selection: the checks see validation classes, never test ones
@@ -70,20 +70,6 @@ def held_out_train_split(recipe_split: str, explicit: bool) -> str:
         raise ValueError(f"train_split {split!r} shares {len(shared)} characters with the check split {CHECK_SPLIT!r}, "
                          "so the checks would score trained classes; train on vinyals/train")
     return split
-
-
-def parse_overrides(pairs: list[str]) -> dict:
-    """``["meta_batch=16", "lr=0.003"]`` -> ``{"meta_batch": 16, "lr": 0.003}`` (values parsed as JSON if they can be)."""
-    out = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise ValueError(f"--set expects key=value, got {pair!r}")
-        try:
-            out[key] = json.loads(value)
-        except json.JSONDecodeError:
-            out[key] = value
-    return out
 
 
 def graphed_chunks(learner, sampler, recipe):
@@ -228,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
     kept = keep_freed_memory()  # as training runs do (python -m mlcore train, benchmarks/long_run.py)
     try:
         time_to_accuracy(a.method, a.ways, a.shots, a.target, a.device, a.check_every, a.check_episodes,
-                         a.max_minutes, a.seed, parse_overrides(a.set), a.final_episodes, a.out, a.budget,
+                         a.max_minutes, a.seed, parse_recipe_sets(a.set), a.final_episodes, a.out, a.budget,
                          a.cuda_graph, a.precision, kept, a.stop_on)
     except ValueError as e:
         ap.error(str(e))

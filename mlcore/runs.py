@@ -6,6 +6,7 @@ reverses.
 from __future__ import annotations
 
 import inspect
+import json
 import time
 from pathlib import Path
 
@@ -54,6 +55,22 @@ def build_recipe(method: str, ways: int, shots: int, budget: str,
             raise ValueError(f"unknown recipe field {k!r}; allowed: {sorted(Recipe.__dataclass_fields__)}")
         setattr(recipe, k, v)
     return cls, recipe
+
+
+def parse_recipe_sets(pairs: list[str]) -> dict:
+    """Command-line recipe overrides: ``["lr_step=10000", "optimizer=sgd"]`` -> ``{"lr_step": 10000, "optimizer":
+    "sgd"}``. Each value is read as JSON where it parses (numbers, lists, dicts), else kept as text;
+    :func:`build_recipe` then rejects unknown fields."""
+    overrides: dict = {}
+    for pair in pairs:
+        field, sep, text = pair.partition("=")
+        if not sep or not field:
+            raise ValueError(f"--set takes key=value (e.g. lr_step=10000), got {pair!r}")
+        try:
+            overrides[field] = json.loads(text)
+        except json.JSONDecodeError:
+            overrides[field] = text
+    return overrides
 
 
 # Recipe fields that only say how a trained model is scored; two recipes equal in every other field train the

@@ -37,3 +37,17 @@ def test_classes():
     from mlcore.data import load_split
 
     return load_split("vinyals/test")
+
+
+@pytest.fixture(scope="session")
+def benchmark_script():
+    """``benchmark_script("long_run")`` imports ``benchmarks/long_run.py`` as a module (the scripts are no package)."""
+    import importlib.util
+
+    def load(name: str):
+        spec = importlib.util.spec_from_file_location(name, Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    return load

@@ -1,5 +1,4 @@
 """benchmarks/long_run.py: recipe variants by --set and --name, refused without a name, and a tiny real run."""
-import importlib.util
 import json
 import os
 import subprocess
@@ -11,28 +10,22 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def load_long_run():
-    spec = importlib.util.spec_from_file_location("long_run", ROOT / "benchmarks" / "long_run.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_set_values_are_read_as_json_else_as_text():
-    long_run = load_long_run()
-    got = long_run.parse_sets(["lr_step=10000", "grad_clip=0.5", "optimizer=sgd", 'model={"hidden": 8}'])
+    from mlcore.runs import parse_recipe_sets
+
+    got = parse_recipe_sets(["lr_step=10000", "grad_clip=0.5", "optimizer=sgd", 'model={"hidden": 8}'])
     assert got == {"lr_step": 10000, "grad_clip": 0.5, "optimizer": "sgd", "model": {"hidden": 8}}
-    with pytest.raises(ValueError, match="FIELD=VALUE"):
-        long_run.parse_sets(["lr_step"])
+    with pytest.raises(ValueError, match="key=value"):
+        parse_recipe_sets(["lr_step"])
 
 
 @pytest.mark.parametrize("argv, message", [
     (["protonet", "5", "1", "--set", "lr_step=10"], "give the variant a --name"),
     (["protonet", "5", "1", "--set", "lrstep=10", "--name", "v"], "unknown recipe field 'lrstep'"),
 ])
-def test_a_variant_without_a_name_or_with_an_unknown_field_is_refused(argv, message, capsys):
+def test_a_variant_without_a_name_or_with_an_unknown_field_is_refused(argv, message, capsys, benchmark_script):
     with pytest.raises(SystemExit) as err:
-        load_long_run().main(argv)
+        benchmark_script("long_run").main(argv)
     assert err.value.code == 2 and message in capsys.readouterr().err
 
 

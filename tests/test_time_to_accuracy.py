@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from mlcore.runs import parse_recipe_sets
+
 _path = Path(__file__).resolve().parents[1] / "benchmarks" / "time_to_accuracy.py"
 _spec = importlib.util.spec_from_file_location("time_to_accuracy", _path)
 tta = importlib.util.module_from_spec(_spec)
@@ -83,13 +85,13 @@ def test_bad_input_gets_clear_errors():
     with pytest.raises(ValueError, match="target is an accuracy"):
         tta.time_to_accuracy("protonet", 5, 1, 98.5, "cpu", budget="smoke")
     with pytest.raises(ValueError, match="key=value"):
-        tta.parse_overrides(["meta_batch"])
+        parse_recipe_sets(["meta_batch"])
     with pytest.raises(ValueError, match="shares .* characters with the check split 'vinyals/val'"):
         tta.time_to_accuracy("protonet", 5, 1, 0.5, "cpu", overrides={"train_split": "vinyals/trainval"},
                              budget="smoke")
     with pytest.raises(ValueError, match="unknown recipe field"):
         tta.time_to_accuracy("protonet", 5, 1, 0.5, "cpu", overrides={"inner_lr": 0.1}, budget="smoke")
-    assert tta.parse_overrides(["meta_batch=16", "train_split=vinyals/train"]) == {
+    assert parse_recipe_sets(["meta_batch=16", "train_split=vinyals/train"]) == {
         "meta_batch": 16, "train_split": "vinyals/train"}
 
 
