@@ -16,6 +16,7 @@ allows, so methods compare fairly) and, where the paper's differs, under the pap
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 
@@ -200,3 +201,51 @@ def score(learner: nn.Module, protocol: Protocol, ways: int, shots: int, split: 
 def with_queries(protocol: Protocol, queries: int) -> Protocol:
     """The same protocol with another number of queries per class."""
     return replace(protocol, queries=queries)
+
+
+def recompute_batch_norm(learner: nn.Module, episodes: Iterable, count: int, momentum: float | None = None) -> int:
+    """Re-estimate every batch norm's running statistics from ``count`` training episodes; weights untouched.
+
+    Training leaves an exponential average (PyTorch's momentum 0.1) of the last few dozen batches' statistics,
+    and a Relation Network's 5-image support batches make that average noisy (``benchmarks/batch_norm_stats.py``
+    measures what it moves). ``momentum=None`` replaces the statistics with the plain average over the ``count``
+    episodes (Wu & Johnson's "precise" batch norm); a float instead continues the exponential average from the
+    current statistics, as ``count`` more training steps would have. Each episode runs through
+    ``learner.predict_batch`` in training mode without gradients; the learner's mode and every momentum are
+    restored, and if the episodes run out or a forward pass fails, so are the statistics. Returns ``count``.
+    """
+    import torch
+
+    if count < 1:
+        raise ValueError(f"count must be at least 1 episode, got {count}")
+    bns = [m for m in learner.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+    if not bns:
+        raise ValueError(f"{type(learner).__name__} has no batch norm with running statistics: nothing to "
+                         "re-estimate")
+    saved = [(m, m.momentum, {k: v.clone() for k, v in m.named_buffers(recurse=False)}) for m in bns]
+    was_training = learner.training
+    used, done = 0, False
+    try:
+        for m in bns:
+            if momentum is None:
+                m.reset_running_stats()
+            m.momentum = momentum
+        learner.train()
+        with torch.no_grad():
+            for episode in episodes:
+                learner.predict_batch(episode)
+                used += 1
+                if used == count:
+                    break
+        if used < count:
+            raise ValueError(f"the episodes ran out after {used} of the {count} asked for; statistics left as "
+                             "they were")
+        done = True
+    finally:
+        for m, mom, buffers in saved:
+            m.momentum = mom
+            if not done:
+                for k, v in buffers.items():
+                    getattr(m, k).copy_(v)
+        learner.train(was_training)
+    return used

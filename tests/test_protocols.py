@@ -187,3 +187,63 @@ def test_training_words_say_what_the_record_trained_on():
         "Vinyals train, one random 90° rotation per episode")
     assert training_words({"train_split": "background", "within_alphabet": True}) == (
         "the 30 background alphabets, no rotations")
+
+
+class _BatchNormOnly(torch.nn.Module):
+    """A learner whose forward pass is one batch norm: its statistics can be checked by hand."""
+
+    def __init__(self):
+        super().__init__()
+        self.bn = torch.nn.BatchNorm2d(2).double()
+        self.scale = torch.nn.Parameter(torch.ones(1, dtype=torch.float64))
+
+    def predict_batch(self, x):
+        return self.scale * self.bn(x)
+
+
+def test_recompute_batch_norm_replaces_the_running_average_with_the_plain_mean_of_the_batches():
+    from mlcore.protocols import recompute_batch_norm
+
+    g = torch.Generator().manual_seed(0)
+    batches = [torch.randn(n, 2, 3, 3, generator=g, dtype=torch.float64) * (1 + i) + i
+               for i, n in enumerate((5, 19, 7))]
+    net = _BatchNormOnly().eval()
+    net.bn.running_mean.fill_(9.0)
+    net.bn.num_batches_tracked.fill_(40_000)  # as after training: a cumulative average must start afresh
+    weights = {k: v.clone() for k, v in net.named_parameters()}
+    assert recompute_batch_norm(net, iter(batches + [None]), count=3) == 3  # stops after count: None never runs
+    means = torch.stack([b.mean((0, 2, 3)) for b in batches]).mean(0)
+    variances = torch.stack([b.transpose(0, 1).flatten(1).var(1) for b in batches]).mean(0)  # unbiased, per batch
+    assert torch.allclose(net.bn.running_mean, means, atol=1e-12)
+    assert torch.allclose(net.bn.running_var, variances, atol=1e-12)
+    assert net.bn.momentum == 0.1 and not net.training
+    assert all(torch.equal(v, weights[k]) for k, v in net.named_parameters())
+
+
+def test_recompute_batch_norm_with_a_momentum_continues_the_exponential_average():
+    from mlcore.protocols import recompute_batch_norm
+
+    net = _BatchNormOnly()
+    net.bn.running_mean.copy_(torch.tensor([1.0, -1.0]))
+    x = torch.randn(4, 2, 3, 3, dtype=torch.float64) + 3
+    recompute_batch_norm(net, [x], count=1, momentum=0.25)
+    assert torch.allclose(net.bn.running_mean, 0.75 * torch.tensor([1.0, -1.0], dtype=torch.float64)
+                          + 0.25 * x.mean((0, 2, 3)), atol=1e-12)
+    assert net.bn.momentum == 0.1 and net.training
+
+
+def test_recompute_batch_norm_refuses_bad_input_and_leaves_the_statistics_as_they_were():
+    from mlcore.protocols import recompute_batch_norm
+
+    net = _BatchNormOnly().eval()
+    net.bn.running_mean.fill_(2.0)
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    with pytest.raises(ValueError, match="ran out after 2 of the 5"):
+        recompute_batch_norm(net, [torch.randn(3, 2, 2, 2, dtype=torch.float64)] * 2, count=5)
+    with pytest.raises(ValueError, match="at least 1 episode"):
+        recompute_batch_norm(net, [], count=0)
+    for k, v in net.state_dict().items():
+        assert torch.equal(v, before[k]), k
+    assert net.bn.momentum == 0.1 and not net.training
+    with pytest.raises(ValueError, match="no batch norm with running statistics"):
+        recompute_batch_norm(torch.nn.Linear(2, 2), [], count=1)
