@@ -1,9 +1,9 @@
 """How much of a running-statistics score is the running statistics? Re-estimate them and score again.
 
 A network trained with batch norm is scored under the book's protocol with the running statistics that training
-left behind: an exponential average (momentum 0.1) of the last few dozen batches. For a Relation Network those
-batches include 5-image support sets at 5w1s, so the average is a noisy estimate, and the score moves with it
-even though the weights do not. For each record this script scores, on the book's 1,000 test episodes:
+left behind: an exponential average (momentum 0.1) of the last few dozen batches, an estimate whose error moves
+the score even though the weights do not. For each record this script scores, on the book's 1,000 test
+episodes:
 
 * ``stored``: the statistics in the checkpoint (the record's own score, reused);
 * ``precise``: the statistics replaced by the plain average over ``--precise-episodes`` training episodes
