@@ -23,3 +23,22 @@ def test_a_missing_record_stops_before_anything_is_loaded(tmp_path, benchmark_sc
     with pytest.raises(SystemExit, match="no such record: .*nothing.json"):
         benchmark_script("batch_norm_stats").main([str(tmp_path / "nothing.json"), "--out", str(tmp_path / "o.json")])
     assert not (tmp_path / "o.json").exists()
+
+
+def test_replay_regenerates_a_runs_last_episodes_and_refuses_another_stream(tmp_path, benchmark_script):
+    import torch
+
+    from mlcore.metric.relation import RelationNet
+
+    m = benchmark_script("batch_norm_stats")
+    recipe = RelationNet.recipe(5, 1, "smoke")
+    recipe.steps = 6
+    learner = RelationNet.from_config(recipe.model)
+    sampler = learner.make_train_sampler(recipe, torch.device("cpu"), 3)
+    drawn = [ep for _, ep in zip(range(6), sampler)]
+    tail = m.replay_tail(learner, recipe, 3, 2)
+    assert len(tail) == 2 and all(torch.equal(a.query_x, b.query_x) for a, b in zip(tail, drawn[-2:]))
+    torch.save({"sampler": sampler.state_dict()}, tmp_path / "last.pt")
+    m.replay_tail(learner, recipe, 3, 2, tmp_path / "last.pt")  # the same stream: accepted
+    with pytest.raises(SystemExit, match="do not end where"):
+        m.replay_tail(learner, recipe, 4, 2, tmp_path / "last.pt")  # another seed's episodes
