@@ -208,9 +208,10 @@ def recompute_batch_norm(learner: nn.Module, episodes: Iterable, count: int, mom
 
     Training leaves an exponential average (PyTorch's momentum 0.1) of the last few dozen batches' statistics,
     and a score under those statistics moves with them: two 5w1s Relation Networks scored 0.25 and 1.07 points
-    higher after this re-estimate (``benchmarks/batch_norm_stats.py``). ``momentum=None`` replaces the statistics with the plain average over the ``count``
-    episodes (Wu & Johnson's "precise" batch norm); a float instead continues the exponential average from the
-    current statistics, as ``count`` more training steps would have. Each episode runs through
+    higher after this re-estimate (``benchmarks/batch_norm_stats.py``). ``momentum=None`` replaces the
+    statistics with the plain average over the ``count`` episodes (Wu & Johnson's "precise" batch norm); a
+    float instead continues the exponential average from the current statistics, as ``count`` more training
+    steps would have. Each episode runs through
     ``learner.predict_batch`` in training mode without gradients; the learner's mode and every momentum are
     restored, and if the episodes run out or a forward pass fails, so are the statistics. Returns ``count``.
     """
