@@ -26,8 +26,6 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import math
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -43,8 +41,10 @@ def paired(a: list[float], b: list[float]) -> dict:
     """Mean of b - a over the same episodes, with a 95 % interval (normal approximation)."""
     if len(a) != len(b) or len(a) < 2:
         raise ValueError(f"paired scores need two equally long lists of 2 or more, got {len(a)} and {len(b)}")
-    d = [y - x for x, y in zip(a, b)]
-    return {"mean": statistics.fmean(d), "ci95": 1.96 * statistics.stdev(d) / math.sqrt(len(d)), "episodes": len(d)}
+    from mlcore.results import mean_ci95
+
+    mean, ci95 = mean_ci95([y - x for x, y in zip(a, b)])
+    return {"mean": mean, "ci95": ci95, "episodes": len(a)}
 
 
 def replay_tail(learner, recipe, seed: int, last: int, checkpoint: Path | None = None) -> list:

@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
-import statistics
 import sys
 from pathlib import Path
 
@@ -37,8 +35,10 @@ def paired(a: list[float], b: list[float]) -> dict:
     """Mean of b - a over the same episodes, with a 95 % interval (normal approximation)."""
     if len(a) != len(b) or not a:
         raise ValueError(f"paired scores need two equally long, non-empty lists, got {len(a)} and {len(b)}")
-    d = [y - x for x, y in zip(a, b)]
-    return {"mean": statistics.fmean(d), "ci95": 1.96 * statistics.stdev(d) / math.sqrt(len(d)), "episodes": len(d)}
+    from mlcore.results import mean_ci95
+
+    mean, ci95 = mean_ci95([y - x for x, y in zip(a, b)])
+    return {"mean": mean, "ci95": ci95, "episodes": len(a)}
 
 
 def arm_summary(path: Path, scores: dict) -> dict:
