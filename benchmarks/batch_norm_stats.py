@@ -134,6 +134,44 @@ def summarise(results: list[dict]) -> dict:
     return out
 
 
+def without_episodes(result: dict) -> dict:
+    """A record's result with accuracy and CI only (a survey keeps no per-episode scores)."""
+    def strip(d):
+        return {k: v for k, v in d.items() if k != "per_episode"}
+
+    return {**result, "stored": strip(result["stored"]), "precise": strip(result["precise"]),
+            "continued": [strip(c) for c in result["continued"]]}
+
+
+def survey(args, t0: float) -> int:
+    """Score each record and merge it into ``args.out``, written after every record (a stopped survey keeps the
+    records it finished)."""
+    from mlcore.results import atomic_write_text
+    from mlcore.runtime import git_commit, hardware
+
+    settings = {"precise_episodes": args.precise_episodes, "continue_episodes": args.continue_episodes,
+                "redraws": args.redraws}
+    earlier = json.loads(args.out.read_text()) if args.out.exists() else None
+    if earlier is not None and {k: earlier.get(k) for k in settings} != settings:
+        raise SystemExit(f"{args.out.name} was surveyed with {({k: earlier.get(k) for k in settings})}, not "
+                         f"{settings}: use the same settings or another --out")
+    by_record = {r["record"]: r for r in (earlier or {}).get("records", [])}
+    for p in args.records:
+        r = without_episodes(score_record(p, args.precise_episodes, args.redraws, args.continue_episodes,
+                                          args.episodes))
+        r["gain"] = r["precise"]["accuracy"] - r["stored"]["accuracy"]
+        by_record[r["record"]] = r
+        result = {"benchmark": "batch_norm_stats", "survey": True, "momentum": MOMENTUM, **settings,
+                  "records": sorted(by_record.values(), key=lambda d: d["record"]),
+                  "git_commit": git_commit(), "hardware": hardware(),
+                  "wall_s": round(time.perf_counter() - t0 + (earlier or {}).get("wall_s", 0.0), 1)}
+        atomic_write_text(args.out, json.dumps(result, indent=1) + "\n")
+    gains = [r["gain"] for r in by_record.values()]
+    print(f"wrote {args.out.name}: {len(gains)} records, precise - stored from {100 * min(gains):+.2f} to "
+          f"{100 * max(gains):+.2f} points")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     from mlcore.results import atomic_write_text
     from mlcore.runtime import git_commit, hardware
@@ -150,8 +188,13 @@ def main(argv: list[str] | None = None) -> int:
                     "regenerated episodes against <record>_cpu/last.pt")
     ap.add_argument("--replay-only", action="store_true", help="add --replay to the records already in --out, "
                     "keeping their other measurements")
+    ap.add_argument("--survey", action="store_true", help="many records at once: no paired differences, no "
+                    "per-episode scores kept, and the records merged into --out (a record scored again replaces its "
+                    "earlier entry)")
     ap.add_argument("--out", type=Path, default=OUT)
     args = ap.parse_args(argv)
+    if args.survey and (args.replay or args.replay_only):
+        ap.error("--survey does not combine with --replay / --replay-only")
     missing = [str(p) for p in args.records if not p.exists()]
     if missing:
         raise SystemExit(f"no such record: {', '.join(missing)}")
@@ -170,6 +213,8 @@ def main(argv: list[str] | None = None) -> int:
         absent = [p.stem for p in args.records if p.stem not in known]
         if absent:
             raise SystemExit(f"{args.out.name} has no result for {', '.join(absent)}: run without --replay-only")
+    if args.survey:
+        return survey(args, t0)
     results = [score_record(p, args.precise_episodes, args.redraws, args.continue_episodes, args.episodes,
                             args.replay, args.runs, known.get(p.stem)) for p in args.records]
     pairs = summarise(results)

@@ -211,9 +211,11 @@ def recompute_batch_norm(learner: nn.Module, episodes: Iterable, count: int, mom
     higher after this re-estimate (``benchmarks/batch_norm_stats.py``). ``momentum=None`` replaces the
     statistics with the plain average over the ``count`` episodes (Wu & Johnson's "precise" batch norm); a
     float instead continues the exponential average from the current statistics, as ``count`` more training
-    steps would have. Each episode runs through
-    ``learner.predict_batch`` in training mode without gradients; the learner's mode and every momentum are
-    restored, and if the episodes run out or a forward pass fails, so are the statistics. Returns ``count``.
+    steps would have. ``episodes`` is an iterable of training batches or a sampler with ``sample()`` (what
+    ``learner.make_train_sampler`` gives: episodes, or the Siamese net's verification pairs and the pretrained
+    baseline's class batches). Each batch runs through ``learner.meta_loss``, the forward pass training ran, in
+    training mode without gradients; the learner's mode and every momentum are restored, and if the episodes
+    run out or a forward pass fails, so are the statistics. Returns ``count``.
     """
     import torch
 
@@ -232,9 +234,10 @@ def recompute_batch_norm(learner: nn.Module, episodes: Iterable, count: int, mom
                 m.reset_running_stats()
             m.momentum = momentum
         learner.train()
+        batches = iter(episodes) if hasattr(episodes, "__iter__") else iter(episodes.sample, None)
         with torch.no_grad():
-            for episode in episodes:
-                learner.predict_batch(episode)
+            for batch in batches:
+                learner.meta_loss(batch)
                 used += 1
                 if used == count:
                     break

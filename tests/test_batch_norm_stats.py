@@ -42,3 +42,27 @@ def test_replay_regenerates_a_runs_last_episodes_and_refuses_another_stream(tmp_
     m.replay_tail(learner, recipe, 3, 2, tmp_path / "last.pt")  # the same stream: accepted
     with pytest.raises(SystemExit, match="do not end where"):
         m.replay_tail(learner, recipe, 4, 2, tmp_path / "last.pt")  # another seed's episodes
+
+
+def test_survey_merges_records_keeps_no_episodes_and_refuses_other_settings(tmp_path, benchmark_script):
+    """Two real records (a pair-trained Siamese net and ProtoNet), a few episodes each."""
+    import json
+    from pathlib import Path
+
+    m = benchmark_script("batch_norm_stats")
+    results = Path(__file__).resolve().parents[1] / "results"
+    out = tmp_path / "survey.json"
+    small = ["--survey", "--episodes", "4", "--precise-episodes", "3", "--redraws", "1", "--continue-episodes", "2",
+             "--out", str(out)]
+    assert m.main([str(results / "siamese_omniglot_5w1s.json"), *small]) == 0
+    assert m.main([str(results / "protonet_omniglot_5w1s.json"), *small]) == 0
+    d = json.loads(out.read_text())
+    assert [r["record"] for r in d["records"]] == ["protonet_omniglot_5w1s", "siamese_omniglot_5w1s"]
+    for r in d["records"]:
+        assert "per_episode" not in r["stored"] and "per_episode" not in r["precise"] and len(r["continued"]) == 1
+        assert r["gain"] == r["precise"]["accuracy"] - r["stored"]["accuracy"]
+    before = out.read_text()
+    with pytest.raises(SystemExit, match="surveyed with"):
+        m.main([str(results / "protonet_omniglot_5w1s.json"), *small[:-4], "--precise-episodes", "5",
+                "--out", str(out)])
+    assert out.read_text() == before

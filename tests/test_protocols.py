@@ -197,8 +197,8 @@ class _BatchNormOnly(torch.nn.Module):
         self.bn = torch.nn.BatchNorm2d(2).double()
         self.scale = torch.nn.Parameter(torch.ones(1, dtype=torch.float64))
 
-    def predict_batch(self, x):
-        return self.scale * self.bn(x)
+    def meta_loss(self, x):
+        return (self.scale * self.bn(x)).sum(), {}
 
 
 def test_recompute_batch_norm_replaces_the_running_average_with_the_plain_mean_of_the_batches():
@@ -247,3 +247,23 @@ def test_recompute_batch_norm_refuses_bad_input_and_leaves_the_statistics_as_the
     assert net.bn.momentum == 0.1 and not net.training
     with pytest.raises(ValueError, match="no batch norm with running statistics"):
         recompute_batch_norm(torch.nn.Linear(2, 2), [], count=1)
+
+
+def test_recompute_batch_norm_draws_from_a_sampler_the_batches_training_drew():
+    """A sampler (``sample()``, not iterable), as ``make_train_sampler`` gives the Siamese net, works like a list."""
+    from mlcore.protocols import recompute_batch_norm
+
+    class Sampler:
+        def __init__(self):
+            self.g = torch.Generator().manual_seed(1)
+            self.drawn = []
+
+        def sample(self):
+            self.drawn.append(torch.randn(6, 2, 3, 3, generator=self.g, dtype=torch.float64))
+            return self.drawn[-1]
+
+    net, sampler = _BatchNormOnly(), Sampler()
+    assert recompute_batch_norm(net, sampler, count=4) == 4
+    assert len(sampler.drawn) == 4
+    means = torch.stack([b.mean((0, 2, 3)) for b in sampler.drawn]).mean(0)
+    assert torch.allclose(net.bn.running_mean, means, atol=1e-12)
