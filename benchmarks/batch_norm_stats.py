@@ -66,7 +66,7 @@ def replay_tail(learner, recipe, seed: int, last: int, checkpoint: Path | None =
 
 def score_record(path: Path, precise_episodes: int, redraws: int, continue_episodes: int,
                  episodes: int | None = None, replay: int = 0, runs: Path | None = None,
-                 known: dict | None = None) -> dict:
+                 known: dict | None = None, reuse_stored: bool = False) -> dict:
     import torch
 
     from mlcore.learner import Recipe
@@ -95,7 +95,13 @@ def score_record(path: Path, precise_episodes: int, redraws: int, continue_episo
         stored, precise, continued = known["stored"], known["precise"], known["continued"]
         redraws = 0
     else:
-        stored = run("stored statistics")
+        book = rec.metrics.get("protocols", {}).get("book")
+        if reuse_stored and book and episodes is None:  # the record's own score: the same episodes, statistics
+            stored = {"accuracy": book["accuracy"], "ci95": book["ci95"]}
+            print(f"{path.stem} stored statistics: {100 * stored['accuracy']:.2f} ± {100 * stored['ci95']:.2f} "
+                  "(the record's score)", flush=True)
+        else:
+            stored = run("stored statistics")
         recompute_batch_norm(learner, train_episodes(TRAIN_SEED), precise_episodes)
         precise = run(f"statistics averaged over {precise_episodes} training episodes")
         continued = []
@@ -158,7 +164,7 @@ def survey(args, t0: float) -> int:
     by_record = {r["record"]: r for r in (earlier or {}).get("records", [])}
     for p in args.records:
         r = without_episodes(score_record(p, args.precise_episodes, args.redraws, args.continue_episodes,
-                                          args.episodes))
+                                          args.episodes, reuse_stored=True))
         r["gain"] = r["precise"]["accuracy"] - r["stored"]["accuracy"]
         by_record[r["record"]] = r
         result = {"benchmark": "batch_norm_stats", "survey": True, "momentum": MOMENTUM, **settings,
@@ -188,9 +194,9 @@ def main(argv: list[str] | None = None) -> int:
                     "regenerated episodes against <record>_cpu/last.pt")
     ap.add_argument("--replay-only", action="store_true", help="add --replay to the records already in --out, "
                     "keeping their other measurements")
-    ap.add_argument("--survey", action="store_true", help="many records at once: no paired differences, no "
-                    "per-episode scores kept, and the records merged into --out (a record scored again replaces its "
-                    "earlier entry)")
+    ap.add_argument("--survey", action="store_true", help="many records at once: the stored statistics' score is "
+                    "the record's own, no paired differences or per-episode scores are kept, and the records are "
+                    "merged into --out (a record scored again replaces its earlier entry)")
     ap.add_argument("--out", type=Path, default=OUT)
     args = ap.parse_args(argv)
     if args.survey and (args.replay or args.replay_only):
