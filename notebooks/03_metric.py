@@ -516,11 +516,10 @@ plt.show()
 # million episodes, and each training episode turned by one random multiple of 90°, so that rotations augment
 # the 1,200 training characters rather than becoming classes of their own. Our four records follow it for 40,000
 # of its million episodes (so their learning rate is never halved), on the 1,028 characters of `vinyals/train`,
-# with the 172 of `vinyals/val` held out for validation; the second line under each prints what it used. The
-# 5-way 5-shot record normalised the support set and the queries together in training, in one pass; the other
-# three embed them in two passes, as Sung et al.'s code does.
+# with the 172 of `vinyals/val` held out for validation, and embed the support set and the queries in two
+# passes, as Sung et al.'s code does; the second line under each prints what it used.
 #
-# Under the paper's protocol the 5-way records are 0.6 and 0.4 points below its numbers (1.8 and 0.5 under the
+# Under the paper's protocol the 5-way records are 0.6 and 0.3 points below its numbers (1.8 and 0.4 under the
 # book's, whose running statistics chapter 9 examines), the 20-way 5-shot record 0.3 below (98.80 against 99.1;
 # 98.70 under the book's) and the 20-way 1-shot record 1.4 below (96.25 against 97.6; 95.89 under the book's).
 # Chapter 9 draws their validation curves: all four had levelled off by 30,000 episodes, at the learning rate the paper
