@@ -149,30 +149,39 @@ def without_episodes(result: dict) -> dict:
             "continued": [strip(c) for c in result["continued"]]}
 
 
-def survey(args, t0: float) -> int:
-    """Score each record and merge it into ``args.out``, written after every record (a stopped survey keeps the
-    records it finished)."""
+def survey(args) -> int:
+    """Score each record and merge it into ``args.out``, read again and written after every record: a stopped
+    survey keeps the records it finished, and surveys of different records can add to one file side by side."""
     from mlcore.results import atomic_write_text
     from mlcore.runtime import git_commit, hardware
 
     settings = {"precise_episodes": args.precise_episodes, "continue_episodes": args.continue_episodes,
                 "redraws": args.redraws}
-    earlier = json.loads(args.out.read_text()) if args.out.exists() else None
-    if earlier is not None and {k: earlier.get(k) for k in settings} != settings:
-        raise SystemExit(f"{args.out.name} was surveyed with {({k: earlier.get(k) for k in settings})}, not "
-                         f"{settings}: use the same settings or another --out")
-    by_record = {r["record"]: r for r in (earlier or {}).get("records", [])}
+
+    def earlier() -> dict:
+        if not args.out.exists():
+            return {}
+        d = json.loads(args.out.read_text())
+        if {k: d.get(k) for k in settings} != settings:
+            raise SystemExit(f"{args.out.name} was surveyed with {({k: d.get(k) for k in settings})}, not "
+                             f"{settings}: use the same settings or another --out")
+        return d
+
+    earlier()  # refuse other settings before any scoring
     for p in args.records:
+        t_record = time.perf_counter()
         r = without_episodes(score_record(p, args.precise_episodes, args.redraws, args.continue_episodes,
                                           args.episodes, reuse_stored=True))
         r["gain"] = r["precise"]["accuracy"] - r["stored"]["accuracy"]
+        d = earlier()
+        by_record = {x["record"]: x for x in d.get("records", [])}
         by_record[r["record"]] = r
         result = {"benchmark": "batch_norm_stats", "survey": True, "momentum": MOMENTUM, **settings,
-                  "records": sorted(by_record.values(), key=lambda d: d["record"]),
+                  "records": sorted(by_record.values(), key=lambda x: x["record"]),
                   "git_commit": git_commit(), "hardware": hardware(),
-                  "wall_s": round(time.perf_counter() - t0 + (earlier or {}).get("wall_s", 0.0), 1)}
+                  "wall_s": round(d.get("wall_s", 0.0) + time.perf_counter() - t_record, 1)}
         atomic_write_text(args.out, json.dumps(result, indent=1) + "\n")
-    gains = [r["gain"] for r in by_record.values()]
+    gains = [x["gain"] for x in result["records"]]
     print(f"wrote {args.out.name}: {len(gains)} records, precise - stored from {100 * min(gains):+.2f} to "
           f"{100 * max(gains):+.2f} points")
     return 0
@@ -220,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
         if absent:
             raise SystemExit(f"{args.out.name} has no result for {', '.join(absent)}: run without --replay-only")
     if args.survey:
-        return survey(args, t0)
+        return survey(args)
     results = [score_record(p, args.precise_episodes, args.redraws, args.continue_episodes, args.episodes,
                             args.replay, args.runs, known.get(p.stem)) for p in args.records]
     pairs = summarise(results)
