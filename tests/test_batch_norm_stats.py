@@ -66,3 +66,40 @@ def test_survey_merges_records_keeps_no_episodes_and_refuses_other_settings(tmp_
         m.main([str(results / "protonet_omniglot_5w1s.json"), *small[:-4], "--precise-episodes", "5",
                 "--out", str(out)])
     assert out.read_text() == before
+
+
+def test_a_checkpoint_that_no_longer_holds_the_records_weights_is_told_apart(benchmark_script):
+    """The record's first per-episode scores are the probe: a perturbed network fails it, the record's passes."""
+    from pathlib import Path
+
+    import torch
+
+    from mlcore.protocols import book_protocol
+    from mlcore.results import load_record
+    from mlcore.runs import load
+
+    m = benchmark_script("batch_norm_stats")
+    path = Path(__file__).resolve().parents[1] / "results" / "protonet_omniglot_5w1s.json"
+    rec, learner = load_record(path), load(path, "cpu")
+    book = rec.metrics["protocols"]["book"]
+    assert m.reproduces_record(learner, book_protocol(learner), rec, book)
+    with torch.no_grad():
+        for bn in (x for x in learner.modules() if isinstance(x, torch.nn.BatchNorm2d)):
+            bn.running_var.mul_(1.5)  # other statistics, same weights
+    assert not m.reproduces_record(learner, book_protocol(learner), rec, book)
+    assert not m.reproduces_record(learner, book_protocol(learner), rec, {**book, "per_episode": []})
+
+
+def test_drop_removes_survey_entries_and_refuses_names_it_does_not_have(tmp_path, benchmark_script):
+    import json
+
+    m = benchmark_script("batch_norm_stats")
+    out = tmp_path / "survey.json"
+    out.write_text(json.dumps({"records": [{"record": "a"}, {"record": "b"}], "precise_episodes": 500}))
+    assert m.main(["--survey", "--drop", "a", "--out", str(out)]) == 0
+    assert [r["record"] for r in json.loads(out.read_text())["records"]] == ["b"]
+    with pytest.raises(SystemExit, match="no entry for c; it has b"):
+        m.main(["--survey", "--drop", "c", "--out", str(out)])
+    with pytest.raises(SystemExit):
+        m.main(["--drop", "b", "--out", str(out)])  # not a survey
+    assert [r["record"] for r in json.loads(out.read_text())["records"]] == ["b"]
