@@ -45,7 +45,7 @@ def test_replay_regenerates_a_runs_last_episodes_and_refuses_another_stream(tmp_
 
 
 def test_survey_merges_records_keeps_no_episodes_and_refuses_other_settings(tmp_path, benchmark_script):
-    """Two real records (a pair-trained Siamese net and ProtoNet), a few episodes each."""
+    """Two real records (the pretrained baseline, trained on class batches, and ProtoNet), a few episodes each."""
     import json
     from pathlib import Path
 
@@ -54,10 +54,10 @@ def test_survey_merges_records_keeps_no_episodes_and_refuses_other_settings(tmp_
     out = tmp_path / "survey.json"
     small = ["--survey", "--episodes", "4", "--precise-episodes", "3", "--redraws", "1", "--continue-episodes", "2",
              "--out", str(out)]
-    assert m.main([str(results / "siamese_omniglot_5w1s.json"), *small]) == 0
+    assert m.main([str(results / "pretrained_omniglot_5w1s.json"), *small]) == 0
     assert m.main([str(results / "protonet_omniglot_5w1s.json"), *small]) == 0
     d = json.loads(out.read_text())
-    assert [r["record"] for r in d["records"]] == ["protonet_omniglot_5w1s", "siamese_omniglot_5w1s"]
+    assert [r["record"] for r in d["records"]] == ["pretrained_omniglot_5w1s", "protonet_omniglot_5w1s"]
     for r in d["records"]:
         assert "per_episode" not in r["stored"] and "per_episode" not in r["precise"] and len(r["continued"]) == 1
         assert r["gain"] == r["precise"]["accuracy"] - r["stored"]["accuracy"]
