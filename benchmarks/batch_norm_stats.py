@@ -21,6 +21,12 @@ spread here is the statistics alone::
 
     python benchmarks/batch_norm_stats.py ~/.cache/mlcore/records/relation_schedule/relationnet_omniglot_5w1s.json \\
         ~/.cache/mlcore/records/relation_schedule/relationnet_omniglot_5w1s_lr_step_10k.json
+
+With ``--survey`` it scores many records, keeps accuracies only, and merges them into one file (chapter 9's table
+of every running-statistics record); ``--drop NAME...`` removes entries from that file::
+
+    python benchmarks/batch_norm_stats.py --survey --redraws 0 results/protonet_omniglot_5w1s.json ... \\
+        --out benchmarks/results/batch_norm_stats_survey.json
 """
 from __future__ import annotations
 
