@@ -4,7 +4,8 @@
 
 For each name it copies ``<name>.json`` and ``<name>.pt`` from the run's ``--out`` folder into ``results/``,
 scores the record under the book's and the paper's protocols (:mod:`mlcore.experiments.protocol_scores`, which
-reuses the record's own per-episode score where the protocols agree), then regenerates the README's table and the
+reuses the record's own per-episode score where the protocols agree; records outside the Omniglot few-shot
+protocols, such as RL² agents, keep the score their run wrote), then regenerates the README's table and the
 reproduction notes, and lists the chapters that read the record (re-execute them, and chapter 9 always).
 
 A record that a time limit or a ``STOP`` file ended early is refused unless ``--interim`` says it is meant.
@@ -26,6 +27,12 @@ def _copy(src: Path, dst: Path) -> None:
     tmp = dst.with_name(dst.name + ".landing")
     shutil.copyfile(src, tmp)
     os.replace(tmp, dst)
+
+
+def has_protocols(record: Path) -> bool:
+    """Whether the book's and the papers' test protocols apply: Omniglot few-shot records with a checkpoint."""
+    d = json.loads(record.read_text())
+    return d.get("dataset") == "omniglot" and bool(d.get("ways")) and bool(d.get("shots"))
 
 
 def land(source: Path, names: list[str], results: Path, interim: bool = False) -> list[Path]:
@@ -57,6 +64,9 @@ def main(argv: list[str] | None = None) -> None:
     from mlcore.experiments.protocol_scores import protocol_scores
 
     for path in land(args.source.expanduser(), args.names, args.results, args.interim):
+        if not has_protocols(path):
+            print(json.dumps({"record": path.stem, "protocols": "none (not an Omniglot few-shot record)"}))
+            continue
         out = protocol_scores(path)
         print(json.dumps({"record": path.stem, **{k: round(100 * v["accuracy"], 2) for k, v in out.items()}}),
               flush=True)

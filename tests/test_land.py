@@ -39,3 +39,12 @@ def test_land_refuses_an_early_stopped_run_and_a_missing_checkpoint(tmp_path):
     (src / "b.json").write_text("{}")
     with pytest.raises(SystemExit, match=r"no b\.pt"):
         land_mod.land(src, ["b"], results)
+
+
+def test_only_omniglot_few_shot_records_are_scored_under_the_protocols(tmp_path):
+    rl2 = tmp_path / "rl2_mdp_n10.json"
+    rl2.write_text(json.dumps({"name": "rl2_mdp_n10", "dataset": "tabular_mdp", "ways": None, "shots": None}))
+    fewshot = tmp_path / "maml_omniglot_5w1s.json"
+    fewshot.write_text(json.dumps({"name": "maml_omniglot_5w1s", "dataset": "omniglot", "ways": 5, "shots": 1}))
+    assert not land_mod.has_protocols(rl2)
+    assert land_mod.has_protocols(fewshot)
