@@ -249,15 +249,17 @@ if survey:
           "points or less")
 
 # %% [markdown]
-# Across the book the stored statistics are rarely what a score depends on: for all but one record the
-# re-estimate moves the score by a few hundredths of a point, far inside the record's CI, in both directions. The
-# exception is the 5-way 1-shot Relation Network, at a quarter of a point (and its twin above, which is not a
-# record, at a full point). It is also the network whose training normalises the smallest batches in the book: it
+# Across the book the stored statistics are rarely what a score depends on: for 17 of the 21 records the
+# re-estimate moves the score by 0.05 points or less, far inside the record's CI, in both directions. The Siamese
+# network loses 0.03 to 0.17 points at its four settings, each inside its CI: its statistics stored at the last
+# step suit the test episodes at least as well as an average over many training batches. The exception is the
+# 5-way 1-shot Relation Network, which gains a quarter of a point (and its twin above, which is not a record, a
+# full point). It is also the network whose training normalises the smallest batches in the book: it
 # embeds the support set and the queries in two passes through the same batch norm layers, so every other update
 # of its running averages comes from five images. The book therefore keeps the statistics its runs ended with:
-# re-estimating them would move one row, by a quarter of a point. The Siamese row is measured on a network that
-# the record's command regenerated, because the record's own weights are too large to keep in the repository,
-# and its first column is that network's score.
+# re-estimating them would lift one row by a quarter of a point and lower four by less than a fifth. The Siamese
+# rows are measured on a network that the records' command regenerated, because the records' own weights are too
+# large to keep in the repository, and their first column is that network's score.
 
 # %% [markdown]
 # ### What choosing the checkpoint on the test set is worth
@@ -626,7 +628,7 @@ else:
 # * Running statistics are an estimate too. Re-estimating them (`recompute_batch_norm`) raised two 5-way 1-shot
 #   Relation Networks' book's-protocol scores by 0.25 and 1.07 points without changing a weight, and a paired
 #   test between two running-statistics records compares their statistics as well as their weights. Every other
-#   running-statistics record in the book moved by a few hundredths of a point.
+#   running-statistics record in the book moved by 0.17 points or less, most by a few hundredths.
 # * Beside each of our numbers stand the paper's number and the budget we actually used. Read the steps column
 #   and the learning curves first: where a run used a small part of the paper's budget and its curve was still
 #   rising, a gap to the paper measures the budget at least as much as the method.
@@ -652,7 +654,7 @@ else:
 #    per-episode lists where they disagree.
 # 4. Add FLOPs per training step to the cost plot (count the Conv-4 multiply-adds per image) and redraw it with
 #    FLOPs instead of seconds. Which ranking changes?
-# 5. The survey above moves one record by more than a tenth of a point: the 5-way 1-shot Relation Network, whose
+# 5. The survey above lifts one record by more than a tenth of a point: the 5-way 1-shot Relation Network, whose
 #    support pass normalises five images at a time. Re-estimate its statistics with `recompute_batch_norm` from
 #    500 training episodes three ways: from both passes, from the support passes only, and from the query passes
 #    only (for the last two, run the encoder yourself on one pass's images, in training mode under `no_grad`).
