@@ -4,7 +4,7 @@
 
 Reads each run's ``last.pt`` (the resumable training checkpoint) and prints its step, training time,
 seconds per step, training accuracy over the last five logged rows (for a MANN also at the 2nd presentation of a
-class, where its plateau shows), latest validation accuracy (where the recipe validates) and when it was written.
+class, where its plateau shows; for RL² the mean total reward per trial instead), latest validation accuracy (where the recipe validates) and when it was written.
 """
 from __future__ import annotations
 
@@ -21,9 +21,13 @@ def run_rows(runs: Path) -> list[dict]:
         state = torch.load(ck, map_location="cpu", weights_only=True)
         step, wall = int(state["step"]), float(state.get("wall_s", 0.0))
         vals = [(h["step"], h["val_accuracy"]) for h in state.get("history", []) if "val_accuracy" in h]
-        key = "pair_acc" if any("pair_acc" in h for h in state.get("history", [])) else "acc"  # Siamese: pairs
-        last = [h for h in state.get("history", []) if key in h][-5:]
+        history = state.get("history", [])
+        key = "pair_acc" if any("pair_acc" in h for h in history) else "acc"  # Siamese: pairs
+        last = [h for h in history if key in h][-5:]
         train = f"{100 * sum(h[key] for h in last) / len(last):.1f} %" if last else "–"
+        rewards = [h["mean_total_reward"] for h in history if "mean_total_reward" in h][-5:]  # RL^2
+        if not last and rewards:
+            train = f"reward {sum(rewards) / len(rewards):.1f} per trial"
         if last and key == "pair_acc":
             train += " (verification pairs)"
         if last and all("acc_2nd" in h for h in last):
@@ -37,7 +41,7 @@ def run_rows(runs: Path) -> list[dict]:
 
 def main() -> None:
     runs = Path(os.environ.get("MLCORE_RUNS", Path.home() / ".cache" / "mlcore" / "runs"))
-    print("| run | step | training | s/step | training accuracy | latest validation | checkpoint written |")
+    print("| run | step | training | s/step | training accuracy or reward | latest validation | checkpoint written |")
     print("|---|---|---|---|---|---|---|")
     for r in run_rows(runs):
         print(f"| {r['run']} | {r['step']:,} | {r['train_h']:.2f} h | {r['s_per_step']:.2f} | {r['train']} | {r['val']} | "
