@@ -359,3 +359,18 @@ def test_full_recipe_stops_ppo_on_kl_except_for_long_bandit_trials():
     kl = {key: rl2_config(spec, "full").target_kl for key, spec in SPECS.items()}
     assert kl == {"bandit_n10_k5": 0.02, "bandit_n10_k10": 0.02, "bandit_n100_k5": None, "bandit_n100_k10": None,
                   "mdp_n10": 0.02, "mdp_n25": 0.02}
+
+
+def test_kept_rewards_are_each_step_of_the_trial_and_add_up_to_its_total():
+    """The per-step rewards behind a within-trial analysis (chapter 6): same trials, same totals."""
+    spec = {"env": "mdp", "episodes": 3}
+    env = make_env(spec, 64, 7, "cpu")
+    res = run_policy(RandomPolicy(), env, keep_actions=True)
+    assert res["rewards"].shape == res["actions"].shape == (64, env.steps_per_trial)
+    torch.testing.assert_close(res["rewards"].sum(1), res["total"])
+    torch.manual_seed(0)
+    policy = RL2Policy(10, 5, hidden=16)
+    out = evaluate_rl2(policy, spec, 64, seed=7, device="cpu", keep_actions=True)
+    assert out["rewards"].shape == out["actions"].shape == (64, env.steps_per_trial)
+    torch.testing.assert_close(out["rewards"].sum(1), out["totals"])
+    assert abs(float(out["totals"].mean()) - out["mean_total_reward"]) < 1e-4

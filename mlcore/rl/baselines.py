@@ -359,7 +359,7 @@ POLICY_SEED_OFFSET = 7_777_777  # the policy's own random numbers never share a 
 
 def run_policy(policy: Policy, env: TrialEnv, seed: int | None = None, keep_actions: bool = False) -> dict:
     """Play ``policy`` through all trials of ``env`` (from its current reset). Returns ``total`` (trials,)
-    rewards summed over the trial and, with ``keep_actions``, ``actions`` (trials, steps).
+    rewards summed over the trial and, with ``keep_actions``, ``actions`` and ``rewards`` (trials, steps).
 
     The policy's generator is seeded with ``seed`` (default: the env's seed + ``POLICY_SEED_OFFSET``);
     it must differ from the env's seed, or tie-breaking would read the arm means' random numbers."""
@@ -376,7 +376,7 @@ def _run(policy: Policy, env: TrialEnv, seed: int, keep_actions: bool) -> dict:
     state = env.reset()
     policy.begin(env, g)
     total = torch.zeros(env.trials, device=env.device)
-    actions = []
+    actions, rewards = [], []
     for _ in range(env.steps_per_trial):
         action = policy.act(state)
         step = env.step(action)
@@ -385,9 +385,10 @@ def _run(policy: Policy, env: TrialEnv, seed: int, keep_actions: bool) -> dict:
         state = step.state
         if keep_actions:
             actions.append(action)
+            rewards.append(step.reward)
     out = {"total": total}
     if keep_actions:
-        out["actions"] = torch.stack(actions, 1)
+        out["actions"], out["rewards"] = torch.stack(actions, 1), torch.stack(rewards, 1)
     return out
 
 

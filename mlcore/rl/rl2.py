@@ -454,7 +454,8 @@ def _curve(history: list[dict], cfg: RL2Config, log_every: int, stopped: str | N
 def evaluate_rl2(policy: RL2Policy, spec: dict, trials: int = 1000, seed: int = 2016, device=None,
                  greedy: bool = False, keep_actions: bool = False) -> dict:
     """Mean total reward per trial and its 95 % CI on ``trials`` tasks drawn with ``seed`` (the same tasks
-    and noise the baselines see with :func:`mlcore.rl.baselines.run_policy`)."""
+    and noise the baselines see with :func:`mlcore.rl.baselines.run_policy`). ``keep_actions`` adds the
+    actions and per-step rewards (trials, nT) and each trial's total."""
     device = torch.device(device or next(policy.parameters()).device)
     policy = policy.to(device).eval()
     env = make_env(spec, trials, seed, device)
@@ -466,8 +467,7 @@ def evaluate_rl2(policy: RL2Policy, spec: dict, trials: int = 1000, seed: int = 
     out = {"mean_total_reward": mean, "ci95": ci, "trials": trials, "seed": seed,
            "policy": "argmax" if greedy else "sample"}
     if keep_actions:
-        out["actions"] = ro.actions.cpu()
-        out["totals"] = ro.total.cpu()
+        out["actions"], out["rewards"], out["totals"] = ro.actions.cpu(), ro.rewards.cpu(), ro.total.cpu()
     return out
 
 
