@@ -384,7 +384,7 @@ plt.tight_layout()
 plt.show()
 for name, curve in per_episode.items():
     print(f"{name:14s} episode 1: {curve[0]:5.1f}   episode {len(curve)}: {curve[-1]:5.1f}   "
-          f"gain {curve[-1] - curve[0]:+5.1f}   trial total {curve.sum():6.1f}")
+          f"gain {curve[-1] - curve[0]:+5.1f}")
 
 # %% [markdown]
 # Learning from a trial has a clear signature in the baselines. Random play earns about 10 in every episode.
