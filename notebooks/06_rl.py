@@ -517,6 +517,9 @@ for key in rl2_records.SPECS:
 #   settings above, which that margin and the evaluation noise allow.
 # - The agent is trained on a $\gamma=0.99$ discounted surrogate of $R_{\text{meta}}$, which weights late
 #   rewards less the longer the trial.
+# - Read a trial episode by episode to see whether an agent learns from it. On $n=10$ MDPs the baselines that do
+#   (greedy, BEB, PSRL) earn 6–8 more in their last episode than in their first; our RL² agent starts higher but
+#   gains under 2. Its gap to the paper is adaptation within the trial.
 #
 # ## Exercises
 #
@@ -536,3 +539,7 @@ for key in rl2_records.SPECS:
 #    Does it reach the 62 plateau sooner or later, and does it leave it?
 # 6. Train RL² on $k=5$ bandits and evaluate it on $k=5$ bandits whose means are drawn from $U[0.4, 0.6]$.
 #    What does out-of-distribution meta-learning look like?
+# 7. Draw the episode-by-episode curve of the MDP trial for the $n=25$ agent (`rl2_mdp_n25`), and for the
+#    $n=10$ agent played with its hidden state reset at every episode boundary (chapter 10 runs this test-time
+#    ablation on bandits), which cannot carry anything from one episode to the next. Where does the reset
+#    agent's curve sit, and how much of the $n=10$ agent's gain over the trial is adaptation?
