@@ -30,7 +30,7 @@ def _copy(src: Path, dst: Path) -> None:
 
 
 def has_protocols(record: Path) -> bool:
-    """Whether the book's and the papers' test protocols apply: Omniglot few-shot records with a checkpoint."""
+    """Whether the book's and the papers' test protocols apply: Omniglot few-shot records (ways and shots set)."""
     d = json.loads(record.read_text())
     return d.get("dataset") == "omniglot" and bool(d.get("ways")) and bool(d.get("shots"))
 

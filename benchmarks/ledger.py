@@ -4,7 +4,8 @@
 
 Reads each run's ``last.pt`` (the resumable training checkpoint) and prints its step, training time,
 seconds per step, training accuracy over the last five logged rows (for a MANN also at the 2nd presentation of a
-class, where its plateau shows; for RL² the mean total reward per trial instead), latest validation accuracy (where the recipe validates) and when it was written.
+class, where its plateau shows; for RL² the mean total reward per trial instead), latest validation accuracy
+(where the recipe validates) and when it was written.
 """
 from __future__ import annotations
 
