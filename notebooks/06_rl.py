@@ -373,7 +373,7 @@ per_step = {"RL² (record)": rl2.evaluate_rl2(agent_mdp, spec_mdp, 1000, rl2_rec
 for name, policy in bl.mdp_baselines(spec_mdp["episodes"]).items():
     env_mdp = envs.make_env(spec_mdp, 1000, rl2_records.EVAL_SEED, DEVICE)
     per_step[name] = bl.run_policy(policy, env_mdp, keep_actions=True)["rewards"]
-horizon = envs.make_env(spec_mdp, 1, 0).horizon
+horizon = env_mdp.horizon  # steps per episode (the baselines' env above)
 per_episode = {name: r.double().reshape(r.shape[0], -1, horizon).sum(-1).mean(0) for name, r in per_step.items()}
 fig, ax = plt.subplots(figsize=(6, 3.4))
 for name, curve in per_episode.items():
