@@ -383,8 +383,8 @@ ax.legend(fontsize=7)
 plt.tight_layout()
 plt.show()
 for name, curve in per_episode.items():
-    print(f"{name:14s} episode 1: {curve[0]:5.1f}   episode {len(curve)}: {curve[-1]:5.1f}   "
-          f"gain {curve[-1] - curve[0]:+5.1f}")
+    print(f"{name:14s} episode 1: {curve[0]:5.1f}   episode 3: {curve[2]:5.1f}   episode {len(curve)}: "
+          f"{curve[-1]:5.1f}   gain {curve[-1] - curve[0]:+5.1f}")
 
 # %% [markdown]
 # Learning from a trial has a clear signature in the baselines. Random play earns about 10 in every episode.
@@ -392,10 +392,11 @@ for name, curve in per_episode.items():
 # and climb to about 18 by episode 10 as they learn its rewards and transitions; PSRL, which acts on one sampled
 # MDP per episode, climbs more slowly, to about 16. The RL² agent starts *above* all of them, near 11: it has
 # learned which moves pay on average over the task distribution, a prior. But its reward per episode rises by
-# only about 2 over the trial, where greedy's rises by about 8. So what separates it from the paper's RL² (156,
-# about our greedy's level) is not its first episode but what it does with the ones after: the trial's rewards
-# reach its hidden state (its episodes do improve), but it has not learned to turn them into much more reward.
-# That adaptation is what its training did not teach (the table below says how long it trained).
+# only about 2 over the trial, most of it in the first three episodes, where greedy's rises by about 8. So what
+# separates it from the paper's RL² (156, about our greedy's level) is not its first episode but what it does
+# with the ones after: the trial's rewards reach its hidden state (its episodes do improve), but it has not
+# learned to turn them into much more reward. That adaptation is what its training did not teach (the table
+# below says how long it trained).
 #
 # ## Results beside the paper
 #
