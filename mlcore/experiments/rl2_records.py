@@ -82,7 +82,7 @@ def _dataset(spec: dict) -> str:
 
 def reproduce_rl2(budget: str | None = None, seed: int = 0, out_dir=None, device=None, spec: dict | None = None,
                   overrides: dict | None = None, progress: bool = True, steps: int | None = None,
-                  run_dir=None, deadline: float | None = None, **_ignored) -> list[Path]:
+                  run_dir=None, deadline: float | None = None, name: str | None = None, **_ignored) -> list[Path]:
     """Train RL^2 on ``spec`` at ``budget``, score it on the evaluation trials, write record + checkpoint.
 
     ``steps`` (``reproduce --steps``) sets the number of PPO updates; the schedules then run over those
@@ -90,7 +90,8 @@ def reproduce_rl2(budget: str | None = None, seed: int = 0, out_dir=None, device
     schedule is cut where it was, and ``config.time_limited`` gives the planned and the run updates.
     ``run_dir`` holds the resumable training checkpoint (default: ``runs/<name>`` when ``out_dir`` is not
     given, i.e. for the CLI's own records, else none): the same command again resumes a run that a crash
-    or a time limit stopped.
+    or a time limit stopped. ``name`` names the record (default ``rl2_<setting>``, plus ``_<budget>`` below
+    ``full``): give a variant trained with ``overrides`` its own, so it is never taken for the recipe's record.
     """
     budget = budget_mod.current_budget(budget)
     spec = check_spec(spec)
@@ -105,7 +106,7 @@ def reproduce_rl2(budget: str | None = None, seed: int = 0, out_dir=None, device
         setattr(cfg, k, v)
     device = get_device(device)
     key = spec_name(spec)
-    name = f"rl2_{key}" + ("" if budget == "full" else f"_{budget}")
+    name = name or f"rl2_{key}" + ("" if budget == "full" else f"_{budget}")
     if run_dir is None and out_dir is None:
         run_dir = Path("runs") / name
     t0 = time.perf_counter()
