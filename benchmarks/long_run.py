@@ -23,14 +23,9 @@ ProtoNet episode ~150,000; ``benchmarks/step_speed.py`` measures what that costs
 from __future__ import annotations
 
 import argparse
-import os
 import time
-from pathlib import Path
 
-import torch
-
-from mlcore.runs import build_recipe, parse_recipe_sets, record_name, train_and_record
-from mlcore.runtime import git_commit, keep_freed_memory
+from mlcore.runs import build_recipe, parse_recipe_sets, record_name, start_long_run, train_and_record
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -55,11 +50,8 @@ def main(argv: list[str] | None = None) -> None:
     if overrides and not args.name:
         ap.error("--set changes the recipe: give the variant a --name, so that it neither resumes nor overwrites "
                  "the recipe's own run")
-    keep_freed_memory()  # process-wide settings only once the arguments are known to be good
-    torch.set_num_threads(args.threads)
-    git_commit()  # read before training, so the record names the code it started from
+    runs = start_long_run(args.threads)
     name = args.name or record_name(args.method, args.ways, args.shots)
-    runs = Path(os.environ.get("MLCORE_RUNS", Path.home() / ".cache" / "mlcore" / "runs"))
     t0 = time.time()
     path = train_and_record(args.method, args.ways, args.shots, budget=args.budget, out_dir=args.out,
                             name=args.name, run_dir=runs / f"{name}_{args.budget}", progress=False,

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -48,16 +47,11 @@ OUT = Path(__file__).resolve().parent / "results" / "mann_optimizers.json"
 
 
 def run(variant: str, hours: float | None, budget: str = "full") -> list:
-    import torch
-
     from mlcore.experiments.mann_omniglot import reproduce
-    from mlcore.runtime import git_commit, keep_freed_memory
+    from mlcore.runs import start_long_run
 
-    keep_freed_memory()
-    torch.set_num_threads(1)
-    git_commit()  # read before training, so the records name the code it started from
+    runs = start_long_run(threads=1)
     overrides, run_dir, records, name = VARIANTS[variant]
-    runs = Path(os.environ.get("MLCORE_RUNS", HOME / "runs"))
     deadline = None if hours is None else time.time() + 3600 * hours
     return reproduce(budget, overrides=overrides, out_dir=HOME / "records" / records, name=name,
                      run_dir=runs / run_dir, deadline=deadline, device="cpu")

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -49,16 +48,10 @@ RECORDS = ("matching_omniglot_5w1s", "matching_omniglot_20w1s", "matching_omnigl
 
 
 def run(variant: str, hours: float | None) -> Path:
-    import torch
+    from mlcore.runs import start_long_run, train_and_record
 
-    from mlcore.runs import train_and_record
-    from mlcore.runtime import git_commit, keep_freed_memory
-
-    keep_freed_memory()
-    torch.set_num_threads(1)
-    git_commit()  # read before training, so the record names the code it started from
+    runs = start_long_run(threads=1)
     ways, shots, overrides, _ = VARIANTS[variant]
-    runs = Path(os.environ.get("MLCORE_RUNS", HOME / "runs"))
     return train_and_record("matching", ways, shots, budget="full", out_dir=HOME / "records" / "matching_ablation",
                             name=f"matching_ablation_{variant}", run_dir=runs / f"matching_ablation_{variant}",
                             recipe_overrides=overrides, progress=False,

@@ -22,20 +22,17 @@ its GRU activations were freed from (a 10-state MDP update: ~0.8 M page faults a
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import torch
 
 from mlcore.experiments.rl2_records import reproduce_rl2
 from mlcore.rl import SPECS
 from mlcore.rl.rl2 import RL2Config
-from mlcore.runs import parse_recipe_sets
-from mlcore.runtime import git_commit, keep_freed_memory
+from mlcore.runs import parse_recipe_sets, start_long_run
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -64,11 +61,8 @@ def main(argv: list[str] | None = None) -> None:
     if overrides and not args.name:
         ap.error("--set changes the recipe: give the variant a --name, so that it neither resumes nor overwrites "
                  "the recipe's own run")
-    keep_freed_memory()  # process-wide settings only once the arguments are known to be good
-    torch.set_num_threads(args.threads)
-    git_commit()  # read before training, so the record names the code it started from
+    runs = start_long_run(args.threads)
     name = args.name or f"rl2_{args.setting}" + ("" if args.budget == "full" else f"_{args.budget}")
-    runs = Path(os.environ.get("MLCORE_RUNS", Path.home() / ".cache" / "mlcore" / "runs"))
     t0 = time.time()
     paths = reproduce_rl2(args.budget, seed=args.seed, out_dir=args.out, device="cpu", spec=SPECS[args.setting],
                           overrides=overrides or None, progress=False, run_dir=runs / f"{name}_{args.budget}",

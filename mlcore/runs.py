@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import os
 import time
 from pathlib import Path
 
@@ -26,7 +27,7 @@ from .results import (
     run_record,
     save_record,
 )
-from .runtime import get_device, seed_everything
+from .runtime import get_device, git_commit, keep_freed_memory, seed_everything
 
 CURVE_KEYS = ("step", "acc", "acc_2nd", "pair_acc", "val_accuracy")
 
@@ -55,6 +56,22 @@ def build_recipe(method: str, ways: int, shots: int, budget: str,
             raise ValueError(f"unknown recipe field {k!r}; allowed: {sorted(Recipe.__dataclass_fields__)}")
         setattr(recipe, k, v)
     return cls, recipe
+
+
+def runs_root() -> Path:
+    """Where long runs keep their run directories: ``$MLCORE_RUNS``, default ``~/.cache/mlcore/runs``."""
+    return Path(os.environ.get("MLCORE_RUNS", Path.home() / ".cache" / "mlcore" / "runs"))
+
+
+def start_long_run(threads: int) -> Path:
+    """Make a long run's process-wide settings, once its arguments are known to be good, and return
+    :func:`runs_root`: glibc keeps freed memory (:func:`mlcore.runtime.keep_freed_memory`), torch uses
+    ``threads`` intra-op threads, and the git commit is read before training, so the record names the code
+    the run started from."""
+    keep_freed_memory()
+    torch.set_num_threads(threads)
+    git_commit()
+    return runs_root()
 
 
 def parse_recipe_sets(pairs: list[str]) -> dict:
