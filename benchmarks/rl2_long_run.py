@@ -15,7 +15,8 @@ A variant: ``--set FIELD=VALUE`` overrides an ``RL2Config`` field (VALUE read as
     python benchmarks/rl2_long_run.py bandit_n100_k5 --set lr=0.001 --name rl2_bandit_n100_k5_lr1e-3 \
         --out ~/.cache/mlcore/records/rl2_lr1e-3
 
-Like ``long_run.py`` it asks glibc's malloc to keep freed memory (:func:`mlcore.runtime.keep_freed_memory`):
+It trains on one thread (``mlcore.rl.envs.cpu_threads``: the GRU's step-sized products gain nothing from a
+second), so run one per core. Like ``long_run.py`` it asks glibc's malloc to keep freed memory (:func:`mlcore.runtime.keep_freed_memory`):
 without it an update of 2,000 trials spends about a fifth of its CPU time in the kernel, faulting in the pages
 its GRU activations were freed from (a 10-state MDP update: ~0.8 M page faults against ~0.2 M).
 """
@@ -40,7 +41,6 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("setting", help=f"one of {', '.join(SPECS)}")
     ap.add_argument("--budget", default="full", choices=("full", "smoke"))
     ap.add_argument("--out", default=None, help="where the record goes (default: the results directory)")
-    ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                     help="override an RL2Config field (a variant; needs --name)")
@@ -48,8 +48,6 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     if args.setting not in SPECS:
         ap.error(f"unknown setting {args.setting!r}; choose one of {', '.join(SPECS)}")
-    if args.threads < 1:
-        ap.error(f"--threads must be >= 1, got {args.threads}")
     try:
         overrides = parse_recipe_sets(args.set)
     except ValueError as e:
@@ -61,7 +59,7 @@ def main(argv: list[str] | None = None) -> None:
     if overrides and not args.name:
         ap.error("--set changes the recipe: give the variant a --name, so that it neither resumes nor overwrites "
                  "the recipe's own run")
-    runs = start_long_run(args.threads)
+    runs = start_long_run(threads=1)  # RL^2 trains on one thread whatever this says (rl.envs.cpu_threads)
     name = args.name or f"rl2_{args.setting}" + ("" if args.budget == "full" else f"_{args.budget}")
     t0 = time.time()
     paths = reproduce_rl2(args.budget, seed=args.seed, out_dir=args.out, device="cpu", spec=SPECS[args.setting],

@@ -15,7 +15,6 @@ ROOT = Path(__file__).resolve().parents[1]
     (["mdp_n10", "--set", "lr=0.001"], "give the variant a --name"),
     (["mdp_n10", "--set", "learning_rate=0.001", "--name", "v"], "cannot override learning_rate"),
     (["mdp_n10", "--set", 'spec={"env": "mdp"}', "--name", "v"], "cannot override spec"),
-    (["mdp_n10", "--threads", "0"], "--threads must be >= 1"),
 ])
 def test_bad_arguments_are_refused_before_anything_runs(argv, message, capsys, benchmark_script, tmp_path,
                                                        monkeypatch):
