@@ -18,7 +18,7 @@ A variant: ``--set FIELD=VALUE`` overrides an ``RL2Config`` field (VALUE read as
 It trains on one thread (``mlcore.rl.envs.cpu_threads``: the GRU's step-sized products gain nothing from a
 second), so run one per core. Like ``long_run.py`` it asks glibc's malloc to keep freed memory (:func:`mlcore.runtime.keep_freed_memory`):
 without it an update of 2,000 trials spends about a fifth of its CPU time in the kernel, faulting in the pages
-its GRU activations were freed from (a 10-state MDP update: ~0.8 M page faults against ~0.2 M).
+its GRU activations were freed from (an update of 10-episode MDP trials: ~0.8 M page faults against ~0.2 M).
 """
 from __future__ import annotations
 
