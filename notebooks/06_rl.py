@@ -524,9 +524,9 @@ for key in rl2_records.SPECS:
 #   back to 1.58 before the reward began to climb), reached 112 by update 55, and then held at 113–116 for about
 #   100 updates while the learning rate came down from $1.6\times10^{-3}$ to $1.1\times10^{-3}$. It rose again
 #   only as the rate fell further, to 122–124 from update 230 on. That is the $k=5$ bandit agent's signature once
-#   more, a curve that moves when the step size shrinks. Its policy ended nearly deterministic (entropy 0.14 nats, against $\ln 5 = 1.61$ for
-#   uniform play over the five actions): picking its most likely action at every step scores 123.8, about what
-#   sampling scores. An earlier agent of the same recipe, whose learning rate and entropy bonus were annealed by
+#   more, a curve that moves when the step size shrinks. Its policy ended nearly deterministic (entropy 0.14
+#   nats, against $\ln 5 = 1.61$ for uniform play over the five actions): picking its most likely action at
+#   every step scores 123.8, about what sampling scores. An earlier agent of the same recipe, whose learning rate and entropy bonus were annealed by
 #   the clock and which a five-minute limit stopped after 102 updates, had levelled off at 114–117 and scored
 #   115.5; the full run adds about 8 points, but stays 10 under PSRL and 33 under the paper. The episode-by-episode
 #   view above shows what it still lacks: adaptation within the trial.
@@ -620,16 +620,17 @@ for key, name in ablations.items():
 #    more for learning to explore, and why does the discount bias the agent towards greed?
 # 4. Compute the Gittins index with $\gamma=0.9$ and $\gamma=0.99$ for an arm with 3 successes and 1 failure.
 #    Why does the index grow with $\gamma$?
-# 5. Train the $n=100$, $k=5$ bandit agent with a learning rate of $10^{-3}$ from the start
-#    (`rl2_records.reproduce_rl2("full", spec=rl2_records.SPECS["bandit_n100_k5"], overrides={"lr": 1e-3},
-#    out_dir="my_runs")`, several hours on one CPU thread) and compare its curve with the one printed above.
-#    Does it reach the 62 plateau sooner or later, and does it leave it?
+# 5. The ablations above ruled out the step size for the $k=5$ bandit agent's plateau. Test exploration instead:
+#    train it with twice the entropy floor (`python benchmarks/rl2_long_run.py bandit_n100_k5 --set
+#    entropy_floor=0.5 --name rl2_bandit_n100_k5_floor_0.5 --out my_runs`, a few hours on one CPU thread). Does
+#    it leave the 58 and 62 plateaus sooner, and does it commit to the best arm in its last pulls?
 # 6. Train RL² on $k=5$ bandits and evaluate it on $k=5$ bandits whose means are drawn from $U[0.4, 0.6]$.
 #    What does out-of-distribution meta-learning look like?
 # 7. Draw the episode-by-episode curve of the MDP trial for the $n=25$ agent (`rl2_mdp_n25`), and for the
 #    $n=10$ agent played with its hidden state reset at every episode boundary (chapter 10 runs this test-time
 #    ablation on bandits), which cannot carry anything from one episode to the next. Where does the reset
 #    agent's curve sit, and how much of the $n=10$ agent's gain over the trial is adaptation?
-# 8. Train the $n=25$ MDP agent with twice the entropy floor (`python benchmarks/rl2_long_run.py mdp_n25 --set
-#    entropy_floor=0.5 --name rl2_mdp_n25_floor_0.5 --out my_runs`, a few hours on one CPU thread). Does its
-#    entropy stay higher for longer, and does its curve leave the plateau near 290?
+# 8. The $n=25$ MDP agent with twice the entropy floor was still rising when its 150 updates ran out. Train it
+#    for 300 (`python benchmarks/rl2_long_run.py mdp_n25 --set entropy_floor=0.5 --set updates=300 --name
+#    rl2_mdp_n25_floor_0.5_u300 --out my_runs`, about five hours on one CPU thread). The schedules stretch over
+#    the longer run, so is any gain from more updates or from exploring longer? Which run would separate the two?
