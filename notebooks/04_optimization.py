@@ -689,7 +689,7 @@ for path in bench_files:
 # on 1–5 images), and runs each task's query pass on its own (`batching="inner"`, which `batching="auto"` picks
 # on a CPU; the GPU keeps the full `vmap`). All three schedules give the same meta-gradient, and Chapter 8
 # measures them with their page faults. Against `higher` the CPU meta-step is then about 1.5× faster on one
-# thread in the runs printed above (1.44–1.52×), under glibc's default allocator and under `keep_freed_memory`,
+# thread in the runs printed above (1.44–1.62×), under glibc's default allocator and under `keep_freed_memory`,
 # which the command-line training applies. What remains on one thread is the arithmetic both must do: the
 # convolutions and the batch-norm work, and their double backward. Give both methods a second thread and the
 # gap widens to about 2× at five inner steps: a batched operation over 32 tasks is large enough to split between
