@@ -361,14 +361,6 @@ def test_full_recipe_stops_ppo_on_kl_except_for_long_bandit_trials():
                   "mdp_n10": 0.02, "mdp_n25": 0.02}
 
 
-def test_full_recipe_doubles_the_entropy_floor_only_for_25_episode_mdps():
-    from mlcore.experiments.rl2_records import SPECS, rl2_config
-
-    floor = {key: rl2_config(spec, "full").entropy_floor for key, spec in SPECS.items()}
-    assert floor == {key: (0.5 if key == "mdp_n25" else 0.25) for key in SPECS}
-    assert rl2_config(SPECS["mdp_n25"], "smoke").entropy_floor == 0.25  # the smoke pipeline check is unchanged
-
-
 def test_kept_rewards_are_each_step_of_the_trial_and_add_up_to_its_total():
     """The per-step rewards behind a within-trial analysis (chapter 6): same trials, same totals."""
     spec = {"env": "mdp", "episodes": 3}

@@ -71,12 +71,9 @@ def rl2_config(spec: dict, budget: str | None = None) -> RL2Config:
     # 100-pull bandits: the KL stop cut 39 of the first 52 updates short and training stalled at 50-55 (random:
     # 50), where the same PPO without the stop had reached 65 by update 55; 10-pull bandits never trip it
     target_kl = None if not is_mdp and steps >= 100 else RL2Config.target_kl
-    # 25-episode MDPs: at the default floor the training reward sat at 280-289 over the last 30 of 150 updates;
-    # with twice the floor (the same seed) it sat at 300-310 and was still rising (chapter 6's ablation)
-    entropy_floor = 0.5 if is_mdp and steps >= 250 else RL2Config.entropy_floor
     # 2,000 trials per update, 8 PPO epochs x 4 minibatches of 500 whole trials
     return RL2Config(spec=spec, updates=updates, trials_per_update=2000, lr=2e-3, epochs=8, minibatches=4,
-                     reward_scale=scale, target_kl=target_kl, entropy_floor=entropy_floor)
+                     reward_scale=scale, target_kl=target_kl)
 
 
 def _dataset(spec: dict) -> str:
