@@ -229,6 +229,40 @@ def test_short_rl2_training_beats_random():
     assert history[-1]["update"] == 20
 
 
+def test_bfloat16_ppo_passes_train_like_float32_and_see_the_rollout_policy():
+    """``precision="bfloat16"`` (the PPO passes under autocast, rollouts in float32): on the first minibatch,
+    before any step, a float32 pass sees exactly the rollout's policy and a bfloat16 pass sees it within a KL
+    far below ``target_kl`` (0.02) but not zero (autocast is on); the short training run of the test above
+    still beats random play by 0.4."""
+    from mlcore.rl.rl2 import ppo_update
+
+    spec = {"env": "bandit", "arms": 5, "pulls": 100}
+    first_kl = {}
+    for precision in ("float32", "bfloat16"):
+        torch.manual_seed(0)
+        cfg = RL2Config(spec=spec, hidden=64, trials_per_update=64, epochs=1, minibatches=1, precision=precision)
+        policy = RL2Policy(1, 5, hidden=64)
+        torch.nn.init.normal_(policy.pi.weight, std=0.5)  # logits of order 1, as a trained policy's
+        ro = rollout(policy, make_env(spec, 64, 0), torch.Generator().manual_seed(0))
+        opt = torch.optim.Adam(policy.parameters(), lr=1e-3)
+        stats = ppo_update(policy, opt, ro, cfg, entropy_coef=0.01, generator=torch.Generator().manual_seed(0))
+        first_kl[precision] = stats["approx_kl"]
+    assert first_kl["float32"] < 1e-9 < first_kl["bfloat16"] < 1e-4, first_kl
+
+    spec = {"env": "bandit", "arms": 2, "pulls": 10}
+    cfg = RL2Config(spec=spec, hidden=64, updates=20, trials_per_update=256, lr=3e-3, epochs=10, minibatches=4,
+                    precision="bfloat16")
+    policy, _ = train_rl2(cfg, seed=0)
+    res = evaluate_rl2(policy, spec, 1000, seed=2016)
+    rand = float(run_policy(RandomPolicy(), make_env(spec, 1000, 2016))["total"].mean())
+    assert res["mean_total_reward"] > rand + 0.4, (res, rand)
+
+
+def test_rl2_config_refuses_an_unknown_precision():
+    with pytest.raises(ValueError, match=r"RL2Config.precision must be one of \('float32', 'bfloat16'\), got 'float16'"):
+        RL2Config(spec={"env": "bandit", "arms": 2, "pulls": 10}, precision="float16").check()
+
+
 # ----------------------------------------------------------------------------- records, CLI, Gymnasium
 def test_records_and_cli_eval(tmp_path):
     from mlcore.experiments.rl2_records import eval_record, reproduce_baselines, reproduce_rl2
