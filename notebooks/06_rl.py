@@ -559,19 +559,24 @@ for key in rl2_records.SPECS:
 # records are in `benchmarks/results/rl2_ablations/`.
 
 # %%
-ablations = {"bandit_n100_k5": "rl2_bandit_n100_k5_lr1e-3", "mdp_n25": "rl2_mdp_n25_floor_0.5"}
-for key, name in ablations.items():
+ablations = [("bandit_n100_k5", "rl2_bandit_n100_k5_lr1e-3"), ("bandit_n100_k5", "rl2_bandit_n100_k5_floor_0.5_bf16"),
+             ("mdp_n25", "rl2_mdp_n25_floor_0.5")]
+shown = set()
+for key, name in ablations:
     base = load_json(f"rl2_{key}")
     variant = benchmark(name, f"python benchmarks/rl2_long_run.py {key} --set ... --name {name}",
                         directory=bench_dir() / "rl2_ablations")
     if variant is None:
         continue
-    changed = {k: v for k, v in variant["config"]["rl2"].items() if v != base["config"]["rl2"][k]}
-    for label, rec in (("recipe", base), (f"with {changed}", variant)):
+    recipe = {"precision": "float32", **base["config"]["rl2"]}  # records older than the field trained in float32
+    changed = {k: v for k, v in variant["config"]["rl2"].items() if v != recipe[k]}
+    rows = [("with " + ", ".join(f"{k}={v}" for k, v in changed.items()), variant)]
+    for label, rec in ([("the recipe", base)] if key not in shown else []) + rows:
         curve = rec["metrics"]["learning_curve"]
         marks = [h for h in curve if h["update"] % 50 < curve[1]["update"] - curve[0]["update"] or h is curve[-1]]
-        print(f"{key:15s} {label:22s} {fmt(rec['metrics']):>12s}; training reward (entropy) every ~50 updates: "
+        print(f"{key} {label}: {fmt(rec['metrics'])}\n    training reward (entropy) every ~50 updates: "
               + ", ".join(f"{h['mean_total_reward']:.0f} ({h['entropy']:.2f})" for h in marks))
+    shown.add(key)
 
 # %% [markdown]
 # - **The step size is not what holds the $k=5$ agent.** At half the learning rate it reaches the same 57–59 by

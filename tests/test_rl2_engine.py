@@ -153,6 +153,14 @@ def test_time_limit_stops_after_an_update_and_the_run_continues(tmp_path):
     assert all("stopped" not in r for r in rows)
 
 
+def test_a_stop_file_stops_after_an_update_and_the_curve_says_it_was_requested(tmp_path):
+    tmp_path.mkdir(exist_ok=True)
+    (tmp_path / "STOP").touch()
+    _, rows = train_rl2(tiny(), seed=6, log_every=10, run_dir=tmp_path)
+    assert [r["update"] for r in rows] == [1] and rows[-1]["stopped"] == "stop requested after 1 of 4 updates"
+    assert not (tmp_path / "STOP").exists() and load(tmp_path)["step"] == 1  # consumed; the next call trains on
+
+
 # ----------------------------------------------------------------------------- NaN guard
 def test_a_nan_loss_stops_naming_the_last_good_checkpoint(tmp_path, monkeypatch):
     two, _ = train_rl2(tiny(), seed=7, stop_after=2)

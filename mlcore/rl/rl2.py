@@ -431,8 +431,11 @@ def train_rl2(cfg: RL2Config, seed: int = 0, device=None, log_every: int = 10, p
                          time_limit_s=cfg.time_limit_s, deadline=deadline, fingerprint=fingerprint)
     stopped = None
     if result.stopped is not None:  # fit stops at the earlier limit; the row says which (the deadline, if passed)
-        which = "time limit" if deadline is not None and time.time() >= deadline else "time_limit_s"
-        stopped = f"{which} reached after {result.steps} of {cfg.updates} updates"
+        if result.stopped.startswith("stop requested"):  # a STOP file in the run directory
+            which = "stop requested"
+        else:
+            which = "time limit reached" if deadline is not None and time.time() >= deadline else "time_limit_s reached"
+        stopped = f"{which} after {result.steps} of {cfg.updates} updates"
     return policy, _curve(result.history, cfg, log_every, stopped)
 
 
