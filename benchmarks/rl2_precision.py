@@ -46,9 +46,8 @@ def time_ppo_steps(policy, ro, cfg, steps: int) -> float:
     opt = torch.optim.Adam(policy.parameters(), lr=cfg.lr)
     cfg = copy.copy(cfg)
     cfg.epochs, cfg.target_kl = 1, None
-    cfg.minibatches = max(1, cfg.minibatches)
-    sub = type(ro)(*(t[: steps * (ro.actions.shape[0] // cfg.minibatches)] for t in
-                     (ro.inputs, ro.actions, ro.logp, ro.values, ro.rewards)))
+    trials = steps * (ro.actions.shape[0] // cfg.minibatches)  # `steps` minibatches of the recipe's size
+    sub = type(ro)(*(t[:trials] for t in (ro.inputs, ro.actions, ro.logp, ro.values, ro.rewards)))
     cfg.minibatches = steps
     gen = torch.Generator().manual_seed(0)
     t = time.perf_counter()
