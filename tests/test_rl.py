@@ -395,6 +395,18 @@ def test_full_recipe_stops_ppo_on_kl_except_for_long_bandit_trials():
                   "mdp_n10": 0.02, "mdp_n25": 0.02}
 
 
+def test_full_recipe_doubles_the_entropy_floor_and_trains_in_bfloat16_only_for_100_pull_5_armed_bandits():
+    from mlcore.experiments.rl2_records import SPECS, rl2_config
+
+    full = {key: rl2_config(spec, "full") for key, spec in SPECS.items()}
+    assert {key: c.entropy_floor for key, c in full.items()} == {
+        key: (0.5 if key == "bandit_n100_k5" else 0.25) for key in SPECS}
+    assert {key: c.precision for key, c in full.items()} == {
+        key: ("bfloat16" if key == "bandit_n100_k5" else "float32") for key in SPECS}
+    smoke = rl2_config(SPECS["bandit_n100_k5"], "smoke")  # the smoke pipeline check is unchanged
+    assert (smoke.entropy_floor, smoke.precision) == (0.25, "float32")
+
+
 def test_kept_rewards_are_each_step_of_the_trial_and_add_up_to_its_total():
     """The per-step rewards behind a within-trial analysis (chapter 6): same trials, same totals."""
     spec = {"env": "mdp", "episodes": 3}
