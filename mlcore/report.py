@@ -274,7 +274,9 @@ def rl_rows(records: list[dict]) -> list[dict]:
         rl2 = "missing"
         if agent is not None:
             m = agent["metrics"]
-            rl2 = f"{_reward(m)} ({m.get('updates_done', '?')} updates, {fmt_seconds(agent.get('train_wall_s'))})"
+            bf16 = ((agent.get("config") or {}).get("rl2") or {}).get("precision") == "bfloat16"
+            rl2 = (f"{_reward(m)} ({m.get('updates_done', '?')} updates, {fmt_seconds(agent.get('train_wall_s'))}"
+                   + (", bfloat16 PPO passes" if bf16 else "") + ")")
         rows.append({"setting": key, "rl2": rl2, "rl2_paper": paper.get("RL2"), "best": best,
                      "best_ours": _reward(base.get(best)), "best_paper": paper.get(best),
                      "ucb_ours": _reward(base.get("UCB1")), "ucb_paper": paper.get("UCB1"),

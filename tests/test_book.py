@@ -204,6 +204,8 @@ def test_rl_and_sinusoid_tables_come_from_records():
            "metrics": {"mse": {"maml_k5": {f"steps={n}": [0.5, 0.05] for n in (0, 1, 5, 10)}}}}
     (row,) = report.sinusoid_rows([sin])
     assert row["ours"] == "0.50 ± 0.05 / 0.50 ± 0.05 / 0.50 ± 0.05" and row["paper"] == "0.67 / 0.38 / 0.35"
+    bf16 = {**agent, "config": {"rl2": {"precision": "bfloat16"}}}  # a row says when its PPO passes ran in bfloat16
+    assert report.rl_rows([bf16, base])[0]["rl2"] == "6.60 ± 0.14 (150 updates, 10.0 min, bfloat16 PPO passes)"
     # neither table's records are repeated under "Other records"
     assert report.other_rows([agent, base, mdp, sin]) == []
 
