@@ -28,3 +28,39 @@ def test_times_both_precisions_and_measures_the_drift_of_a_trained_policy(tmp_pa
 def test_refuses_zero_rounds():
     with pytest.raises(SystemExit, match="--rounds and --steps must be >= 1, got 0 and 4"):
         rp.main(["--rounds", "0"])
+
+
+_upath = Path(__file__).resolve().parents[1] / "benchmarks" / "rl2_precision_update.py"
+_uspec = importlib.util.spec_from_file_location("rl2_precision_update", _upath)
+rpu = importlib.util.module_from_spec(_uspec)
+_uspec.loader.exec_module(rpu)
+
+
+def test_one_update_per_precision_from_the_same_start_is_traced_step_by_step(tmp_path):
+    out = tmp_path / "update.json"
+    rpu.main(["bandit_n10_k5", "--out", str(out)])
+    d = json.loads(out.read_text())
+    runs = d["updates"]
+    assert set(runs) == {"float32", "bfloat16"} and d["weights"] == "init" and d["kl_trials"] == 200
+    for r in runs.values():
+        # one trace row per optimiser step, KL from the start growing from zero over the update
+        assert len(r["trace"]) == r["ppo_steps"] == 32 and not r["kl_stopped"]
+        assert 0 < r["trace"][0]["kl"] < r["trace"][-1]["kl"] and r["trace"][-1]["weights_moved"] > 0
+    # from the same weights and minibatches the two precisions take nearly the same first step
+    assert d["first_minibatch_gradient"]["cosine"] > 0.99
+    assert set(d["first_minibatch_gradient"]["per_tensor"]) >= {"gru.weight_hh_l0", "pi.weight", "v.weight"}
+
+
+def test_exact_kl_is_zero_for_the_same_policy_and_positive_after_a_change():
+    import torch
+
+    from mlcore.rl.rl2 import RL2Policy
+
+    torch.manual_seed(0)
+    policy = RL2Policy(1, 3, 8)
+    inputs = torch.randn(4, 5, policy.input_size)
+    with torch.no_grad():
+        old = torch.log_softmax(policy(inputs)[0], -1)
+        assert rpu.exact_kl(old, policy, inputs) == pytest.approx(0.0, abs=1e-7)
+        policy.pi.bias += torch.tensor([1.0, 0.0, -1.0])
+    assert rpu.exact_kl(old, policy, inputs) > 1e-3

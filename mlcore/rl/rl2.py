@@ -180,7 +180,8 @@ class RL2Config:
     the losses in float32. Rollouts, and so the old log-probabilities and every evaluation, stay float32.
     Those passes are ~95 % of an update; on a CPU with bfloat16 instructions they run ~2.5x faster
     (``benchmarks/rl2_precision.py``). Checked on bandits only: bandit agents trained as in float32, but a
-    25-episode MDP agent learned far less (278.7 against 308.6; PPO's KL stop cut twice as many early updates).
+    25-episode MDP agent learned far less (278.7 against 308.6, one seed each; PPO's KL stop cut twice as many
+    early updates), although its first update moves the policy alike in both (``rl2_precision_update.py``).
 
     ``time_limit_s`` is a safety stop, not a schedule: training ends after the first update that finishes
     this many seconds into the call; the curve's last row says ``stopped``. It is the one field a resumed
