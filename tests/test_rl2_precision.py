@@ -1,4 +1,5 @@
-"""benchmarks/rl2_precision.py: both precisions timed on the same rollout, the drift measured, bad input refused."""
+"""benchmarks/rl2_precision.py and rl2_precision_update.py: both precisions on the same rollout, timed, their drift
+and one update traced; bad input refused."""
 from __future__ import annotations
 
 import importlib.util
@@ -7,10 +8,16 @@ from pathlib import Path
 
 import pytest
 
-_path = Path(__file__).resolve().parents[1] / "benchmarks" / "rl2_precision.py"
-_spec = importlib.util.spec_from_file_location("rl2_precision", _path)
-rp = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(rp)
+
+def _benchmark(name: str):
+    """Import ``benchmarks/<name>.py`` (the folder is not a package)."""
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+rp, rpu = _benchmark("rl2_precision"), _benchmark("rl2_precision_update")
 
 
 def test_times_both_precisions_and_measures_the_drift_of_a_trained_policy(tmp_path):
@@ -28,12 +35,6 @@ def test_times_both_precisions_and_measures_the_drift_of_a_trained_policy(tmp_pa
 def test_refuses_zero_rounds():
     with pytest.raises(SystemExit, match="--rounds and --steps must be >= 1, got 0 and 4"):
         rp.main(["--rounds", "0"])
-
-
-_upath = Path(__file__).resolve().parents[1] / "benchmarks" / "rl2_precision_update.py"
-_uspec = importlib.util.spec_from_file_location("rl2_precision_update", _upath)
-rpu = importlib.util.module_from_spec(_uspec)
-_uspec.loader.exec_module(rpu)
 
 
 def test_one_update_per_precision_from_the_same_start_is_traced_step_by_step(tmp_path):
