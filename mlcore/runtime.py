@@ -126,6 +126,31 @@ def autocast(device: torch.device, dtype: str | None):
     return torch.autocast(device_type=device.type, dtype=table[dtype])
 
 
+#: CPU features bfloat16 kernels can use. Records name them because bfloat16's speed differs between machines:
+#: RL^2's PPO passes ran 2.4-3.1x faster than float32 on one (its flags were not recorded) and slower on one with
+#: AVX-512 BF16 and no AMX (benchmarks/results/rl2_precision_cpu*.json)
+BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16", "amx_tile")
+
+
+@functools.cache
+def cpu_model() -> dict:
+    """The CPU's model name and which of :data:`BF16_CPU_FLAGS` it has (Linux: from /proc/cpuinfo)."""
+    name, flags = platform.processor() or platform.machine(), []
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return {"cpu_model": name, "cpu_bf16_flags": flags}
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "model name" and value.strip():
+            name = value.strip()
+        elif key.strip() == "flags":
+            have = set(value.split())
+            flags = [f for f in BF16_CPU_FLAGS if f in have]
+            break
+    return {"cpu_model": name, "cpu_bf16_flags": flags}
+
+
 def hardware() -> dict:
     """A short, JSON-friendly description of where a run happened."""
     info = {
@@ -133,6 +158,7 @@ def hardware() -> dict:
         "python": platform.python_version(),
         "torch": torch.__version__,
         "cpu": platform.processor() or platform.machine(),
+        **cpu_model(),
         "cpu_threads": torch.get_num_threads(),
     }
     if torch.cuda.is_available():

@@ -38,6 +38,24 @@ def test_run_record_fills_hardware_commit_and_wall_time_and_keeps_what_the_calle
     assert own.hardware == {"world_size": 4} and own.git_commit == "abc1234" and own.wall_s < 2.5
 
 
+def test_hardware_names_the_cpu_model_and_its_bfloat16_features(monkeypatch, tmp_path):
+    from mlcore import runtime
+
+    info = runtime.hardware()
+    assert isinstance(info["cpu_model"], str) and info["cpu_model"]
+    assert set(info["cpu_bf16_flags"]) <= set(runtime.BF16_CPU_FLAGS)
+    # read from /proc/cpuinfo where there is one: a made-up one gives its model and only the flags it lists
+    fake = tmp_path / "cpuinfo"
+    fake.write_text("processor\t: 0\nmodel name\t: Example CPU 9000\nflags\t\t: fpu sse avx512f amx_tile avx512_bf16\n")
+    real_path = runtime.Path
+    monkeypatch.setattr(runtime, "Path", lambda p: fake if p == "/proc/cpuinfo" else real_path(p))
+    runtime.cpu_model.cache_clear()
+    try:
+        assert runtime.cpu_model() == {"cpu_model": "Example CPU 9000", "cpu_bf16_flags": ["avx512_bf16", "amx_tile"]}
+    finally:
+        runtime.cpu_model.cache_clear()
+
+
 def test_committed_checkpoints_stay_small():
     """Checkpoints over the limit are not committed (the device tool carries 64 MiB; history keeps every byte)."""
     import shutil
