@@ -74,7 +74,8 @@ def rl2_config(spec: dict, budget: str | None = None) -> RL2Config:
     # 100-pull, 5-armed bandits: at the default floor the agent sat at 64-65 from update 55 to 150 and ended at
     # 64.9; with twice the floor (the same seed) it climbed to 68-72 over the last 100 updates and scored 71.3
     # (chapter 6, ablations). Its PPO passes run in bfloat16, as that ablation's did: on bandits they train as
-    # float32 does (10-pull agent 6.71 in both; this one 64.2 at update 60 in both) in about half the time
+    # float32 does (10-pull agent 6.71 in both; this one 64.2 at update 60 in both), in about half the time on
+    # the CPU where that was measured (on another CPU, no faster: README, "RL² in bfloat16")
     wide_bandit = not is_mdp and steps >= 100 and spec["arms"] == 5
     entropy_floor = 0.5 if wide_bandit else RL2Config.entropy_floor
     precision = "bfloat16" if wide_bandit else "float32"
