@@ -65,3 +65,43 @@ def test_exact_kl_is_zero_for_the_same_policy_and_positive_after_a_change():
         assert rpu.exact_kl(old, policy, inputs) == pytest.approx(0.0, abs=1e-7)
         policy.pi.bias += torch.tensor([1.0, 0.0, -1.0])
     assert rpu.exact_kl(old, policy, inputs) > 1e-3
+
+
+def test_an_update_from_a_training_checkpoint_runs_with_the_carried_and_a_fresh_adam(tmp_path):
+    import math
+
+    import torch
+
+    from mlcore.experiments.rl2_records import SPECS, rl2_config
+    from mlcore.rl.rl2 import train_rl2
+
+    cfg = rl2_config(SPECS["bandit_n10_k5"], "full")
+    train_rl2(cfg, seed=0, run_dir=tmp_path / "run", stop_after=2)
+    out = tmp_path / "update.json"
+    rpu.main(["bandit_n10_k5", "--checkpoint", str(tmp_path / "run" / "last.pt"), "--out", str(out)])
+    d = json.loads(out.read_text())
+    runs = d["updates"]
+    assert d["weights"] == "update2" and d["update"] == 2
+    assert set(runs) == {f"{p}_{a}_adam" for p in ("float32", "bfloat16") for a in ("carried", "fresh")}
+    model = torch.load(tmp_path / "run" / "last.pt", weights_only=True)["model"]
+    n_weights = sum(v.numel() for k, v in model.items() if k.startswith("policy."))
+    for key, r in runs.items():
+        first = r["trace"][0]["weights_moved"]
+        if key.endswith("_fresh_adam"):
+            # a fresh Adam's first step moves every coordinate by at most the learning rate
+            assert first <= d["lr"] * math.sqrt(n_weights) * 1.0001
+            assert "first_step_by_rms_quartile" not in r
+        else:  # the quartiles split the first step's length, nothing lost
+            quartiles = r["first_step_by_rms_quartile"]
+            assert len(quartiles) == 4 and math.sqrt(sum(q * q for q in quartiles)) == pytest.approx(first, rel=1e-4)
+    assert d["checkpoint_config"]["spec"] == SPECS["bandit_n10_k5"] and d["checkpoint_config"]["updates"] == 200
+    with pytest.raises(SystemExit, match=r"--checkpoint: .*last.pt trained .*, not bandit_n10_k10"):
+        rpu.main(["bandit_n10_k10", "--checkpoint", str(tmp_path / "run" / "last.pt"), "--out", str(out)])
+    # the carried moments make a different first step than a fresh Adam's
+    assert runs["float32_carried_adam"]["trace"][0]["weights_moved"] != pytest.approx(
+        runs["float32_fresh_adam"]["trace"][0]["weights_moved"], rel=1e-3)
+
+
+def test_refuses_a_missing_checkpoint(tmp_path):
+    with pytest.raises(SystemExit, match="--checkpoint: no file at .*last.pt; pass a run directory's last.pt"):
+        rpu.main(["bandit_n10_k5", "--checkpoint", str(tmp_path / "last.pt")])
