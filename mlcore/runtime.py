@@ -126,15 +126,15 @@ def autocast(device: torch.device, dtype: str | None):
     return torch.autocast(device_type=device.type, dtype=table[dtype])
 
 
-#: CPU features bfloat16 kernels can use. Records name them because bfloat16's speed differs between machines:
-#: RL^2's PPO passes ran 2.4-3.1x faster than float32 on one (its flags were not recorded) and slower on one with
-#: AVX-512 BF16 and no AMX (benchmarks/results/rl2_precision_cpu*.json)
-BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16", "amx_tile")
+# CPU features bfloat16 kernels can use. Records name them because bfloat16's speed differs between machines:
+# RL^2's PPO passes ran 2.4-3.1x faster than float32 on one (its flags were not recorded) and 0.77-1.04x as fast
+# on one with AVX-512 BF16 and no AMX (benchmarks/results/rl2_precision_cpu*.json)
+_BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16", "amx_tile")
 
 
 @functools.cache
 def cpu_model() -> dict:
-    """The CPU's model name and which of :data:`BF16_CPU_FLAGS` it has (Linux: from /proc/cpuinfo)."""
+    """The CPU's model name and which of the bfloat16 features AVX-512 BF16 and AMX it has (Linux: /proc/cpuinfo)."""
     name, flags = platform.processor() or platform.machine(), []
     try:
         text = Path("/proc/cpuinfo").read_text()
@@ -146,7 +146,7 @@ def cpu_model() -> dict:
             name = value.strip()
         elif key.strip() == "flags":
             have = set(value.split())
-            flags = [f for f in BF16_CPU_FLAGS if f in have]
+            flags = [f for f in _BF16_CPU_FLAGS if f in have]
             break
     return {"cpu_model": name, "cpu_bf16_flags": flags}
 

@@ -43,7 +43,7 @@ def test_hardware_names_the_cpu_model_and_its_bfloat16_features(monkeypatch, tmp
 
     info = runtime.hardware()
     assert isinstance(info["cpu_model"], str) and info["cpu_model"]
-    assert set(info["cpu_bf16_flags"]) <= set(runtime.BF16_CPU_FLAGS)
+    assert set(info["cpu_bf16_flags"]) <= set(runtime._BF16_CPU_FLAGS)
     # read from /proc/cpuinfo where there is one: a made-up one gives its model and only the flags it lists
     fake = tmp_path / "cpuinfo"
     fake.write_text("processor\t: 0\nmodel name\t: Example CPU 9000\nflags\t\t: fpu sse avx512f amx_tile avx512_bf16\n")
