@@ -146,7 +146,8 @@ def main(argv: list[str] | None = None) -> None:
     rms = None
     if adam_state is not None:  # Adam's bias-corrected root-mean-square gradient per coordinate, as the run left it
         per = [adam_state["state"][i] for i in range(len(list(start.parameters())))]
-        rms = torch.cat([(s["exp_avg_sq"] / (1 - 0.999 ** float(s["step"]))).sqrt().flatten() for s in per])
+        beta2 = adam_state["param_groups"][0]["betas"][1]
+        rms = torch.cat([(s["exp_avg_sq"] / (1 - beta2 ** float(s["step"]))).sqrt().flatten() for s in per])
     runs, grads = {}, {}
     for adam, state in adams.items():
         for precision in ("float32", "bfloat16"):
