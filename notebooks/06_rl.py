@@ -624,14 +624,14 @@ for key, name in ablations:
 #   scores 308.6 ± 4.6, 19 points over the recipe's agent, still rising when its 150 updates ran out. A second
 #   run at the same floor, its PPO passes in bfloat16, sat at random play's 250 for about 50 updates and ends at
 #   278.7 ± 4.6, 11 points *under* the recipe's agent. The precision is not what parts the two. Taken apart at
-#   one update, from the float32 run's weights and optimiser state at update 20, both precisions make the same
-#   PPO update to within a few per cent; they part at the KL stop, whose threshold of 0.02 fell between them after
+#   one update, from the weights and optimiser state of a float32 run at this floor after 20 updates, both
+#   precisions make the same PPO update to within a few per cent; they part at the KL stop, whose threshold of 0.02 fell between them after
 #   the second step (a KL of 0.0204 in float32, 0.0197 in bfloat16), so one update ended after two steps and the
 #   other took all 32 (`benchmarks/rl2_precision_update.py --checkpoint`, in the README's engineering notes).
-#   Training is a long chain of such decisions, and the two runs differ as two seeds would: 30 points is the
-#   spread between runs of one recipe here, and the 19 points the floor seemed to add lie inside it. Whether the
-#   floor helps the $n=25$ agent takes several seeds at each floor to say (exercise 8); PSRL's 403 is far off
-#   either way.
+#   Training is a long chain of such decisions, and the two runs differ as runs with two seeds would: 30 points
+#   is the spread between runs of one recipe here, and the 19 points the floor seemed to add lie inside it.
+#   Whether the floor helps the $n=25$ agent takes several seeds at each floor to say (exercise 8); PSRL's 403 is
+#   far off either way.
 #
 # ## Summary
 #
@@ -653,6 +653,11 @@ for key, name in ablations:
 # - Read a trial episode by episode to see whether an agent learns from it. On $n=10$ MDPs the baselines that do
 #   (greedy, BEB, PSRL) earn 6–8 more in their last episode than in their first; our RL² agent starts higher but
 #   gains about 2. Its gap to the paper is adaptation within the trial.
+# - An ablation needs the spread between training runs beside it. A threshold such as PPO's KL stop turns a
+#   difference in the third digit into a different update, and two runs of one $n=25$ recipe ended 30 points
+#   apart, more than the entropy floor seemed to add. The bandit ablations are single runs too; their recipes
+#   have no KL stop, and their curves differ in shape, not only in their last number, but more seeds would make
+#   them firmer.
 #
 # ## Exercises
 #
