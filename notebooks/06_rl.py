@@ -633,6 +633,33 @@ for key, name in ablations:
 #   Whether the floor helps the $n=25$ agent takes several seeds at each floor to say (exercise 8); PSRL's 403 is
 #   far off either way.
 #
+# How large is the spread between runs of one recipe? Where training is cheap it can simply be measured. The
+# 10-pull, 5-armed recipe trains in about 12 minutes on one CPU thread, so we trained it with four more seeds
+# (`python benchmarks/rl2_long_run.py bandit_n10_k5 --seed 1 --name rl2_bandit_n10_k5_seed1`, and seeds 2 to 4;
+# the records are in `benchmarks/results/rl2_seeds/`). Every run is scored on the same 1,000 evaluation trials, so
+# what differs between them is the training alone.
+
+# %%
+seed_runs = [load_json("rl2_bandit_n10_k5")] + [
+    benchmark(f"rl2_bandit_n10_k5_seed{s}",
+              f"python benchmarks/rl2_long_run.py bandit_n10_k5 --seed {s} --name rl2_bandit_n10_k5_seed{s}",
+              directory=bench_dir() / "rl2_seeds") for s in (1, 2, 3, 4)]
+seed_runs = [r for r in seed_runs if r is not None]
+for r in seed_runs:
+    print(f"seed {r['seed']}: {fmt(r['metrics'])}")
+scores = torch.tensor([r["metrics"]["mean_total_reward"] for r in seed_runs])
+if len(scores) > 1:
+    print(f"{len(scores)} seeds: mean {scores.mean():.2f}, standard deviation {scores.std():.2f}, "
+          f"range {scores.min():.2f} to {scores.max():.2f}; one run's evaluation CI: ± {seed_runs[0]['metrics']['ci95']:.2f}")
+
+# %% [markdown]
+# Five seeds score from 6.56 to 6.77 (mean 6.64, standard deviation 0.09): the spread between runs is about the
+# size of one run's evaluation CI, and the record's 6.71 (seed 0) is the second best of them. The paper's 6.7 lies
+# inside the range, so on this setting the recipe matches the paper, not only a lucky seed of it. This agent's
+# updates are short and regular (its KL stop cut 0 to 4 of its 200 updates). On the long trials, where a run costs
+# hours and the KL stop acted in 25 of 150 updates, the two $n=25$ runs above ended six times their evaluation CI
+# apart, which is why the ablations there need seeds before they can be read.
+#
 # ## Summary
 #
 # - A meta-RL task distribution is a batch of tensors; simulating 1,000 trials costs one vectorised step.
