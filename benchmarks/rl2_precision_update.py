@@ -129,7 +129,7 @@ def main(argv: list[str] | None = None) -> None:
         if not args.checkpoint.is_file():
             raise SystemExit(f"--checkpoint: no file at {args.checkpoint}; pass a run directory's last.pt")
         cfg, start, adam_state, update = load_checkpoint(args.checkpoint, args.setting)
-        weights = f"update{update}"
+        weights, run_config = f"update{update}", cfg.to_dict()  # before --no-kl-stop changes cfg
     elif args.weights == "record":
         start, _ = load_rl2(ROOT / "results" / f"rl2_{args.setting}.json", "cpu")
     if args.no_kl_stop:
@@ -184,8 +184,7 @@ def main(argv: list[str] | None = None) -> None:
               "first_minibatch_gradient": first, "updates": runs, "wall_s": time.perf_counter() - t0, "threads": 1,
               "git_commit": git_commit(), "hardware": hardware()}
     if args.checkpoint is not None:  # the run's recipe, which the update used (precision: the run's own)
-        result["checkpoint_config"] = json.loads(torch.load(args.checkpoint, map_location="cpu",
-                                                            weights_only=True)["fingerprint"])["config"]
+        result["checkpoint_config"] = run_config
     out = args.out or ROOT / "benchmarks" / "results" / (
         f"rl2_precision_update_{args.setting}_{weights}{'_nokl' if args.no_kl_stop else ''}.json")
     atomic_write_text(out, json.dumps(result, indent=1) + "\n")

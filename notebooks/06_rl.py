@@ -625,9 +625,10 @@ for key, name in ablations:
 #   run at the same floor, its PPO passes in bfloat16, sat at random play's 250 for about 50 updates and ends at
 #   278.7 ± 4.6, 11 points *under* the recipe's agent. The precision is not what parts the two. Taken apart at
 #   one update, from the weights and optimiser state of a float32 run at this floor after 20 updates, both
-#   precisions make the same PPO update to within a few per cent; they part at the KL stop, whose threshold of 0.02 fell between them after
-#   the second step (a KL of 0.0204 in float32, 0.0197 in bfloat16), so one update ended after two steps and the
-#   other took all 32 (`benchmarks/rl2_precision_update.py --checkpoint`, in the README's engineering notes).
+#   precisions make the same PPO update to within a few per cent; they part at the KL stop, whose threshold of
+#   0.02 fell between them after the second step (a KL of 0.0204 in float32, 0.0197 in bfloat16), so one update
+#   ended after two steps and the other took all 32 (`benchmarks/rl2_precision_update.py --checkpoint`, in the
+#   README's engineering notes).
 #   Training is a long chain of such decisions, and the two runs differ as runs with two seeds would: 30 points
 #   is the spread between runs of one recipe here, and the 19 points the floor seemed to add lie inside it.
 #   Whether the floor helps the $n=25$ agent takes several seeds at each floor to say (exercise 8); PSRL's 403 is
