@@ -132,13 +132,14 @@ PAPER_RECIPES: dict[str, dict] = {
     "protonet": {"any": {"ways": 60, "queries": 5, "optimizer": "adam", "lr": 1e-3, "lr_step": 2000,
                          "lr_gamma": 0.5}},
     # Finn et al.: 60,000 iterations of Adam (1e-3); 5-way 1 step α 0.4, batch 32, 3 at test; 20-way 5 steps
-    # α 0.1, batch 16, 5 at test
-    "maml": {(5, 1): (_m5 := {"steps": 60_000, "optimizer": "adam", "lr": 1e-3, "meta_batch": 32,
+    # α 0.1, batch 16, 5 at test. Their code draws 2 x shots images per class, so a task has as many queries per
+    # class as shots
+    "maml": {(5, 1): (_m5 := {"steps": 60_000, "optimizer": "adam", "lr": 1e-3, "meta_batch": 32, "queries": 1,
                               "model.inner_steps": 1, "model.inner_lr": 0.4, "model.test_inner_steps": 3}),
-             (5, 5): _m5,
-             (20, 1): (_m20 := {"steps": 60_000, "optimizer": "adam", "lr": 1e-3, "meta_batch": 16,
+             (5, 5): {**_m5, "queries": 5},
+             (20, 1): (_m20 := {"steps": 60_000, "optimizer": "adam", "lr": 1e-3, "meta_batch": 16, "queries": 1,
                                 "model.inner_steps": 5, "model.inner_lr": 0.1, "model.test_inner_steps": 5}),
-             (20, 5): _m20},
+             (20, 5): {**_m20, "queries": 5}},
     # Nichol et al.'s run_omniglot.py commands: 10 training images per class, inner Adam (beta1 0), 5 steps of
     # 10 / 10 steps of 20, meta-batch 5, outer step 1.0 annealed to 0, 100k / 200k iterations, 50 test steps
     "reptile": {(5, 1): (_r5 := {"steps": 100_000, "meta_batch": 5, "optimizer": "sgd", "lr": 1.0,

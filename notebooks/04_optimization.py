@@ -503,7 +503,9 @@ print(inspect.getsource(Reptile.inner_batches))
 # All five are `FewShotLearner`s: `meta_loss` on a batch of episodes, `predict` for one task (with
 # `needs_grad_at_test = True`, since prediction runs gradient steps), and a `recipe` with the paper's protocol:
 # strided Conv-4 with a linear head, 5-way: one inner step $\alpha=0.4$, meta-batch 32, three steps at test;
-# 20-way: five steps $\alpha=0.1$, meta-batch 16; Adam 1e-3. A live smoke run of first-order MAML, with a
+# 20-way: five steps $\alpha=0.1$, meta-batch 16; Adam 1e-3. One field departs from Finn et al.'s code on
+# purpose: a training task carries 5 queries per class, where their code draws as many queries as shots (1 at one
+# shot); the README's table of deviations lists it. A live smoke run of first-order MAML, with a
 # narrower net so it fits the notebook's minute:
 
 # %%
