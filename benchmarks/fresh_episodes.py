@@ -33,8 +33,8 @@ from mlcore.runtime import git_commit, hardware
 # et al.'s Reptile, Finn et al.'s MAML and first-order MAML, Meta-SGD on MAML's, RL^2 on update-indexed schedules
 RETRAINED = ("relationnet_omniglot_5w1s", "relationnet_omniglot_5w5s", "relationnet_omniglot_20w1s",
              "relationnet_omniglot_20w5s", "reptile_omniglot_5w1s", "maml_omniglot_5w1s", "fomaml_omniglot_5w1s",
-             "maml_omniglot_20w1s", "metasgd_omniglot_20w1s", "rl2_bandit_n10_k5", "rl2_bandit_n10_k10", "rl2_bandit_n100_k5", "rl2_bandit_n100_k10", "rl2_mdp_n10",
-             "rl2_mdp_n25")
+             "maml_omniglot_20w1s", "metasgd_omniglot_20w1s", "rl2_bandit_n10_k5", "rl2_bandit_n10_k10",
+             "rl2_bandit_n100_k5", "rl2_bandit_n100_k10", "rl2_mdp_n10", "rl2_mdp_n25")
 
 
 def rescore(name: str, seed: int, results_dir: Path = RESULTS_DIR, episodes: int | None = None) -> dict:

@@ -608,7 +608,7 @@ for label, r in long_recs.items():
 #   90.59 ± 0.14 after 500), and at 20w1s (81.39 ± 0.29 after 1,610 steps on a CPU against 78.86 ± 0.30 after
 #   1,200 on an H100). Each pair differs in training steps and is one seed, so none of them measures the
 #   paper's gap at 20w1s (95.8 against 89.4).
-# * **Learned step sizes.** Meta-SGD 5w1s is the third long CPU run: MAML's recipe with one inner step, stopped
+# * **Learned step sizes.** Meta-SGD 5w1s is the third long 5w1s run: MAML's recipe with one inner step, stopped
 #   at 9,030 of 60,000 steps (2.5 hours on one thread). Its training curve runs a little *above* MAML's at
 #   equal steps (the table above: 0.14 to 0.21 points in every window), so learning a step size per weight speeds
 #   meta-training up slightly, at twice the meta-parameters. Its own score, 97.84 ± 0.18, is measured like
@@ -622,9 +622,9 @@ for label, r in long_recs.items():
 #   20w1s: 89.53 against 95.93) measure the training budget, not the methods. The two 20w1s CPU runs kept their
 #   training curves: from step 800 on, at equal steps, Meta-SGD's runs 3 to 4 points above MAML's (92.1
 #   against 89.2 % on average over steps 800–1,200), and MAML's stayed between 88 and 90 % from step 750 to
-#   1,600 while Meta-SGD's kept climbing, to 95 % by step 3,500. Whether MAML's climbs again over the paper's 60,000 steps is what the rest of
-#   its budget would show; chapter 9 draws both curves. Meta-SGD 5w1s scores 96.36 under the
-#   book's protocol and 97.84 measured like MAML's record, against the paper's 99.53 measured in a way the paper
+#   1,600 while Meta-SGD's kept climbing, to 95 % by step 3,500. Whether MAML's climbs again over the paper's
+#   60,000 steps is what the rest of its budget would show; chapter 9 draws both curves. Meta-SGD 5w1s scores
+#   96.36 under the book's protocol and 97.84 measured like MAML's record, against the paper's 99.53 measured in a way the paper
 #   does not state; MAML's own record moved from 98.13 to 99.20 when scored the way its paper scored.
 #   Exercise 7 asks for Meta-SGD against MAML on the test classes at equal steps.
 # * **Time to a target accuracy.** The steps column says how long each record trained, not how soon it
