@@ -316,8 +316,9 @@ class MAML(FewShotLearner):
         if shots == 1 and "recipe" not in deviations:
             deviations["queries"] = (
                 "5 query images per class in training, not Finn et al.'s 1 at one shot (their code draws twice the "
-                "shots per class): five times the images behind each meta-gradient; the 5w1s record reached the "
-                "paper's number this way")
+                "shots per class): five times the images behind each meta-gradient; at 20w1s its training accuracy "
+                "led 1 query's by ~4 points over steps 200-600 and by 0.6 at 800-965, and the 5w1s record reached "
+                "the paper's number this way")
         return Recipe(ways=ways, shots=shots, queries=5, meta_batch=pick(budget, smoke=4, full=32 if five else 16),
                       steps=pick(budget, smoke=30, full=cls.full_steps(ways, shots)), lr=1e-3,
                       test_ways=ways, test_shots=shots, model=model, deviations=deviations)
